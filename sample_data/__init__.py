@@ -1,0 +1,1 @@
+"""The digital SPECT/CT patient generator (data are generated on demand, never committed)."""
