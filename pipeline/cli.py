@@ -15,10 +15,33 @@ import sys
 
 from . import __version__
 
-#: name -> (module, one-line help). Add a stage here when it lands.
-SUBCOMMANDS = {
+#: name -> (module, one-line help). A subcommand is offered only when its module exists.
+_ALL_SUBCOMMANDS = {
     "info": ("pipeline.info", "versions of the engines and the supported radionuclides"),
+    "phantom": ("sample_data.cli", "generate the digital SPECT/CT sample patient with its ground truth"),
+    "kernel": ("kernels.cli", "decay data, Monte Carlo kernels and voxel S-values"),
+    "ingest": ("pipeline.ingest.cli", "DICOM/NIfTI time points to calibrated, timed volumes"),
+    "register": ("pipeline.register.cli", "align all time points to the reference"),
+    "segment": ("pipeline.segment.cli", "label map of kidneys, liver, spleen, L2-L4 marrow on CT"),
+    "kinetics": ("pipeline.kinetics.cli", "time-activity curves, fits and time-integrated activity"),
+    "dose": ("pipeline.dose.cli", "absorbed-dose maps, organ doses, DVHs, marrow, BED, planning"),
+    "report": ("pipeline.report.cli", "self-contained HTML report for one patient"),
+    "demo": ("pipeline.demo", "run the whole workflow on the sample patient"),
 }
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def available_subcommands() -> dict:
+    """The subcommands whose modules are installed, name -> (module, help)."""
+    return {k: v for k, v in _ALL_SUBCOMMANDS.items() if _module_exists(v[0])}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spectdose {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_module, help_text) in SUBCOMMANDS.items():
+    for name, (_module, help_text) in available_subcommands().items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
@@ -37,11 +60,12 @@ def main(argv=None) -> int:
     """Run ``spectdose`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0] not in SUBCOMMANDS:
+    commands = available_subcommands()
+    if not argv or argv[0] not in commands:
         args = parser.parse_args(argv)  # handles --help, --version and unknown commands
         parser.print_help()
         return 0 if args.command is None and not argv else 2
-    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    module = importlib.import_module(commands[argv[0]][0])
     return int(module.main(argv[1:]) or 0)
 
 
