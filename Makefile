@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
-# The test command (CI runs it through .ci/run): the fast suite, then the
-# Slurm cluster test as its own job (it skips itself where it cannot run).
+# The test command (CI runs it through .ci/run): the Slurm cluster test as its
+# own job (it skips itself where it cannot run), then the main suite.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not slurm"
 	$(PY) -m pytest -m slurm || [ $$? -eq 5 ]
+	$(PY) -m pytest -m "not slow and not slurm"
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not slurm" -x -q
