@@ -1,0 +1,128 @@
+"""Therapeutic activity planning from a pre-therapy (tracer) study.
+
+As in the seed study (Theranostics 2025;15:19): absorbed dose scales linearly
+with administered activity, ``D = d A`` with ``d`` the organ's absorbed dose
+per unit activity (Gy/GBq) measured in the pre-therapy study, assuming the
+same kinetics at therapy. For an absorbed-dose limit ``L``, ``A = L / d``.
+For a BED limit, ``BED(A) = d A + g (d A)^2 / (alpha/beta)`` with the
+protraction factor ``g`` of the organ's kinetics (independent of A), so
+``A`` is the positive root of a quadratic, solved exactly:
+
+    A = (-d + sqrt(d^2 + 4 g d^2 B / (alpha/beta))) / (2 g d^2 / (alpha/beta)).
+
+The prescribed activity is the smallest over the organs at risk; the organ
+that sets it is the limiting organ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .radiobiology import LQParameters, bed_gy
+
+__all__ = ["OrganLimit", "activity_for_dose_limit_gbq", "activity_for_bed_limit_gbq", "plan_activity"]
+
+
+@dataclass(frozen=True)
+class OrganLimit:
+    """A limit for one organ at risk.
+
+    Attributes
+    ----------
+    organ : str
+        Structure name (e.g. ``"kidneys"``, ``"red_marrow"``).
+    dose_per_activity_gy_per_gbq : float
+        Absorbed dose per administered activity from the tracer study, Gy/GBq.
+    dose_limit_gy : float or None
+        Absorbed-dose limit in Gy (kidney 23 Gy, red marrow 2 Gy by default).
+    bed_limit_gy : float or None
+        BED limit in Gy (kidney 40 Gy, 28 Gy with risk factors).
+    g_factor : float
+        LQ protraction factor of the organ's kinetics (needed for a BED limit).
+    lq : LQParameters
+        The organ's LQ parameters.
+    """
+
+    organ: str
+    dose_per_activity_gy_per_gbq: float
+    dose_limit_gy: float | None = None
+    bed_limit_gy: float | None = None
+    g_factor: float = 0.0
+    lq: LQParameters = field(default_factory=LQParameters)
+
+
+def activity_for_dose_limit_gbq(dose_per_activity_gy_per_gbq: float, dose_limit_gy: float) -> float:
+    """Activity (GBq) that brings the organ exactly to ``dose_limit_gy``."""
+    d = float(dose_per_activity_gy_per_gbq)
+    if d <= 0:
+        return math.inf
+    return float(dose_limit_gy) / d
+
+
+def activity_for_bed_limit_gbq(dose_per_activity_gy_per_gbq: float, bed_limit_gy: float, g_factor: float,
+                               lq: LQParameters) -> float:
+    """Activity (GBq) whose BED equals ``bed_limit_gy`` (exact root of the LQ quadratic)."""
+    d = float(dose_per_activity_gy_per_gbq)
+    if d <= 0:
+        return math.inf
+    quad = g_factor * d * d / lq.alpha_beta_gy
+    if quad <= 0:
+        return float(bed_limit_gy) / d
+    # numerically stable form of the positive root: 2c / (b + sqrt(b^2 + 4ac))
+    return 2.0 * bed_limit_gy / (d + math.sqrt(d * d + 4.0 * quad * bed_limit_gy))
+
+
+def plan_activity(limits: list[OrganLimit], *, max_activity_gbq: float | None = None) -> dict:
+    """Therapeutic activity that keeps every organ at risk within its limits.
+
+    Parameters
+    ----------
+    limits : list of OrganLimit
+        One entry per organ at risk; an organ may carry a dose limit, a BED
+        limit, or both (the stricter counts).
+    max_activity_gbq : float, optional
+        An administrative cap (GBq), reported as its own limit.
+
+    Returns
+    -------
+    dict
+        ``activity_gbq``, ``limiting_organ``, ``limiting_quantity``, per-organ
+        allowed activities, and the resulting absorbed dose and BED of every
+        organ at the prescribed activity.
+    """
+    if not limits:
+        raise ValueError("no organ limits given")
+    candidates = []
+    for lim in limits:
+        if lim.dose_limit_gy is not None:
+            candidates.append((activity_for_dose_limit_gbq(lim.dose_per_activity_gy_per_gbq, lim.dose_limit_gy),
+                               lim.organ, "absorbed_dose", lim.dose_limit_gy))
+        if lim.bed_limit_gy is not None:
+            candidates.append((activity_for_bed_limit_gbq(lim.dose_per_activity_gy_per_gbq, lim.bed_limit_gy,
+                                                          lim.g_factor, lim.lq), lim.organ, "bed", lim.bed_limit_gy))
+    if max_activity_gbq is not None:
+        candidates.append((float(max_activity_gbq), "administrative_cap", "activity", float(max_activity_gbq)))
+    if not candidates:
+        raise ValueError("no organ carries a dose or BED limit")
+    activity, organ, quantity, value = min(candidates, key=lambda c: c[0])
+    organs = {}
+    for lim in limits:
+        dose = lim.dose_per_activity_gy_per_gbq * activity
+        organs[lim.organ] = {
+            "dose_per_activity_gy_per_gbq": lim.dose_per_activity_gy_per_gbq,
+            "absorbed_dose_gy": dose,
+            "bed_gy": float(bed_gy(dose, lim.g_factor, lim.lq)),
+            "dose_limit_gy": lim.dose_limit_gy,
+            "bed_limit_gy": lim.bed_limit_gy,
+        }
+    return {
+        "activity_gbq": activity,
+        "limiting_organ": organ,
+        "limiting_quantity": quantity,
+        "limit_value": value,
+        "allowed_activity_gbq": [
+            {"organ": o, "quantity": q, "limit": v, "activity_gbq": a} for a, o, q, v in candidates
+        ],
+        "organs": organs,
+    }
