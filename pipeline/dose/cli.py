@@ -1,0 +1,232 @@
+"""``spectdose dose``: absorbed-dose maps, organ doses, DVHs, marrow dose, BED and planning.
+
+Reads the kinetics stage's ``tia.nii.gz`` (MBq*h/mL on the dose grid) and
+``fits.json``, the label map and the reference CT; writes into ``--out``
+(atomically, as one folder): ``dose.nii.gz`` (Gy, dose grid), ``dose_ct.nii.gz``
+(Gy, CT grid), ``organ_doses.csv``, ``dvh.csv``, ``dvh.png``, ``marrow.json``,
+``bed.csv``, ``planning.json`` and ``dose.json`` (settings, kernel provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir
+from ..cli import run_stage
+from ..errors import InputError
+from ..imageio import make_sidecar, read_image, write_image
+from .marrow import MarrowSettings
+from .radiobiology import LQParameters
+from .stage import DoseSettings, compute_dose
+
+PROG = "spectdose dose"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kinetics-dir", required=True, type=Path, help="folder with tia.nii.gz and fits.json")
+    p.add_argument("--labels", required=True, type=Path, help="label map on the CT grid (labels.json beside it)")
+    p.add_argument("--ct", required=True, type=Path, help="reference CT (HU)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--config", type=Path, help="YAML with a 'dose:' section (config/config.yaml)")
+    p.add_argument("--method", choices=["convolution", "local"], help="default: convolution")
+    p.add_argument("--no-photons", action="store_true", help="electrons only")
+    p.add_argument("--sex", choices=["male", "female"], help="reference red-marrow mass (default male)")
+    p.add_argument("--nuclide", help="override the radionuclide of the TIA sidecar")
+    p.add_argument("--injected-mbq", type=float, help="override the injected activity (MBq)")
+    p.add_argument("--threads", type=int, default=None, help="FFT worker threads")
+    return p
+
+
+def settings_from_config(config: dict, args) -> DoseSettings:
+    """DoseSettings from the ``dose:`` section of the workflow config and CLI overrides."""
+    c = dict(config or {})
+    marrow = MarrowSettings(
+        l2l4_share=float(c.get("marrow_l2l4_share", 0.067)),
+        red_marrow_density_g_per_ml=float(c.get("red_marrow_density_g_per_ml", 1.03)),
+        electron_absorbed_fraction=float(c.get("marrow_electron_absorbed_fraction", 1.0)),
+        red_marrow_mass_g=c.get("red_marrow_mass_g"),
+    )
+    kid = LQParameters(float(c.get("kidney_alpha_beta_gy", 2.6)), float(c.get("kidney_repair_half_time_h", 2.8)))
+    lq_by_organ = {"kidney_left": kid, "kidney_right": kid, "kidneys": kid}
+    for organ, par in (c.get("lq") or {}).items():
+        lq_by_organ[organ] = LQParameters(float(par["alpha_beta_gy"]), float(par["repair_half_time_h"]))
+    return DoseSettings(
+        method=args.method or c.get("method", "convolution"),
+        include_photons=not args.no_photons and bool(c.get("include_photons", True)),
+        min_density_g_per_ml=float(c.get("min_density_g_per_ml", 0.1)),
+        marrow=marrow,
+        sex=args.sex or c.get("sex", "male"),
+        lq_default=kid,
+        lq_by_organ=lq_by_organ,
+        kidney_dose_limit_gy=c.get("kidney_dose_limit_gy", 23.0),
+        kidney_bed_limit_gy=c.get("kidney_bed_limit_gy"),
+        marrow_dose_limit_gy=c.get("marrow_dose_limit_gy", 2.0),
+    )
+
+
+def _read_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(path, f"cannot read the configuration ({exc})") from None
+    return data.get("dose", {}) or {}
+
+
+def _read_vocabulary(labels_path: Path) -> dict[int, str]:
+    vocab_path = labels_path.with_name(labels_path.name.replace(".nii.gz", ".json").replace(".nii", ".json"))
+    try:
+        data = json.loads(vocab_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(vocab_path, f"label vocabulary missing or unreadable ({exc})") from None
+    vocab = data.get("labels", data)
+    out = {}
+    for key, val in vocab.items():
+        if str(key).isdigit():
+            out[int(key)] = val if isinstance(val, str) else val.get("name")
+    if not out:
+        raise InputError(vocab_path, "no 'id: name' entries in the label vocabulary")
+    return dict(sorted(out.items()))
+
+
+def organ_fits_from_kinetics(fits_json: dict) -> dict:
+    """Organ name -> ``{"model", "params"}`` of the chosen fit in the kinetics stage's fits.json.
+
+    Organs whose TIA did not come from a fitted model (model-free, single time
+    point) are left out: their BED needs a dose-rate shape that was not fitted.
+    """
+    out = {}
+    for name, organ in fits_json.get("organs", {}).items():
+        chosen = organ.get("chosen_model")
+        if not chosen:
+            continue
+        cand = next((c for c in organ.get("candidates", []) if c["model"] == chosen), None)
+        if cand is None or any(v is None for v in cand["params"].values()):
+            continue
+        out[name] = {"model": chosen, "params": cand["params"]}
+    return out
+
+
+def _read_fits(kinetics_dir: Path) -> dict:
+    path = kinetics_dir / "fits.json"
+    if not path.exists():
+        return {}
+    try:
+        return organ_fits_from_kinetics(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"cannot read the fitted kinetics ({exc})") from None
+
+
+def _write_csv(path: Path, rows: list[dict]):
+    from ..atomic import write_text
+
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(path, buf.getvalue())
+
+
+def _dvh_png(path: Path, edges, dvh: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, v in dvh.items():
+        ax.plot(edges, 100 * v, label=name)
+    ax.set_xlabel("absorbed dose (Gy)")
+    ax.set_ylabel("volume receiving at least this dose (%)")
+    ax.set_ylim(0, 101)
+    ax.set_xlim(0, edges[-1])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Cumulative dose-volume histograms")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _run(args) -> int:
+    from kernels.decay import load_decay
+    from kernels.cache import get_voxel_svalues
+
+    tia_path = args.kinetics_dir / "tia.nii.gz"
+    tia, tia_side = read_image(tia_path)
+    ct, _ = read_image(args.ct, unit="HU")
+    labels, _ = read_image(args.labels, unit="label")
+    if not labels.same_grid(ct):
+        raise InputError(args.labels, "label map is not on the grid of the CT given with --ct")
+    names = _read_vocabulary(args.labels)
+    nuclide = args.nuclide or tia_side.get("radionuclide")
+    if not nuclide:
+        raise InputError(tia_path, "no radionuclide in the sidecar; give --nuclide")
+    decay = load_decay(nuclide)
+    injected = args.injected_mbq if args.injected_mbq is not None else tia_side.get("injected_activity_mbq")
+    settings = settings_from_config(_read_config(args.config), args)
+    fits = _read_fits(args.kinetics_dir)
+
+    kernel = None
+    if settings.method == "convolution":
+        kernel = get_voxel_svalues(decay.nuclide, tia.voxel_size_mm, medium="water",
+                                   photons=settings.include_photons)
+        cube = kernel.electron_mgy_per_mbq_s + (kernel.photon_mgy_per_mbq_s if settings.include_photons else 0.0)
+    else:
+        cube = None
+    result = compute_dose(
+        tia, ct, labels, names, electron_energy_mev=decay.electron_energy_mev,
+        photon_energy_mev=decay.photon_energy_mev, injected_activity_mbq=injected, svalues_mgy_per_mbq_s=cube,
+        kernel_density_g_per_ml=kernel.density_g_per_ml if kernel else 1.0, fits=fits,
+        decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads)
+
+    common = {"radionuclide": decay.nuclide, "method": settings.method,
+              "sources": [tia_side.get("patient_id", ""), tia_path.name]}
+    kernel_prov = None if kernel is None else {"nuclide": kernel.nuclide, "medium": kernel.medium,
+                                               "voxel_size_mm": list(map(float, kernel.voxel_size_mm)),
+                                               "provenance": kernel.provenance}
+    with atomic_dir(args.out) as tmp:
+        write_image(tmp / "dose.nii.gz", result.dose,
+                    make_sidecar("absorbed_dose", "Gy", grid="dose (reference SPECT)", **common))
+        write_image(tmp / "dose_ct.nii.gz", result.dose_on_ct,
+                    make_sidecar("absorbed_dose", "Gy", grid="CT", **common))
+        _write_csv(tmp / "organ_doses.csv", [o.as_row() for o in result.organs])
+        _write_csv(tmp / "dvh.csv", [{"dose_gy": float(d), **{n: float(v[i]) for n, v in result.dvh_volume_fraction.items()}}
+                                     for i, d in enumerate(result.dvh_dose_gy)])
+        _dvh_png(tmp / "dvh.png", result.dvh_dose_gy, result.dvh_volume_fraction)
+        from ..atomic import write_json
+
+        write_json(tmp / "marrow.json", result.marrow or {"status": "not available: no marrow VOI (label 5)"})
+        _write_csv(tmp / "bed.csv", result.bed)
+        write_json(tmp / "planning.json", result.planning)
+        write_json(tmp / "dose.json", {"assumptions": result.assumptions, "settings": _jsonable(asdict(settings)),
+                                       "injected_activity_mbq": injected, "kernel": kernel_prov, **common})
+    for o in result.organs:
+        gbq = "" if o.mean_gy_per_gbq is None else f"  {o.mean_gy_per_gbq:8.3f} Gy/GBq"
+        print(f"{o.name:18s} {o.mean_gy:9.3f} Gy{gbq}")
+    return 0
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def main(argv=None) -> int:
+    return run_stage(PROG, build_parser(), _run, argv)

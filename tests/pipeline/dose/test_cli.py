@@ -1,0 +1,120 @@
+"""``spectdose dose`` end to end on a synthetic patient: outputs, alignment with the CT, planning."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from kernels.decay import load_decay
+from pipeline.dose.cli import main
+from pipeline.image import Image, affine_from_geometry
+from pipeline.imageio import make_sidecar, write_image
+from pipeline.atomic import write_json
+
+# CT grid: feet-first supine (i -> R, j -> P, k -> I), 2 mm; dose grid head-first 4.8 mm.
+CT_DIR = np.diag([1.0, -1.0, -1.0])
+HOT_KIDNEY_RAS = np.array([61.0, -21.0, 1.0])  # patient left = +x in RAS
+COLD_LIVER_RAS = np.array([-51.0, 1.0, 11.0])
+
+
+def _ct_and_labels():
+    shape = (110, 90, 60)
+    origin = (-109.0, 89.0, 59.0)
+    ct = Image(np.full(shape, -1000.0, np.float32), affine_from_geometry(origin, CT_DIR, (2.0, 2.0, 2.0)), "HU")
+    xyz = ct.world_grid()
+    body = (xyz[..., 0] / 100) ** 2 + (xyz[..., 1] / 80) ** 2 < 1
+    hu = np.where(body, 40.0, -1000.0)
+    labels = np.where(body, 7, 0).astype(np.uint8)
+    kid = np.linalg.norm(xyz - HOT_KIDNEY_RAS, axis=-1) < 25
+    liv = np.linalg.norm(xyz - COLD_LIVER_RAS, axis=-1) < 35
+    labels[kid] = 1
+    labels[liv] = 3
+    return ct.with_array(hu.astype(np.float32)), ct.with_array(labels, unit="label")
+
+
+def _tia_grid():
+    shape = (48, 44, 30)
+    origin = (-112.8, -103.2, -71.0)
+    return Image(np.zeros(shape, np.float32), affine_from_geometry(origin, np.eye(3), (4.8, 4.8, 4.8)), "MBq*h/mL")
+
+
+@pytest.fixture
+def patient(tmp_path):
+    ct, labels = _ct_and_labels()
+    tia = _tia_grid()
+    xyz = tia.world_grid()
+    conc = np.where(np.linalg.norm(xyz - HOT_KIDNEY_RAS, axis=-1) < 25, 2.0, 0.0)
+    conc += np.where(np.linalg.norm(xyz - COLD_LIVER_RAS, axis=-1) < 35, 0.1, 0.0)
+    tia = tia.with_array(conc.astype(np.float32))
+    write_image(tmp_path / "ct.nii.gz", ct, make_sidecar("ct", "HU"))
+    write_image(tmp_path / "labels.nii.gz", labels, make_sidecar("labels", "label"))
+    write_json(tmp_path / "labels.json", {"labels": {"1": "kidney_left", "3": "liver", "7": "body"}})
+    kin = tmp_path / "kinetics"
+    write_image(kin / "tia.nii.gz", tia, make_sidecar("time_integrated_activity_concentration", "MBq*h/mL",
+                                                      radionuclide="Lu-177", injected_activity_mbq=7400.0))
+    lam = np.log(2) / 50.0 - load_decay("Lu-177").decay_constant_per_h
+    write_json(kin / "fits.json", {"organs": {"kidney_left": {
+        "chosen_model": "mono", "candidates": [{"model": "mono", "params": {"A0": 100.0, "lambda_bio_per_h": lam}}]}}})
+    return tmp_path
+
+
+def _run(patient, *extra):
+    out = patient / "dose"
+    code = main(["--kinetics-dir", str(patient / "kinetics"), "--labels", str(patient / "labels.nii.gz"),
+                 "--ct", str(patient / "ct.nii.gz"), "--out", str(out), *extra])
+    assert code == 0
+    return out
+
+
+def test_local_method_writes_every_output_and_doses_match_local_deposition(patient):
+    out = _run(patient, "--method", "local", "--no-photons")
+    for name in ("dose.nii.gz", "dose.json", "dose_ct.nii.gz", "dose_ct.json", "organ_doses.csv", "dvh.csv",
+                 "dvh.png", "marrow.json", "bed.csv", "planning.json"):
+        assert (out / name).exists(), name
+    rows = {r["name"]: r for r in csv.DictReader((out / "organ_doses.csv").open())}
+    # kidney interior: 2 MBq*h/mL at density from 40 HU (Schneider: 1.003 + 1.169e-3*40 = 1.0498 g/mL)
+    e = load_decay("Lu-177").electron_energy_mev
+    expected = 2.0 * 3600e6 * e * 1.602176634e-13 / (1.0498e-3)
+    assert float(rows["kidney_left"]["median_gy"]) == pytest.approx(expected, rel=0.01)
+    assert float(rows["kidney_left"]["mean_gy_per_gbq"]) == pytest.approx(float(rows["kidney_left"]["mean_gy"]) / 7.4)
+
+
+def test_dose_on_ct_grid_is_aligned_when_read_by_nibabel_and_simpleitk(patient):
+    out = _run(patient, "--method", "local")
+    nii = nib.load(str(out / "dose_ct.nii.gz"))
+    itk = sitk.ReadImage(str(out / "dose_ct.nii.gz"))
+    lab = nib.load(str(patient / "labels.nii.gz"))
+    for point, label, hot in ((HOT_KIDNEY_RAS, 1, True), (COLD_LIVER_RAS, 3, False)):
+        ijk = np.rint(np.linalg.inv(nii.affine) @ np.r_[point, 1])[:3].astype(int)
+        d_nib = float(np.asarray(nii.dataobj)[tuple(ijk)])
+        assert int(np.asarray(lab.dataobj)[tuple(ijk)]) == label
+        lps = (-point[0], -point[1], point[2])
+        idx = itk.TransformPhysicalPointToIndex(lps)
+        assert tuple(idx) == tuple(ijk)
+        assert itk[idx] == pytest.approx(d_nib)
+        assert (d_nib > 0.1) if hot else (0 < d_nib < 0.02)
+
+
+def test_bed_and_planning_use_the_fitted_kinetics(patient):
+    out = _run(patient, "--method", "local")
+    bed = {r["name"]: r for r in csv.DictReader((out / "bed.csv").open())}
+    d = float(bed["kidney_left"]["mean_dose_gy"])
+    lam, mu = np.log(2) / 50.0, np.log(2) / 2.8
+    assert float(bed["kidney_left"]["bed_gy"]) == pytest.approx(d * (1 + d * lam / ((mu + lam) * 2.6)), rel=1e-6)
+    plan = json.loads((out / "planning.json").read_text())
+    assert plan["limiting_organ"] == "kidneys"
+    assert plan["organs"]["kidneys"]["absorbed_dose_gy"] == pytest.approx(23.0, rel=1e-9)
+
+
+def test_missing_tia_is_one_clear_error_and_nothing_is_written(patient, capsys):
+    (patient / "kinetics" / "tia.nii.gz").unlink()
+    code = main(["--kinetics-dir", str(patient / "kinetics"), "--labels", str(patient / "labels.nii.gz"),
+                 "--ct", str(patient / "ct.nii.gz"), "--out", str(patient / "dose")])
+    err = capsys.readouterr().err
+    assert code == 2 and "tia.nii.gz: file not found" in err and err.count("\n") == 1
+    assert not (patient / "dose").exists()
