@@ -1,0 +1,510 @@
+"""Plan and run an ingest: scans in, calibrated and timed volumes out.
+
+:func:`plan_ingest` reads headers only (DICOM headers, manifest, NIfTI
+sidecars) and settles everything that can fail cheaply: series, pairing,
+radionuclide, injection, times and time point ids. :func:`run_ingest` then
+reads the pixels and writes every output inside one temporary folder that is
+renamed at the end, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.errors import InputError
+from pipeline.image import Image
+from pipeline.imageio import make_sidecar, read_image, read_sidecar, write_image
+
+from .ct_series import read_ct_series
+from .dicom_scan import DicomSeries, scan_folder
+from .manifest import read_manifest
+from .nm_series import read_emission_slices, read_nm_multiframe
+from .pairing import pair_spect_with_ct
+from .timing import (
+    InjectionRecord,
+    acquisition_datetime,
+    check_half_life,
+    injection_record,
+    parse_iso_datetime,
+    resolve_nuclide,
+    seconds_between,
+)
+from .units import acquisition_duration_s, counts_to_bq_per_ml, decay_correction_factor
+
+__all__ = ["Overrides", "PlannedTimePoint", "Plan", "plan_ingest", "run_ingest", "ingest",
+           "time_point_id_from_hours"]
+
+#: Injection records of different series must agree within this (s) to be one injection.
+INJECTION_AGREEMENT_S = 60.0
+#: Injected activities of different series must agree within this relative tolerance.
+ACTIVITY_AGREEMENT_RTOL = 0.01
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """User overrides (command line over manifest over DICOM); ``None`` = not given."""
+
+    radionuclide: str | None = None
+    injected_activity_mbq: float | None = None
+    injection_datetime: dt.datetime | None = None
+    calibration_cps_per_mbq: float | None = None
+
+
+@dataclass
+class PlannedTimePoint:
+    """One time point: its sources and times, before any pixel is read."""
+
+    id: str
+    acquisition_datetime: dt.datetime
+    spect: object  # DicomSeries or Path (NIfTI)
+    ct: object  # DicomSeries or Path (NIfTI)
+    pairing: dict
+    injection: InjectionRecord | None = None
+    time_s: int | None = None
+    warnings: list = field(default_factory=list)
+    sidecar_nuclide: str | None = None
+
+    @property
+    def time_h(self) -> float:
+        """Hours after injection, to the second."""
+        return self.time_s / 3600.0
+
+    @property
+    def spect_path(self) -> Path:
+        return self.spect.files[0] if isinstance(self.spect, DicomSeries) else self.spect
+
+
+@dataclass
+class Plan:
+    """Everything decided before pixels are read."""
+
+    input_path: Path
+    patient_id: str
+    radionuclide: str
+    half_life_h: float
+    injected_activity_mbq: float
+    injection_datetime: dt.datetime
+    calibration_cps_per_mbq: float | None
+    reference_time_point: str | None
+    time_points: list
+    provenance: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    selected_time_point: str | None = None
+
+    def relative(self, text: str) -> str:
+        """``text`` with the input folder prefix removed from paths (keeps logs short)."""
+        root = self.input_path if self.input_path.is_dir() else self.input_path.parent
+        return str(text).replace(str(root) + "/", "")
+
+
+# --------------------------------------------------------------------------- planning
+def time_point_id_from_hours(hours: float) -> str:
+    """``t{round(h)}h`` (half up), e.g. 23.6 h -> ``t24h``."""
+    return f"t{int(math.floor(hours + 0.5))}h"
+
+
+def _series_id(series: DicomSeries) -> str:
+    """Pseudonymous, stable id of a series (SHA-256 of its UID, 12 hex digits)."""
+    return hashlib.sha256(series.series_uid.encode()).hexdigest()[:12]
+
+
+def _ct_time(series: DicomSeries):
+    try:
+        return acquisition_datetime(series.headers, series.files[0])[0]
+    except InputError:
+        return None
+
+
+def _sessions_in_folder(folder: Path, plan_notes: list, acquisition_override=None) -> list:
+    """SPECT series of ``folder`` with their CT, times and injection records."""
+    scan = scan_folder(folder)
+    plan_notes.extend(scan.notes)
+    spects = scan.of_kind("spect_multiframe", "spect_slices")
+    if not spects:
+        found = ", ".join(sorted({s.describe() for s in scan.series})) or "nothing"
+        raise InputError(folder, f"no reconstructed SPECT series (found: {found})")
+    cts = scan.of_kind("ct")
+    ct_times = [_ct_time(ct) for ct in cts]
+    sessions = []
+    for spect in spects:
+        if acquisition_override is not None:
+            acq, warnings = acquisition_override, []
+        else:
+            acq, warnings = acquisition_datetime(spect.headers, spect.files[0])
+        record = injection_record(spect.first, spect.files[0])
+        pairing = pair_spect_with_ct(spect, acq, cts, ct_times)
+        warnings = warnings + list(record.warnings) + ([pairing.warning] if pairing.warning else [])
+        pair_info = {"method": pairing.method, "ct_minus_spect_min": pairing.gap_min,
+                     "spect_series": _series_id(spect), "ct_series": _series_id(cts[pairing.ct_index])}
+        sessions.append(PlannedTimePoint("", acq, spect, cts[pairing.ct_index], pair_info, record,
+                                         warnings=warnings))
+    return sessions
+
+
+def _nifti_session(spec) -> PlannedTimePoint:
+    for p in (spec.ct, spec.spect):
+        if not p.exists():
+            raise InputError(p, f"time point {spec.id}: file not found")
+    side = read_sidecar(spec.spect)
+    acq = spec.acquisition_datetime
+    if acq is None and side.get("acquisition_datetime"):
+        acq = parse_iso_datetime(side["acquisition_datetime"], spec.spect)
+    if acq is None:
+        raise InputError(spec.spect, f"time point {spec.id}: no acquisition_datetime in the manifest or "
+                         "the sidecar")
+    pairing = {"method": "manifest"}
+    return PlannedTimePoint(spec.id, acq, spec.spect, spec.ct, pairing,
+                            sidecar_nuclide=side.get("radionuclide") or None)
+
+
+def _resolve_nuclide(sessions, overrides: Overrides, where, warnings):
+    records = [(tp.spect_path, tp.injection) for tp in sessions if tp.injection is not None]
+    found = {}
+    for path, rec in records:
+        if rec.nuclide is not None:
+            found.setdefault(resolve_nuclide(rec.nuclide, path), path)
+    if overrides.radionuclide:
+        nuclide = resolve_nuclide(overrides.radionuclide, where)
+        for name, path in found.items():
+            if name != nuclide:
+                warnings.append(f"{path}: DICOM says {name}; the override {nuclide} is used")
+    elif len(found) > 1:
+        (a, pa), (b, pb) = list(found.items())[:2]
+        raise InputError(pb, f"radionuclide {b} contradicts {a} of {pa}; give --nuclide")
+    elif found:
+        nuclide = next(iter(found))
+    else:
+        raise InputError(where, "no radionuclide (no RadionuclideCodeSequence and no override); give --nuclide")
+    half_life_h = check_half_life(nuclide, None, where)
+    for path, rec in records:
+        if rec.half_life_h is None:
+            continue
+        try:
+            check_half_life(nuclide, rec.half_life_h, path)
+        except InputError as exc:
+            if not overrides.radionuclide:
+                raise
+            warnings.append(f"{exc} (override {nuclide} kept)")
+    return nuclide, half_life_h
+
+
+def _resolve_injection(sessions, overrides: Overrides, where, warnings, sources):
+    """Injection date-time and activity; ``sources`` names where each override came from."""
+    records = [(tp.spect_path, tp.injection) for tp in sessions if tp.injection is not None]
+    if overrides.injection_datetime is not None:
+        override_source = sources["injection_datetime"]
+        when, source = overrides.injection_datetime, override_source
+        for path, rec in records:
+            if rec.datetime_is_complete and abs((rec.injection_datetime - when).total_seconds()) > \
+                    INJECTION_AGREEMENT_S:
+                warnings.append(f"{path}: DICOM injection time {rec.injection_datetime.isoformat()} differs "
+                                f"from the {override_source} value {when.isoformat()}, which is used")
+                break
+    else:
+        complete = [(p, r.injection_datetime) for p, r in records if r.datetime_is_complete]
+        partial = [(p, r.injection_datetime) for p, r in records
+                   if r.injection_datetime is not None and not r.datetime_is_complete]
+        if complete:
+            path0, when = complete[0]
+            for path, other in complete[1:]:
+                if abs((other - when).total_seconds()) > INJECTION_AGREEMENT_S:
+                    raise InputError(path, f"injection time {other.isoformat()} contradicts "
+                                     f"{when.isoformat()} of {path0}; give --injection-datetime")
+            source = "RadiopharmaceuticalStartDateTime"
+        elif partial:
+            path0, when = min(partial, key=lambda pr: pr[1])
+            source = "acquisition date + RadiopharmaceuticalStartTime"
+            warnings.append(f"{path0}: injection date-time built from a date and a time of day "
+                            f"({when.isoformat()}); give --injection-datetime to be sure")
+        else:
+            raise InputError(where, "missing injection record (no RadiopharmaceuticalStartDateTime/Time); "
+                             "give --injection-datetime")
+    if overrides.injected_activity_mbq is not None:
+        override_source = sources["injected_activity_mbq"]
+        activity, activity_source = float(overrides.injected_activity_mbq), override_source
+        for path, rec in records:
+            if rec.injected_activity_mbq is not None and \
+                    abs(rec.injected_activity_mbq / activity - 1.0) > ACTIVITY_AGREEMENT_RTOL:
+                warnings.append(f"{path}: DICOM injected activity {rec.injected_activity_mbq:g} MBq differs "
+                                f"from the {override_source} value {activity:g} MBq, which is used")
+                break
+    else:
+        values = [(p, r.injected_activity_mbq) for p, r in records if r.injected_activity_mbq is not None]
+        if not values:
+            raise InputError(where, "missing injected activity (no RadionuclideTotalDose); give --injected-mbq")
+        path0, activity = values[0]
+        activity_note = next(r.activity_note for p, r in records if p == path0)
+        for path, other in values[1:]:
+            if abs(other / activity - 1.0) > ACTIVITY_AGREEMENT_RTOL:
+                raise InputError(path, f"injected activity {other:g} MBq contradicts {activity:g} MBq of "
+                                 f"{path0}; give --injected-mbq")
+        activity_source = f"RadionuclideTotalDose: {activity_note}"
+    return when, source, activity, activity_source
+
+
+def _check_one_patient(sessions):
+    """All DICOM series carry the same PatientID (empty ids are not compared; ids never printed)."""
+    first = None
+    for tp in sessions:
+        for series in (tp.spect, tp.ct):
+            if not isinstance(series, DicomSeries):
+                continue
+            pid = str(series.first.get("PatientID", "") or "")
+            if not pid:
+                continue
+            if first is None:
+                first = (pid, series.files[0])
+            elif pid != first[0]:
+                raise InputError(series.files[0], f"PatientID differs from that of {first[1]}: series of "
+                                 "more than one patient; give one patient's scans")
+
+
+def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
+                time_point: str | None = None) -> Plan:
+    """Decide what to ingest from headers alone.
+
+    Parameters
+    ----------
+    input_path : path
+        A manifest YAML file or a DICOM folder.
+    patient_id : str
+        Pseudonymous patient id written to every output.
+    overrides : Overrides, optional
+        Command-line overrides; they win over the manifest's.
+    time_point : str, optional
+        Only this time point.
+
+    Raises
+    ------
+    InputError
+        Anything that makes the input unusable, naming the file.
+    """
+    input_path = Path(input_path).resolve()
+    overrides = overrides or Overrides()
+    notes, warnings = [], []
+    if not input_path.exists():
+        raise InputError(input_path, "input not found (expected a manifest YAML file or a DICOM folder)")
+    reference = None
+    sources = {"injection_datetime": "command line", "injected_activity_mbq": "command line"}
+    if input_path.is_dir():
+        sessions = _sessions_in_folder(input_path, notes)
+        from_folder = True
+        calibration = overrides.calibration_cps_per_mbq
+    else:
+        manifest = read_manifest(input_path)
+        notes.extend(manifest.notes)
+        if manifest.patient_id and manifest.patient_id != patient_id:
+            warnings.append(f"manifest patient_id differs from --patient-id; {patient_id!r} is used")
+        if overrides.injection_datetime is None:
+            sources["injection_datetime"] = "manifest"
+        if overrides.injected_activity_mbq is None:
+            sources["injected_activity_mbq"] = "manifest"
+        overrides = Overrides(
+            radionuclide=overrides.radionuclide or manifest.radionuclide,
+            injected_activity_mbq=(overrides.injected_activity_mbq if overrides.injected_activity_mbq
+                                   is not None else manifest.injected_activity_mbq),
+            injection_datetime=overrides.injection_datetime or manifest.injection_datetime,
+            calibration_cps_per_mbq=(overrides.calibration_cps_per_mbq if overrides.calibration_cps_per_mbq
+                                     is not None else manifest.calibration_cps_per_mbq),
+        )
+        calibration = overrides.calibration_cps_per_mbq
+        reference = manifest.reference_time_point
+        sessions = []
+        for spec in manifest.time_points:
+            if spec.dicom is not None:
+                found = _sessions_in_folder(spec.dicom, notes, spec.acquisition_datetime)
+                if len(found) > 1:
+                    raise InputError(found[1].spect_path, f"two series claim time point {spec.id}: this one and "
+                                     f"{found[0].spect_path}; keep one SPECT per time point folder")
+                found[0].id = spec.id
+                sessions.append(found[0])
+            else:
+                sessions.append(_nifti_session(spec))
+        from_folder = False
+    _check_one_patient(sessions)
+    seen_series = {}
+    for tp in sessions:
+        if isinstance(tp.spect, DicomSeries):
+            uid = tp.spect.series_uid
+            if uid in seen_series:
+                raise InputError(tp.spect_path, f"the same SPECT series is listed for time points "
+                                 f"{seen_series[uid]} and {tp.id}")
+            seen_series[uid] = tp.id
+    nuclide, half_life_h = _resolve_nuclide(sessions, overrides, input_path, warnings)
+    for tp in sessions:  # NIfTI sidecars naming another nuclide
+        if tp.sidecar_nuclide and resolve_nuclide(tp.sidecar_nuclide, tp.spect_path) != nuclide:
+            tp.warnings.append(f"{tp.spect_path}: sidecar says {tp.sidecar_nuclide}; {nuclide} is used")
+    when, when_source, activity, activity_source = _resolve_injection(sessions, overrides, input_path, warnings,
+                                                                      sources)
+    for tp in sessions:
+        if tp.acquisition_datetime < when:
+            raise InputError(tp.spect_path, f"injection ({when.isoformat()}) after acquisition "
+                             f"({tp.acquisition_datetime.isoformat()})")
+        tp.time_s = seconds_between(when, tp.acquisition_datetime)
+        if from_folder:
+            tp.id = time_point_id_from_hours(tp.time_h)
+    by_id = {}
+    for tp in sorted(sessions, key=lambda t: t.acquisition_datetime):
+        if tp.id in by_id:
+            other = by_id[tp.id]
+            raise InputError(tp.spect_path, f"two series claim time point {tp.id}: this one "
+                             f"({tp.time_h:.2f} h) and {other.spect_path} ({other.time_h:.2f} h)")
+        by_id[tp.id] = tp
+    ordered = sorted(sessions, key=lambda t: t.time_s)
+    if time_point is not None:
+        if time_point not in by_id:
+            raise InputError(input_path, f"no time point {time_point!r}; found {[t.id for t in ordered]}")
+        ordered = [by_id[time_point]]
+    return Plan(input_path, patient_id, nuclide, half_life_h, activity, when, calibration, reference,
+                ordered, {"injection_datetime": when_source, "injected_activity_mbq": activity_source},
+                warnings, notes, time_point)
+
+
+# --------------------------------------------------------------------------- running
+def _source_info(series: DicomSeries) -> dict:
+    return {"format": "dicom", "kind": series.kind, "modality": str(series.first.get("Modality", "")),
+            "manufacturer": str(series.first.get("Manufacturer", "")), "series": _series_id(series),
+            "n_files": len(series.files)}
+
+
+def _common_fields(plan: Plan, tp: PlannedTimePoint) -> dict:
+    return {
+        "patient_id": plan.patient_id,
+        "time_point": tp.id,
+        "time_h": tp.time_h,
+        "time_after_injection_s": tp.time_s,
+        "acquisition_datetime": tp.acquisition_datetime.isoformat(),
+        "injection_datetime": plan.injection_datetime.isoformat(),
+        "radionuclide": plan.radionuclide,
+        "half_life_h": plan.half_life_h,
+        "injected_activity_mbq": plan.injected_activity_mbq,
+    }
+
+
+def _load_spect(plan: Plan, tp: PlannedTimePoint) -> tuple[Image, dict]:
+    if not isinstance(tp.spect, DicomSeries):
+        image, side = read_image(tp.spect)
+        if image.unit != "Bq/mL":
+            raise InputError(tp.spect, f"SPECT NIfTI in {image.unit!r}; ingest needs Bq/mL in the sidecar")
+        info = {"source": {"format": "nifti"},
+                "value_conversion": "NIfTI in Bq/mL; values kept",
+                "decay_correction": {"found": side.get("decay_correction", "as stated by the sidecar"),
+                                     "factor": 1.0, "note": "NIfTI input taken as activity at acquisition"}}
+        return image.with_array(np.asarray(image.array, np.float32)), info
+    series = tp.spect
+    if series.kind == "spect_multiframe":
+        if len(series.files) != 1:
+            raise InputError(series.files[1], f"NM tomogram series has {len(series.files)} files; expected one "
+                             "multi-frame file")
+        vol = read_nm_multiframe(series.files[0], series.first)
+    else:
+        vol = read_emission_slices(series.files, series.headers)
+    voxel_ml = abs(np.linalg.det(vol.affine[:3, :3])) / 1000.0
+    if vol.unit == "counts":
+        if plan.calibration_cps_per_mbq is None:
+            raise InputError(vol.path, "SPECT stored as counts; give --calibration-cps-per-mbq "
+                             "(or calibration_cps_per_mbq in the manifest)")
+        duration_s = acquisition_duration_s(vol.header, vol.path)
+        values = counts_to_bq_per_ml(vol.values, plan.calibration_cps_per_mbq, duration_s, voxel_ml)
+        conversion = (f"{vol.scale_source}; counts / ({plan.calibration_cps_per_mbq:g} cps/MBq x "
+                      f"{duration_s:g} s) x 1e6 / {voxel_ml:.6g} mL")
+    else:
+        values = vol.values
+        conversion = vol.scale_source
+    factor, found, note = decay_correction_factor(vol.header, vol.path, tp.acquisition_datetime,
+                                                  plan.injection_datetime, plan.half_life_h)
+    image = Image((values * factor).astype(np.float32), vol.affine, "Bq/mL")
+    info = {"source": _source_info(series), "value_conversion": conversion,
+            "decay_correction": {"found": found, "factor": factor, "note": note}}
+    return image, info
+
+
+def _load_ct(tp: PlannedTimePoint) -> tuple[Image, dict]:
+    if not isinstance(tp.ct, DicomSeries):
+        image, _ = read_image(tp.ct, unit="HU")
+        if image.unit != "HU":
+            raise InputError(tp.ct, f"CT NIfTI in {image.unit!r}; expected HU")
+        return image, {"source": {"format": "nifti"}}
+    return read_ct_series(tp.ct.files, tp.ct.headers), {"source": _source_info(tp.ct)}
+
+
+def _manifest_json(plan: Plan, written: list) -> dict:
+    return {
+        **make_sidecar("ingest_manifest", "n/a"),
+        "patient_id": plan.patient_id,
+        "radionuclide": plan.radionuclide,
+        "half_life_h": plan.half_life_h,
+        "injected_activity_mbq": plan.injected_activity_mbq,
+        "injection_datetime": plan.injection_datetime.isoformat(),
+        "provenance": plan.provenance,
+        "reference_time_point": plan.reference_time_point,
+        "time_points": written,
+        "warnings": [plan.relative(w) for w in plan.warnings]
+        + [plan.relative(w) for tp in plan.time_points for w in tp.warnings],
+        "notes": [plan.relative(n) for n in plan.notes],
+    }
+
+
+def run_ingest(plan: Plan, out_dir, log=None) -> list:
+    """Read pixels and write every time point of ``plan`` into ``out_dir``.
+
+    With one time point selected in the plan, only ``out_dir/<tp>/`` is
+    (re)written; otherwise the whole ``out_dir`` including ``manifest.json``.
+
+    Parameters
+    ----------
+    plan : Plan
+    out_dir : path
+    log : callable, optional
+        Called with one line of text per time point written.
+
+    Returns
+    -------
+    list of dict
+        One entry per time point (as in ``manifest.json``).
+    """
+    out_dir = Path(out_dir)
+    whole = plan.selected_time_point is None
+    target = out_dir if whole else out_dir / plan.time_points[0].id
+    written = []
+    with atomic_dir(target) as tmp:
+        for tp in plan.time_points:
+            tp_dir = tmp / tp.id if whole else tmp
+            ct, ct_info = _load_ct(tp)
+            spect, spect_info = _load_spect(plan, tp)
+            common = _common_fields(plan, tp)
+            warnings = [plan.relative(w) for w in tp.warnings]
+            write_image(tp_dir / "ct.nii.gz", ct, {**make_sidecar("ct_hounsfield", "HU"), **common, **ct_info})
+            total_mbq = float(spect.array.sum(dtype=np.float64)) * spect.voxel_volume_ml / 1e6
+            write_image(tp_dir / "spect.nii.gz", spect, {
+                **make_sidecar("activity_concentration", "Bq/mL"), **common, **spect_info,
+                "activity_reference": "activity present at the acquisition start (acquisition_datetime)",
+                "total_activity_in_fov_mbq": total_mbq, "pairing": tp.pairing, "warnings": warnings})
+            entry = {**common, "ct": f"{tp.id}/ct.nii.gz", "spect": f"{tp.id}/spect.nii.gz",
+                     "pairing": tp.pairing, "total_activity_in_fov_mbq": total_mbq,
+                     "decay_correction": spect_info["decay_correction"], "warnings": warnings}
+            write_json(tp_dir / "timepoint.json", {**make_sidecar("time_point", "n/a"), **entry,
+                                                   "ct": "ct.nii.gz", "spect": "spect.nii.gz"})
+            written.append(entry)
+            if log is not None:
+                log(f"{tp.id}: {tp.time_h:.4f} h after injection, {total_mbq:.2f} MBq in the SPECT field of "
+                    f"view, CT {ct.shape}, SPECT {spect.shape}")
+        if whole:
+            write_json(tmp / "manifest.json", _manifest_json(plan, written))
+    return written
+
+
+def ingest(input_path, patient_id: str, out_dir, overrides: Overrides | None = None,
+           time_point: str | None = None, log=None) -> Plan:
+    """Plan and run an ingest (see :func:`plan_ingest` and :func:`run_ingest`)."""
+    plan = plan_ingest(input_path, patient_id, overrides, time_point)
+    run_ingest(plan, out_dir, log)
+    return plan
