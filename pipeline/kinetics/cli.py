@@ -1,0 +1,240 @@
+"""``spectdose kinetics``: organ time-activity curves, fits, TIA per organ and per voxel.
+
+Reads ``REGISTER_DIR/<tp>/spect.nii.gz`` (Bq/mL, all on the dose grid) with
+their sidecars (``time_point``, ``time_h``, ``radionuclide``,
+``injected_activity_mbq``) and a label map (any grid; its vocabulary from the
+JSON beside it, ``{"labels": {"1": "kidney_left", ...}}``). Writes into OUT
+(atomically, as one folder):
+
+- ``organ_tac.csv``: label, name, volume in the SPECT field of view, time point,
+  time, activity (MBq) before and after the recovery correction;
+- ``fits.json``: every candidate model (parameters, SD, covariance, AICc, Akaike
+  weight, effective half-lives), the chosen one, the model-free and
+  single-time-point estimates, fallbacks and warnings, and the voxel-sum check;
+- ``tac_<name>.png`` per label;
+- ``tia.nii.gz`` (MBq*h/mL), ``tia_quality.nii.gz`` (relative RMS deviation of
+  the voxel fit), ``tia_status.nii.gz`` (status codes), each with a sidecar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir, write_json, write_text
+from ..cli import run_stage
+from ..errors import InputError
+from ..imageio import make_sidecar, read_image, read_sidecar, write_image
+from .fitting import ErrorModel
+from .models import MODEL_NAMES
+from .stage import KineticsOptions, compute_kinetics
+from .voxel import STATUS_CODES
+
+__all__ = ["build_parser", "main", "read_register_dir", "read_label_names"]
+
+
+def _key_value(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spectdose kinetics", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--register-dir", required=True, type=Path,
+                   help="folder with <tp>/spect.nii.gz (Bq/mL, registered) and sidecars")
+    p.add_argument("--labels", required=True, type=Path, help="label map (NIfTI, any grid)")
+    p.add_argument("--label-names", type=Path, default=None,
+                   help="label vocabulary JSON (default: the JSON beside the label map)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--voxel-method", choices=("fit", "organ-shape"), default="fit",
+                   help="voxel-wise fit, or the organ curve shape scaled by the voxel's activity (default fit)")
+    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
+                   help="candidate models for the organ curves (default: all)")
+    p.add_argument("--smooth-fwhm-mm", type=float, default=0.0,
+                   help="Gaussian smoothing before the voxel computation, FWHM mm (default 0: none)")
+    p.add_argument("--recovery", type=_key_value, action="append", default=[], metavar="NAME=RC",
+                   help="recovery coefficient of a structure, e.g. marrow_L2L4=0.7 (repeatable)")
+    p.add_argument("--population-teff-h", type=_key_value, action="append", default=[], metavar="NAME=H",
+                   help="population effective half-life (h) of a structure for Madsen's single-time-point "
+                        "formula (repeatable); without it a single time point uses Hanscheid's formula")
+    p.add_argument("--relative-sd", type=float, default=ErrorModel.relative_sd,
+                   help="relative SD of one organ activity measurement in the error model (default 0.10)")
+    p.add_argument("--head", choices=("linear", "constant"), default="linear",
+                   help="activity before the first scan: linear rise from 0 (default) or constant")
+    p.add_argument("--tail", choices=("fitted", "physical"), default="fitted",
+                   help="tail of the model-free organ estimate (default fitted)")
+    p.add_argument("--n-tail", type=int, default=3, help="time points of the voxel tail fit (default 3)")
+    p.add_argument("--occupancy", choices=("fractional", "nearest"), default="fractional",
+                   help="labels on the SPECT grid: fractional occupancy (default) or nearest neighbour")
+    return p
+
+
+def read_label_names(path: Path) -> dict:
+    """Label vocabulary ``{"labels": {"1": name}}`` or ``{"1": name}``; ``{}`` when absent."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"label vocabulary is not valid JSON ({exc.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("labels"), dict):
+        data = data["labels"]
+    out = {}
+    if isinstance(data, dict):
+        for k, v in data.items():
+            try:
+                out[int(k)] = str(v)
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def read_register_dir(folder: Path):
+    """Registered SPECT volumes sorted by time.
+
+    Returns
+    -------
+    images : list of Image
+    time_points : list of str
+    times_h : numpy.ndarray
+    nuclide : str
+    injected_mbq : float or None
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "register folder not found")
+    entries = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        path = sub / "spect.nii.gz"
+        if not path.exists():
+            continue
+        side = read_sidecar(path)
+        if "time_h" not in side:
+            raise InputError(path, "sidecar has no time_h (hours after injection)")
+        try:
+            th = float(side["time_h"])
+        except (TypeError, ValueError):
+            raise InputError(path, f"sidecar time_h is not a number: {side['time_h']!r}") from None
+        if not math.isfinite(th) or th < 0:
+            raise InputError(path, f"time_h must be a finite time after injection (>= 0), got {th}")
+        entries.append((th, side.get("time_point", sub.name), path, side))
+    if not entries:
+        raise InputError(folder, "no <time point>/spect.nii.gz found")
+    entries.sort(key=lambda e: e[0])
+    for a, b in zip(entries, entries[1:]):
+        if b[0] <= a[0]:
+            raise InputError(folder, f"time points {a[1]} and {b[1]} have the same time ({a[0]:g} h); "
+                                     "times must be strictly increasing")
+    nuclides = {e[3].get("radionuclide") for e in entries} - {None}
+    if len(nuclides) != 1:
+        raise InputError(folder, "the sidecars name no radionuclide" if not nuclides else
+                         f"the sidecars name different radionuclides: {sorted(nuclides)}")
+    injected = {e[3].get("injected_activity_mbq") for e in entries} - {None}
+    images = []
+    for th, tp, path, side in entries:
+        img, _ = read_image(path, unit="Bq/mL")
+        if img.unit not in ("Bq/mL", "Bq/ml"):
+            raise InputError(path, f"expected activity concentration in Bq/mL, unit is {img.unit!r}")
+        images.append(img)
+    return (images, [str(e[1]) for e in entries], np.array([e[0] for e in entries]), nuclides.pop(),
+            (float(injected.pop()) if len(injected) == 1 else None))
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def _run(args) -> int:
+    from kernels.decay import load_decay
+
+    from .plots import tac_figure
+
+    images, tps, times, nuclide, injected = read_register_dir(args.register_dir)
+    decay = load_decay(nuclide)
+    labels, _ = read_image(args.labels, unit="label")
+    names_path = args.label_names or args.labels.with_name(
+        args.labels.name[:-7] + ".json" if args.labels.name.endswith(".nii.gz") else args.labels.stem + ".json")
+    names = read_label_names(Path(names_path))
+    if args.label_names is not None and not names:
+        raise InputError(args.label_names, "no label names found")
+    if not 0 < args.relative_sd < 1:
+        raise InputError(None, f"--relative-sd must be in (0, 1), got {args.relative_sd}")
+    options = KineticsOptions(
+        models=tuple(dict.fromkeys(args.models)), error_model=ErrorModel(relative_sd=args.relative_sd),
+        head=args.head, tail=args.tail, voxel_method=args.voxel_method, n_tail=args.n_tail,
+        smooth_fwhm_mm=args.smooth_fwhm_mm, occupancy=args.occupancy, recovery=dict(args.recovery),
+        population_effective_half_life_h=dict(args.population_teff_h))
+    res = compute_kinetics(images, times, labels, decay.decay_constant_per_h, label_names=names, options=options)
+
+    patient = images[0].meta.get("patient_id") or Path(args.register_dir).resolve().parent.name
+    rec = dict(options.recovery)
+    sources = [f"{tp}/spect.nii.gz" for tp in tps]
+    with atomic_dir(args.out) as tmp:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["label", "name", "volume_ml", "time_point", "time_h", "activity_mbq",
+                    "activity_uncorrected_mbq", "recovery_coefficient"])
+        for i, name in res.label_names.items():
+            for n, tp in enumerate(tps):
+                w.writerow([i, name, f"{res.volume_ml[i]:.4f}", tp, f"{times[n]:.6g}",
+                            f"{res.activity_mbq[i][n]:.6g}", f"{res.activity_uncorrected_mbq[i][n]:.6g}",
+                            rec.get(name, 1.0)])
+        write_text(tmp / "organ_tac.csv", buf.getvalue())
+        organs = {}
+        for i, name in res.label_names.items():
+            organs[name] = {"label": i, "volume_ml": res.volume_ml[i],
+                            "recovery_coefficient": rec.get(name, 1.0),
+                            **res.fits[i].to_dict(),
+                            "voxel_check": res.voxel_check[i]}
+            tac_figure(res.fits[i], name, tmp / f"tac_{_safe(name)}.png")
+        fits = {
+            "patient_id": patient,
+            "radionuclide": decay.nuclide,
+            "half_life_h": decay.half_life_h,
+            "lambda_phys_per_h": decay.decay_constant_per_h,
+            "injected_activity_mbq": injected,
+            "time_points": [{"id": tp, "time_h": float(th)} for tp, th in zip(tps, times)],
+            "options": {
+                "models": list(options.models), "error_model": options.error_model.describe(),
+                "selection": "AICc (Glatting 2007), only where N > K + 1; Akaike weights; largest weight chosen",
+                "head": options.head, "tail": options.tail, "voxel_method": res.voxel_method,
+                "n_tail": options.n_tail, "smooth_fwhm_mm": options.smooth_fwhm_mm,
+                "occupancy": res.occupancy.method, "recovery": rec,
+                "population_effective_half_life_h": dict(options.population_effective_half_life_h),
+            },
+            "organs": organs,
+            "voxel_status_codes": {str(k): v for k, v in STATUS_CODES.items()},
+            "warnings": list(res.warnings),
+        }
+        write_json(tmp / "fits.json", fits)
+        common = dict(radionuclide=decay.nuclide, patient_id=patient, sources=sources,
+                      time_points=tps, time_h=[float(x) for x in times])
+        write_image(tmp / "tia.nii.gz", res.tia, make_sidecar(
+            "time_integrated_activity_concentration", "MBq*h/mL", method=f"voxel {res.voxel_method}",
+            integration="0 to infinity", smooth_fwhm_mm=options.smooth_fwhm_mm, **common))
+        write_image(tmp / "tia_quality.nii.gz", res.quality, make_sidecar(
+            "fit_quality", "1", method=f"voxel {res.voxel_method}",
+            definition="relative RMS deviation of the voxel model from its fitted points", **common))
+        write_image(tmp / "tia_status.nii.gz", res.status, make_sidecar(
+            "fit_status", "code", codes={str(k): v for k, v in STATUS_CODES.items()}, **common))
+    for name, o in organs.items():
+        sd = o["tia_sd_mbq_h"]
+        sd_txt = f" +- {sd:.4g}" if sd is not None and np.isfinite(sd) else ""
+        print(f"{name:16s} TIA {o['tia_mbq_h']:.5g}{sd_txt} MBq*h  ({o['method']})")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_stage("spectdose kinetics", build_parser(), _run, argv)

@@ -1,0 +1,210 @@
+"""The kinetics stage on in-memory data: organ curves, fits, voxel TIA map.
+
+:func:`compute_kinetics` is a pure function (no files); :mod:`.cli` does the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import Image
+from .fitting import ErrorModel, TacFit, fit_tac
+from .models import MODEL_NAMES
+from .tac import DEFAULT_LABEL_NAMES, Occupancy, label_occupancy, organ_activity_mbq
+from .voxel import smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
+
+__all__ = ["KineticsOptions", "KineticsResult", "compute_kinetics"]
+
+
+@dataclass(frozen=True)
+class KineticsOptions:
+    """Choices of the kinetics stage (defaults are the documented ones).
+
+    Attributes
+    ----------
+    models : tuple of str
+        Candidate models for the organ curves.
+    error_model : ErrorModel
+    head : {"linear", "constant"}
+        Area before the first time point (model-free estimate and voxel fit).
+    tail : {"fitted", "physical"}
+        Tail of the organ-level model-free estimate.
+    voxel_method : {"fit", "organ-shape"}
+    n_tail : int
+        Time points of the voxel-wise tail fit.
+    smooth_fwhm_mm : float
+        Gaussian smoothing before the voxel-wise computation, mm (0 = none).
+    occupancy : {"fractional", "nearest"}
+        How labels are brought onto the SPECT grid.
+    recovery : dict
+        Label name -> recovery coefficient applied to the organ curve.
+    population_effective_half_life_h : dict
+        Label name -> population effective half-life (h) for Madsen's
+        single-time-point formula.
+    """
+
+    models: tuple = MODEL_NAMES
+    error_model: ErrorModel = field(default_factory=ErrorModel)
+    head: str = "linear"
+    tail: str = "fitted"
+    voxel_method: str = "fit"
+    n_tail: int = 3
+    smooth_fwhm_mm: float = 0.0
+    occupancy: str = "fractional"
+    recovery: dict = field(default_factory=dict)
+    population_effective_half_life_h: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class KineticsResult:
+    """Output of :func:`compute_kinetics`.
+
+    Attributes
+    ----------
+    label_names : dict
+        Label id -> name (labels present).
+    volume_ml : dict
+        Label id -> volume inside the SPECT field of view, mL.
+    activity_mbq : dict
+        Label id -> activity per time point (recovery-corrected), MBq, shape (T,).
+    activity_uncorrected_mbq : dict
+        The same before the recovery correction.
+    fits : dict
+        Label id -> :class:`~pipeline.kinetics.fitting.TacFit` (of the corrected curve).
+    tia : Image
+        Voxel TIA map, MBq*h/mL, on the SPECT grid.
+    quality : Image
+        Fit-quality map (relative RMS deviation, dimensionless).
+    status : Image
+        Status codes (uint8, :data:`pipeline.kinetics.voxel.STATUS_CODES`).
+    voxel_check : dict
+        Label id -> {voxel_sum_mbq_h, organ_tia_mbq_h (uncorrected), ratio}.
+    occupancy : Occupancy
+    """
+
+    label_names: dict
+    volume_ml: dict
+    activity_mbq: dict
+    activity_uncorrected_mbq: dict
+    fits: dict
+    tia: Image
+    quality: Image
+    status: Image
+    voxel_check: dict
+    occupancy: Occupancy
+    time_h: np.ndarray
+    decay_constant_per_h: float
+    voxel_method: str
+    warnings: tuple = ()
+
+
+def _name_map(names: dict, ids) -> dict:
+    out = {}
+    for i in ids:
+        fallback = f"lesion_{i}" if i >= 100 else f"label_{i}"
+        out[i] = names.get(i) or DEFAULT_LABEL_NAMES.get(i) or fallback
+    return out
+
+
+def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float, *,
+                     label_names: dict | None = None, options: KineticsOptions | None = None) -> KineticsResult:
+    """Organ time-activity curves, their fits and the voxel TIA map.
+
+    Parameters
+    ----------
+    spects : sequence of Image
+        Registered activity concentration per time point, Bq/mL, all on one grid.
+    time_h : array_like, shape (T,)
+        Times after injection, h, strictly increasing.
+    labels : Image
+        Integer label map (any grid; usually the reference CT's).
+    decay_constant_per_h : float
+        Physical decay constant of the radionuclide, 1/h.
+    label_names : dict, optional
+        Label id -> name (defaults: DESIGN.md ids, ``lesion_<id>`` from 100).
+    options : KineticsOptions, optional
+
+    Returns
+    -------
+    KineticsResult
+    """
+    opt = options or KineticsOptions()
+    t = np.asarray(time_h, dtype=float)
+    if len(spects) != t.size:
+        raise InputError(None, f"{len(spects)} SPECT volumes but {t.size} times")
+    grid = spects[0]
+    for s in spects[1:]:
+        if not s.same_grid(grid):
+            raise InputError(s.meta.get("source"), "SPECT time points are not on one grid; register them first")
+    warns = []
+    occ = label_occupancy(labels, grid, method=opt.occupancy)
+    if not occ.label_ids:
+        raise InputError(labels.meta.get("source"), "label map holds no labels")
+    names = _name_map(dict(label_names or {}), occ.label_ids)
+    by_name = {v: k for k, v in names.items()}
+    for name in list(opt.recovery) + list(opt.population_effective_half_life_h):
+        if name not in by_name:
+            raise InputError(None, f"unknown structure {name!r} (labels: {', '.join(names.values())})")
+    recovery = {by_name[n]: float(rc) for n, rc in opt.recovery.items()}
+    for n, rc in opt.recovery.items():
+        if not 0 < rc <= 1.5:
+            raise InputError(None, f"recovery coefficient of {n} must be in (0, 1.5], got {rc}")
+    vol = {i: occ.volume_ml(i) for i in occ.label_ids}
+    for i in occ.label_ids:
+        whole = occ.label_volume_ml.get(i, 0.0)
+        if whole > 0 and vol[i] < 0.95 * whole:
+            warns.append(f"{names[i]}: only {100 * vol[i] / whole:.0f} % of the label lies in the SPECT field of view")
+    raw = [organ_activity_mbq(s, occ) for s in spects]
+    act_unc = {i: np.array([r[i] for r in raw]) for i in occ.label_ids}
+    act = {i: act_unc[i] / recovery.get(i, 1.0) for i in occ.label_ids}
+    lp = float(decay_constant_per_h)
+    fits: dict[int, TacFit] = {}
+    for i in occ.label_ids:
+        teff = opt.population_effective_half_life_h.get(names[i])
+        k_pop = np.log(2.0) / float(teff) if teff else None
+        fits[i] = fit_tac(t, act[i], lp, model_names=opt.models, error_model=opt.error_model, head=opt.head,
+                          tail=opt.tail, population_effective_rate_per_h=k_pop, source=names[i])
+
+    # voxel level, concentrations in MBq/mL
+    conc = [np.asarray(s.array, np.float64) * 1e-6 for s in spects]
+    if opt.smooth_fwhm_mm:
+        conc = smooth_stack(conc, grid.voxel_size_mm, opt.smooth_fwhm_mm)
+        warns.append(f"voxel TIA computed after {opt.smooth_fwhm_mm:g} mm FWHM smoothing, organ curves without: "
+                     "the voxel sums over small structures fall short of the organ TIA by the spill-out")
+    any_lab = occ.any_label()
+    mask = any_lab > 0
+    organ_tia_unc = {i: fits[i].tia_mbq_h * recovery.get(i, 1.0) for i in occ.label_ids}
+    method = opt.voxel_method
+    if t.size == 1:
+        method = "organ-shape"
+        warns.append("single time point: voxel TIA = organ single-time-point factor x voxel activity")
+    if method == "fit":
+        tia, quality, code = voxel_tia_fit(conc, t, lp, mask=mask, head=opt.head, n_tail=opt.n_tail)
+    elif method == "organ-shape":
+        g = np.zeros((len(occ.label_ids), t.size))
+        gt = np.zeros(len(occ.label_ids))
+        for n, i in enumerate(occ.label_ids):
+            if vol[i] > 0:
+                g[n] = act_unc[i] / vol[i]
+                gt[n] = organ_tia_unc[i] / vol[i]
+        tia, quality, code = voxel_tia_organ_shape(conc, occ.fractions, g, gt)
+    else:
+        raise ValueError(f"voxel method must be 'fit' or 'organ-shape', not {method!r}")
+    tia = np.where(mask, tia, 0.0)
+    vv = grid.voxel_volume_ml
+    check = {}
+    for i in occ.label_ids:
+        s = occ.weighted_sum(i, tia) * vv
+        o = organ_tia_unc[i]
+        check[i] = {"voxel_sum_mbq_h": s, "organ_tia_mbq_h": o, "ratio": s / o if o > 0 else None}
+    meta = {"time_h": t.tolist()}
+    return KineticsResult(
+        label_names=names, volume_ml=vol, activity_mbq=act, activity_uncorrected_mbq=act_unc, fits=fits,
+        tia=grid.with_array(tia.astype(np.float32), unit="MBq*h/mL", **meta),
+        quality=grid.with_array(quality.astype(np.float32), unit="1"),
+        status=grid.with_array(code.astype(np.uint8), unit="code"),
+        voxel_check=check, occupancy=occ, time_h=t, decay_constant_per_h=lp, voxel_method=method,
+        warnings=tuple(warns))
