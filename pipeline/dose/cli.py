@@ -163,7 +163,7 @@ def _dvh_png(path: Path, edges, dvh: dict):
 
 def _run(args) -> int:
     from kernels.decay import load_decay
-    from kernels.cache import get_voxel_svalues
+    from kernels.select import svalues_for_voxel_size
 
     tia_path = args.kinetics_dir / "tia.nii.gz"
     tia, tia_side = read_image(tia_path)
@@ -182,9 +182,9 @@ def _run(args) -> int:
 
     kernel = None
     if settings.method == "convolution":
-        kernel = get_voxel_svalues(decay.nuclide, tia.voxel_size_mm, medium="water",
-                                   photons=settings.include_photons)
-        cube = kernel.electron_mgy_per_mbq_s + (kernel.photon_mgy_per_mbq_s if settings.include_photons else 0.0)
+        kernel = svalues_for_voxel_size(decay.nuclide, tia.voxel_size_mm, medium="water",
+                                        photons=settings.include_photons)
+        cube = kernel.total_mgy_per_mbq_s if settings.include_photons else kernel.electron_mgy_per_mbq_s
     else:
         cube = None
     result = compute_dose(
