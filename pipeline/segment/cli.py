@@ -1,0 +1,175 @@
+"""``spectdose segment``: label map, vocabulary, organ table and QC figure on the reference CT.
+
+Outputs in ``--out`` (written together: a temporary folder renamed at the end):
+``labels.nii.gz`` (+ sidecar), ``labels.json``, ``organs.csv``, ``qc.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir, write_text
+from ..errors import InputError
+from ..image import Image
+from ..imageio import make_sidecar, read_image, write_image
+from ..cli import run_stage
+from . import labels as L
+from .density import structure_stats
+
+BACKENDS = ("builtin", "nifti", "dicom-seg", "rtstruct", "totalsegmentator-output", "totalsegmentator")
+
+__all__ = ["build_parser", "main", "segment", "write_outputs", "BACKENDS"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spectdose segment", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ct", required=True, help="reference CT (NIfTI, HU)")
+    p.add_argument("--spect", help="reference SPECT (NIfTI, Bq/mL): helps the built-in kidneys; lesions")
+    p.add_argument("--out", required=True, help="output folder (e.g. results/P/segment)")
+    p.add_argument("--backend", choices=BACKENDS, default="builtin")
+    p.add_argument("--masks", help="label map / DICOM SEG / RTSTRUCT file or TotalSegmentator folder")
+    p.add_argument("--mapping", help="JSON name -> label value for --backend nifti (default: labels.json "
+                                     "beside the map, else the DESIGN ids)")
+    p.add_argument("--marrow-method", choices=("eroded", "spheres"), default="eroded")
+    p.add_argument("--marrow-margin-mm", type=float, default=4.0,
+                   help="distance of the marrow VOI from cortex, endplates and lesions (mm)")
+    p.add_argument("--marrow-sphere-radius-mm", type=float, default=8.0)
+    p.add_argument("--lumbar-count", type=int, default=5,
+                   help="number of lumbar vertebrae (built-in; 6 or 4 for transitional anatomy)")
+    p.add_argument("--lesions-from-spect", action="store_true", help="built-in: SPECT hot spots as lesions")
+    p.add_argument("--patient-id", default=None, help="pseudonymous id for the sidecar")
+    return p
+
+
+def _structure_rows(labels: np.ndarray, ct_hu: np.ndarray, voxel_ml: float, vocab: dict):
+    rows = structure_stats(labels, ct_hu, voxel_ml, {k: v for k, v in vocab.items() if k != L.VERTEBRAE_L2L4})
+    if L.VERTEBRAE_L2L4 in vocab:
+        # whole vertebral bodies = label 5 (marrow VOI) + label 6 (rest of the bodies)
+        whole = np.where(np.isin(labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4)), L.VERTEBRAE_L2L4, 0)
+        rows += structure_stats(whole, ct_hu, voxel_ml, {L.VERTEBRAE_L2L4: vocab[L.VERTEBRAE_L2L4]})
+    return sorted(rows, key=lambda r: r.label)
+
+
+def organs_csv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "name", "volume_ml", "mean_hu", "density_g_per_ml", "mass_g"])
+    for r in rows:
+        w.writerow([r.label, r.name, f"{r.volume_ml:.3f}", f"{r.mean_hu:.1f}", f"{r.density_g_per_ml:.4f}",
+                    f"{r.mass_g:.3f}"])
+    return buf.getvalue()
+
+
+def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, masks=None, mapping=None,
+            marrow_method: str = "eroded", marrow_margin_mm: float = 4.0, marrow_sphere_radius_mm: float = 8.0,
+            lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None):
+    """Label map on the CT grid from one backend.
+
+    Returns
+    -------
+    labels : Image
+        uint16 label map (DESIGN ids).
+    info : dict
+        ``notes`` (list of str), ``vertebrae`` (levels, built-in only), ``backend``.
+    """
+    from . import assemble, import_masks
+
+    notes: list[str] = []
+    info = {"backend": backend, "notes": notes}
+    marrow_kw = dict(marrow_method=marrow_method, marrow_margin_mm=marrow_margin_mm,
+                     marrow_sphere_radius_mm=marrow_sphere_radius_mm)
+    if backend == "builtin":
+        from .builtin import BuiltinOptions, segment_builtin
+
+        opts = BuiltinOptions(lumbar_count=lumbar_count, marrow_method=marrow_method,
+                              marrow_margin_mm=marrow_margin_mm, marrow_sphere_radius_mm=marrow_sphere_radius_mm,
+                              lesions_from_spect=lesions_from_spect)
+        res = segment_builtin(ct, spect, opts)
+        notes += res.notes
+        info["vertebrae"] = res.vertebrae
+        lab = np.asarray(res.labels.array)
+        present = {L.FIXED_LABELS[i] for i in L.FIXED_LABELS if np.any(lab == i)}
+        empty = [n for n in L.ORGAN_NAMES if n not in present]
+        if empty:
+            raise InputError(ct_path, f"built-in segmenter found no {', '.join(empty)} in this CT "
+                                      "(see the notes above / provide masks with --backend nifti)")
+        return res.labels, info
+    if backend == "totalsegmentator":
+        from .totalsegmentator import run_totalsegmentator
+
+        if ct_path is None:
+            raise InputError(None, "the totalsegmentator backend needs the CT as a file")
+        with tempfile.TemporaryDirectory(prefix="spectdose_totalseg_out_") as tmp:
+            folder = run_totalsegmentator(ct_path, tmp)
+            structures = import_masks.read_totalsegmentator_folder(folder, ct, notes)
+            notes.append("masks: TotalSegmentator task 'total' run offline on the CT")
+            labels = assemble.assemble_labels(ct, structures, ct_path, notes, full_vertebrae=True, **marrow_kw)
+        return labels, info
+    if masks is None:
+        raise InputError(None, f"--backend {backend} needs --masks")
+    if backend == "nifti":
+        mp = import_masks.read_mapping(mapping) if isinstance(mapping, (str, Path)) else mapping
+        structures = import_masks.read_nifti_labels(masks, ct, mp, notes)
+        full = False
+    elif backend == "dicom-seg":
+        structures, full = import_masks.read_dicom_seg(masks, ct, notes), False
+    elif backend == "rtstruct":
+        structures, full = import_masks.read_rtstruct(masks, ct, notes), False
+    elif backend == "totalsegmentator-output":
+        structures, full = import_masks.read_totalsegmentator_folder(masks, ct, notes), True
+    else:
+        raise InputError(None, f"unknown backend {backend!r}")
+    labels = assemble.assemble_labels(ct, structures, masks, notes, full_vertebrae=full, **marrow_kw)
+    return labels, info
+
+
+def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None, sources=()) -> Path:
+    """Write labels.nii.gz (+ sidecar), labels.json, organs.csv and qc.png into ``out_dir`` atomically."""
+    from .qc import qc_figure
+
+    lab = np.asarray(labels.array).astype(np.uint16)
+    vocab = L.vocabulary_for(lab)
+    rows = _structure_rows(lab, np.asarray(ct.array), ct.voxel_volume_ml, vocab)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        # labels.json is both the NIfTI sidecar of labels.nii.gz (same stem) and the vocabulary
+        side = make_sidecar("labels", "label", method=f"spectdose segment ({info.get('backend')})",
+                            patient_id=patient_id, sources=[str(s) for s in sources if s])
+        write_image(tmp / "labels.nii.gz", labels.with_array(lab, unit="label"), side, dtype=np.uint16)
+        L.write_vocabulary(tmp / "labels.json", vocab, **side, backend=info.get("backend"),
+                           notes=info.get("notes", []), vertebrae=info.get("vertebrae", {}),
+                           label_rules="one label per voxel; whole L2-L4 bodies = labels 5 + 6; "
+                                       "organs exclude lesions",
+                           density_calibration="Schneider et al. 2000, Phys Med Biol 45:459")
+        write_text(tmp / "organs.csv", organs_csv(rows))
+        qc_figure(tmp / "qc.png", ct, labels.with_array(lab, unit="label"), vocab,
+                  title=f"spectdose segment ({info.get('backend')})")
+    return out_dir
+
+
+def _run(args) -> int:
+    ct, _ = read_image(args.ct, unit="HU")
+    spect = None
+    if args.spect:
+        spect, _ = read_image(args.spect, unit="Bq/mL")
+    labels, info = segment(ct, args.backend, spect=spect, masks=args.masks, mapping=args.mapping,
+                           marrow_method=args.marrow_method, marrow_margin_mm=args.marrow_margin_mm,
+                           marrow_sphere_radius_mm=args.marrow_sphere_radius_mm, lumbar_count=args.lumbar_count,
+                           lesions_from_spect=args.lesions_from_spect, ct_path=args.ct)
+    write_outputs(args.out, ct, labels, info, args.patient_id, sources=(Path(args.ct).name,
+                  Path(args.spect).name if args.spect else None, Path(args.masks).name if args.masks else None))
+    for note in info["notes"]:
+        print(f"note: {note}")
+    print(f"spectdose segment: wrote {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_stage("spectdose segment", build_parser(), _run, argv)

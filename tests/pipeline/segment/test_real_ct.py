@@ -1,0 +1,60 @@
+"""Built-in segmenter on the real GE Optima 540 CT (feet-first); skipped when the data are absent."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.segment.cli import main
+
+
+@pytest.fixture(scope="module")
+def real_ct_nifti(real_ct_dir, tmp_path_factory):
+    import SimpleITK as sitk
+
+    from pipeline.imageio import from_sitk, write_image
+
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(real_ct_dir))
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(real_ct_dir), series[0]))
+    ct = from_sitk(reader.Execute(), "HU")
+    path = tmp_path_factory.mktemp("realct") / "ct.nii.gz"
+    write_image(path, ct.with_array(ct.array.astype(np.int16)), {"quantity": "ct"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_ct_result(real_ct_nifti, tmp_path_factory):
+    out = tmp_path_factory.mktemp("realseg") / "segment"
+    assert main(["--ct", str(real_ct_nifti), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_real_ct_organ_volumes_are_physiological(real_ct_result):
+    rows = {r["name"]: r for r in csv.DictReader((real_ct_result / "organs.csv").open())}
+    # issue 7 ranges: liver 0.9-2.5 L, each kidney 70-260 mL
+    assert 900.0 <= float(rows["liver"]["volume_ml"]) <= 2500.0
+    for k in ("kidney_left", "kidney_right"):
+        assert 70.0 <= float(rows[k]["volume_ml"]) <= 260.0, k
+    # soft-tissue organs have soft-tissue CT numbers (non-contrast: 0-100 HU)
+    for k in ("liver", "kidney_left", "kidney_right", "spleen"):
+        assert 0.0 < float(rows[k]["mean_hu"]) < 100.0, k
+
+
+@pytest.mark.slow
+def test_real_ct_l2_l4_lie_below_the_lowest_rib_bearing_vertebra(real_ct_result):
+    info = json.loads((real_ct_result / "labels.json").read_text())
+    levels = info["vertebrae"]
+    rib = [n for n, v in levels.items() if v["rib_bearing"]]
+    assert rib, "no rib-bearing vertebra found"
+    lowest_rib_z = min(levels[n]["centre_ras_mm"][2] for n in rib)
+    for n in ("L2", "L3", "L4"):
+        assert levels[n]["centre_ras_mm"][2] < lowest_rib_z
+        assert not levels[n]["rib_bearing"]
+    # the lowest rib-bearing vertebra is the one just above L1, i.e. T12 (sacrum count agrees)
+    lowest = min(rib, key=lambda n: levels[n]["centre_ras_mm"][2])
+    assert lowest == "T12"
+    assert levels["L1"]["centre_ras_mm"][2] < levels[lowest]["centre_ras_mm"][2]
+    assert (real_ct_result / "qc.png").stat().st_size > 50000

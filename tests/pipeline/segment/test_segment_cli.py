@@ -1,0 +1,62 @@
+"""``spectdose segment`` command line: outputs and bad input."""
+
+import csv
+import json
+
+import numpy as np
+
+from pipeline.imageio import read_image, write_image
+from pipeline.segment.cli import main
+from pipeline.segment.density import hu_to_density_g_per_ml
+
+
+def _write_inputs(tmp_path, labels, ct):
+    write_image(tmp_path / "ct.nii.gz", ct, {"quantity": "ct"})
+    write_image(tmp_path / "masks.nii.gz", labels, {"quantity": "labels"})
+    return tmp_path / "ct.nii.gz", tmp_path / "masks.nii.gz"
+
+
+def test_nifti_backend_writes_labels_vocabulary_table_and_qc(tmp_path, phantom_axial):
+    labels, ct = phantom_axial
+    ct_path, masks = _write_inputs(tmp_path, labels, ct)
+    out = tmp_path / "segment"
+    assert main(["--ct", str(ct_path), "--backend", "nifti", "--masks", str(masks), "--out", str(out)]) == 0
+    lab, side = read_image(out / "labels.nii.gz")
+    assert lab.same_grid(ct) and side["unit"] == "label"
+    vocab = json.loads((out / "labels.json").read_text())["labels"]
+    assert vocab["3"] == "liver" and vocab["6"] == "vertebrae_L2L4"
+    rows = {r["name"]: r for r in csv.DictReader((out / "organs.csv").open())}
+    arr = np.asarray(labels.array)
+    # liver: independent count on the input map; density from the published line at 60 HU
+    n = int(np.sum(arr == 3))
+    assert float(rows["liver"]["volume_ml"]) == np.round(n * ct.voxel_volume_ml, 3)
+    assert float(rows["liver"]["mass_g"]) == np.round(n * ct.voxel_volume_ml * (1.003 + 1.169e-3 * 60), 3)
+    # whole L2-L4 bodies = input label 6 incl. its core (the marrow VOI is derived inside it)
+    assert float(rows["vertebrae_L2L4"]["volume_ml"]) == np.round(np.isin(arr, (5, 6)).sum() * ct.voxel_volume_ml, 3)
+    assert (out / "qc.png").stat().st_size > 10000
+    assert hu_to_density_g_per_ml([60.0])[0] == 1.003 + 1.169e-3 * 60
+
+
+def test_empty_organ_exits_2_naming_the_organ(tmp_path, phantom_axial, capsys):
+    labels, ct = phantom_axial
+    arr = np.asarray(labels.array).copy()
+    arr[arr == 1] = 7  # no left kidney
+    ct_path, masks = _write_inputs(tmp_path, labels.with_array(arr), ct)
+    rc = main(["--ct", str(ct_path), "--backend", "nifti", "--masks", str(masks), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "kidney_left" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_totalsegmentator_backend_without_weights_exits_2_with_instructions(tmp_path, phantom_axial, capsys,
+                                                                           monkeypatch):
+    from pipeline.segment import totalsegmentator as ts
+
+    labels, ct = phantom_axial
+    ct_path, _ = _write_inputs(tmp_path, labels, ct)
+    monkeypatch.setattr(ts, "find_executable", lambda: "/opt/TotalSegmentator")  # "installed"
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "no_weights"))
+    rc = main(["--ct", str(ct_path), "--backend", "totalsegmentator", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "never downloads" in err and "TOTALSEG_WEIGHTS_PATH" in err
