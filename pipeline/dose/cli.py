@@ -4,7 +4,7 @@ Reads the kinetics stage's ``tia.nii.gz`` (MBq*h/mL on the dose grid) and
 ``fits.json``, the label map and the reference CT; writes into ``--out``
 (atomically, as one folder): ``dose.nii.gz`` (Gy, dose grid), ``dose_ct.nii.gz``
 (Gy, CT grid), ``organ_doses.csv``, ``dvh.csv``, ``dvh.png``, ``marrow.json``,
-``bed.csv``, ``planning.json`` and ``dose.json`` (settings, kernel provenance).
+``bed.csv``, ``planning.json`` and ``dose_provenance.json`` (settings, assumptions, kernel provenance).
 """
 
 from __future__ import annotations
@@ -118,12 +118,14 @@ def organ_fits_from_kinetics(fits_json: dict) -> dict:
     return out
 
 
-def _read_fits(kinetics_dir: Path) -> dict:
+def _read_fits(kinetics_dir: Path) -> tuple[dict, dict]:
+    """Chosen organ fits and the whole fits.json (empty when the file is absent)."""
     path = kinetics_dir / "fits.json"
     if not path.exists():
-        return {}
+        return {}, {}
     try:
-        return organ_fits_from_kinetics(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        return organ_fits_from_kinetics(data), data
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(path, f"cannot read the fitted kinetics ({exc})") from None
 
@@ -176,9 +178,10 @@ def _run(args) -> int:
     if not nuclide:
         raise InputError(tia_path, "no radionuclide in the sidecar; give --nuclide")
     decay = load_decay(nuclide)
-    injected = args.injected_mbq if args.injected_mbq is not None else tia_side.get("injected_activity_mbq")
     settings = settings_from_config(_read_config(args.config), args)
-    fits = _read_fits(args.kinetics_dir)
+    fits, fits_json = _read_fits(args.kinetics_dir)
+    injected = next((v for v in (args.injected_mbq, tia_side.get("injected_activity_mbq"),
+                                 fits_json.get("injected_activity_mbq")) if v is not None), None)
 
     kernel = None
     if settings.method == "convolution":
@@ -198,6 +201,7 @@ def _run(args) -> int:
     kernel_prov = None if kernel is None else {"nuclide": kernel.nuclide, "medium": kernel.medium,
                                                "voxel_size_mm": list(map(float, kernel.voxel_size_mm)),
                                                "provenance": kernel.provenance}
+    common["kernel"] = kernel_prov
     with atomic_dir(args.out) as tmp:
         write_image(tmp / "dose.nii.gz", result.dose,
                     make_sidecar("absorbed_dose", "Gy", grid="dose (reference SPECT)", **common))
@@ -212,8 +216,8 @@ def _run(args) -> int:
         write_json(tmp / "marrow.json", result.marrow or {"status": "not available: no marrow VOI (label 5)"})
         _write_csv(tmp / "bed.csv", result.bed)
         write_json(tmp / "planning.json", result.planning)
-        write_json(tmp / "dose.json", {"assumptions": result.assumptions, "settings": _jsonable(asdict(settings)),
-                                       "injected_activity_mbq": injected, "kernel": kernel_prov, **common})
+        write_json(tmp / "dose_provenance.json", {"assumptions": result.assumptions, "settings": _jsonable(asdict(settings)),
+                                                  "injected_activity_mbq": injected, **common})
     for o in result.organs:
         gbq = "" if o.mean_gy_per_gbq is None else f"  {o.mean_gy_per_gbq:8.3f} Gy/GBq"
         print(f"{o.name:18s} {o.mean_gy:9.3f} Gy{gbq}")

@@ -173,8 +173,8 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
         tia_ct = resample_to(tia, ct, "linear").array
         c_voi = float(tia_ct[labels.array == MARROW_LABEL].mean())
         marrow = eanm_marrow_dose(c_voi, electron_energy_mev, settings.sex, settings.marrow)
-        voi_row = next(o for o in organs if o.label == MARROW_LABEL)
-        marrow["voxel_mean_dose_in_voi_gy"] = voi_row.mean_gy
+        voi = labels.array == MARROW_LABEL
+        marrow["voxel_mean_dose_in_voi_gy"] = float(np.sum(dose_ct_arr[voi] * rho_ct[voi]) / np.sum(rho_ct[voi]))
         if injected_gbq:
             marrow["absorbed_dose_gy_per_gbq"] = marrow["absorbed_dose_gy"] / injected_gbq
 

@@ -74,7 +74,7 @@ def _run(patient, *extra):
 def test_local_method_writes_every_output_and_doses_match_local_deposition(patient):
     out = _run(patient, "--method", "local", "--no-photons")
     for name in ("dose.nii.gz", "dose.json", "dose_ct.nii.gz", "dose_ct.json", "organ_doses.csv", "dvh.csv",
-                 "dvh.png", "marrow.json", "bed.csv", "planning.json"):
+                 "dvh.png", "marrow.json", "bed.csv", "planning.json", "dose_provenance.json"):
         assert (out / name).exists(), name
     rows = {r["name"]: r for r in csv.DictReader((out / "organ_doses.csv").open())}
     # kidney interior: 2 MBq*h/mL at density from 40 HU (Schneider: 1.003 + 1.169e-3*40 = 1.0498 g/mL)
