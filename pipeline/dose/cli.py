@@ -48,11 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_config(config: dict, args) -> DoseSettings:
     """DoseSettings from the ``dose:`` section of the workflow config and CLI overrides."""
     c = dict(config or {})
+    sex = args.sex or c.get("sex", "male")
+    curve = c.get("hu_density_curve", "schneider2000")
+    if curve != "schneider2000":
+        raise InputError(getattr(args, "config", None), f"unknown hu_density_curve {curve!r} (known: schneider2000)")
+    mass_override = c.get("red_marrow_mass_g")
+    reference_masses = c.get("reference_red_marrow_mass_g") or {}
+    if mass_override is None and sex in reference_masses:
+        mass_override = float(reference_masses[sex])
     marrow = MarrowSettings(
         l2l4_share=float(c.get("marrow_l2l4_share", 0.067)),
         red_marrow_density_g_per_ml=float(c.get("red_marrow_density_g_per_ml", 1.03)),
         electron_absorbed_fraction=float(c.get("marrow_electron_absorbed_fraction", 1.0)),
-        red_marrow_mass_g=c.get("red_marrow_mass_g"),
+        red_marrow_mass_g=mass_override,
     )
     kid = LQParameters(float(c.get("kidney_alpha_beta_gy", 2.6)), float(c.get("kidney_repair_half_time_h", 2.8)))
     lq_by_organ = {"kidney_left": kid, "kidney_right": kid, "kidneys": kid}
@@ -63,7 +71,7 @@ def settings_from_config(config: dict, args) -> DoseSettings:
         include_photons=not args.no_photons and bool(c.get("include_photons", True)),
         min_density_g_per_ml=float(c.get("min_density_g_per_ml", 0.1)),
         marrow=marrow,
-        sex=args.sex or c.get("sex", "male"),
+        sex=sex,
         lq_default=kid,
         lq_by_organ=lq_by_organ,
         kidney_dose_limit_gy=c.get("kidney_dose_limit_gy", 23.0),

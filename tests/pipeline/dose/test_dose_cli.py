@@ -118,3 +118,18 @@ def test_missing_tia_is_one_clear_error_and_nothing_is_written(patient, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "tia.nii.gz: file not found" in err and err.count("\n") == 1
     assert not (patient / "dose").exists()
+
+
+def test_workflow_config_sets_sex_specific_marrow_mass_and_limits(repo_root):
+    import argparse
+
+    import yaml
+
+    from pipeline.dose.cli import settings_from_config
+
+    cfg = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())["dose"]
+    args = argparse.Namespace(method=None, no_photons=False, sex="female", config=None)
+    s = settings_from_config(cfg, args)
+    assert s.marrow.red_marrow_mass_g == 900.0
+    assert s.kidney_dose_limit_gy == 23 and s.marrow_dose_limit_gy == 2
+    assert s.lq_for("kidney_left").alpha_beta_gy == 2.6
