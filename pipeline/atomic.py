@@ -14,6 +14,17 @@ from pathlib import Path
 
 __all__ = ["atomic_path", "atomic_dir", "write_json", "write_text"]
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool) -> None:
+    """Give a temporary file/folder the mode a plain open()/mkdir() would have (mkstemp uses 0600)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
 _COMPOUND_SUFFIXES = (".nii.gz", ".tar.gz")
 
 
@@ -46,6 +57,7 @@ def atomic_path(path):
     tmp = Path(tmp)
     try:
         yield tmp
+        _publish_mode(tmp, directory=False)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -63,6 +75,7 @@ def atomic_dir(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _publish_mode(tmp, directory=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old{os.getpid()}")
             os.replace(path, old)

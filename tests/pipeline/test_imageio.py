@@ -164,3 +164,20 @@ def test_reading_a_truncated_nifti_names_the_file(tmp_path):
 def test_reading_a_missing_file_names_it(tmp_path):
     with pytest.raises(InputError, match="nope.nii.gz: file not found"):
         read_image(tmp_path / "nope.nii.gz")
+
+
+def test_atomic_outputs_get_the_umask_mode_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    from pipeline.atomic import atomic_dir, write_text
+
+    old = os.umask(0o022)
+    try:
+        f = write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "b").write_text("y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

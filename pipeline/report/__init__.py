@@ -1,0 +1,1 @@
+"""Per-patient HTML report (``spectdose report``)."""
