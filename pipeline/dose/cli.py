@@ -93,19 +93,13 @@ def _read_config(path: Path | None) -> dict:
 
 
 def _read_vocabulary(labels_path: Path) -> dict[int, str]:
-    vocab_path = labels_path.with_name(labels_path.name.replace(".nii.gz", ".json").replace(".nii", ".json"))
-    try:
-        data = json.loads(vocab_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(vocab_path, f"label vocabulary missing or unreadable ({exc})") from None
-    vocab = data.get("labels", data)
-    out = {}
-    for key, val in vocab.items():
-        if str(key).isdigit():
-            out[int(key)] = val if isinstance(val, str) else val.get("name")
-    if not out:
-        raise InputError(vocab_path, "no 'id: name' entries in the label vocabulary")
-    return dict(sorted(out.items()))
+    from ..imageio import sidecar_path
+    from ..segment.labels import read_vocabulary
+
+    vocab = read_vocabulary(sidecar_path(labels_path))
+    if not vocab:
+        raise InputError(sidecar_path(labels_path), "no 'id: name' entries in the label vocabulary")
+    return dict(sorted(vocab.items()))
 
 
 def organ_fits_from_kinetics(fits_json: dict) -> dict:
