@@ -67,12 +67,11 @@ def hu_to_density_g_per_ml(hu_array, table=None) -> np.ndarray:
             raise ValueError("calibration table must be (HU, g/mL) pairs with increasing HU")
         return np.interp(hu, pts[:, 0], pts[:, 1])
     hu = np.maximum(hu, -1000.0)
-    rho = np.empty_like(hu)
-    lower = -np.inf
-    for upper, intercept, slope in SCHNEIDER_2000:
-        sel = (hu > lower) & (hu <= upper)
-        rho[sel] = intercept + slope * hu[sel]
-        lower = upper
+    uppers = np.array([seg[0] for seg in SCHNEIDER_2000[:-1]])
+    intercepts = np.array([seg[1] for seg in SCHNEIDER_2000])
+    slopes = np.array([seg[2] for seg in SCHNEIDER_2000])
+    segment = np.searchsorted(uppers, hu, side="left")  # first segment whose upper bound >= hu
+    rho = intercepts[segment] + slopes[segment] * hu
     return np.maximum(rho, 0.0)
 
 
