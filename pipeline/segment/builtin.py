@@ -480,14 +480,9 @@ def segment_builtin(ct: Image, spect: Image | None = None,
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):
     """Linear resampling of the SPECT onto the CT grid, then RAS order and block mean."""
-    import SimpleITK as sitk
+    from ..grid import resample_to
 
-    from ..imageio import from_sitk, to_sitk
-
-    ref = to_sitk(ct.with_array(np.zeros(ct.shape, np.float32)))
-    mov = to_sitk(spect.with_array(np.asarray(spect.array, np.float32)))
-    res = sitk.Resample(mov, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    on_ct = from_sitk(res, spect.unit).array
+    on_ct = resample_to(spect, ct, "linear", default_value=0.0).array
     from nibabel.orientations import apply_orientation
 
     a = apply_orientation(on_ct, tr).astype(np.float32)

@@ -57,9 +57,7 @@ def conform_to_ct(mask_image: Image, ct: Image, source, notes: list | None = Non
     """
     if mask_image.same_grid(ct):
         return mask_image
-    import SimpleITK as sitk
-
-    from ..imageio import from_sitk, to_sitk
+    from ..grid import resample_to
 
     arr = np.asarray(mask_image.array)
     if arr.dtype == np.bool_:
@@ -93,10 +91,8 @@ def conform_to_ct(mask_image: Image, ct: Image, source, notes: list | None = Non
                 out[dst_lo[0]:dst_lo[0] + n[0], dst_lo[1]:dst_lo[1] + n[1], dst_lo[2]:dst_lo[2] + n[2]] = \
                     arr[src_lo[0]:src_lo[0] + n[0], src_lo[1]:src_lo[1] + n[1], src_lo[2]:src_lo[2] + n[2]]
             return ct.with_array(out, unit="label")
-    src = to_sitk(mask_image.with_array(arr))
-    ref = to_sitk(ct.with_array(np.zeros(ct.shape, np.uint8)))
-    res = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, src.GetPixelID())
-    out = from_sitk(res, "label")
+    res = resample_to(mask_image.with_array(arr), ct, "nearest", default_value=0)
+    out = res.with_array(res.array, unit="label")
     if notes is not None:
         vs_m = ", ".join(f"{v:.3g}" for v in mask_image.voxel_size_mm)
         vs_c = ", ".join(f"{v:.3g}" for v in ct.voxel_size_mm)
