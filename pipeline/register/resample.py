@@ -30,6 +30,36 @@ What is done instead ("push", or splatting)
     moving -> reference is ``B^-1(R^-1(y))``: ``R^-1`` exactly, ``B^-1`` by a
     displacement field inverted by fixed-point iteration on the dose grid
     (:func:`pipeline.register.transforms.invert_displacement_field`).
+
+Why the push alone is not the default on grids of similar voxel size
+    The push treats every source voxel as a uniform box and shares it with
+    trilinear weights: on top of the camera's resolution it adds a blur of
+    variance ``(1/12 + 1/6) voxel**2`` per axis (FWHM about 1.2 voxels, 5.6 mm
+    on 4.8 mm voxels) to every moved time point but not to the reference. On
+    the sample patient (11 mm FWHM SPECT) that took 4-5 % of the activity out
+    of each kidney at every moved time point, and about twice that from the
+    kidney mean dose.
+
+What is done when the dose voxels are not much coarser than the source ("spline")
+    A SPECT image is band-limited by the camera's resolution (FWHM of two
+    voxels or more), so its samples define it and an interpolating cubic
+    B-spline (``scipy.ndimage`` order 3, values outside the source FOV zero)
+    reconstructs it between them with little smoothing; it is evaluated at the
+    dose-voxel centres through the exact inverse of the rigid map. Its small
+    ringing below zero next to steep edges (1e-6 to 1e-5 of the total on the
+    sample patient) is kept, not clipped: clipping would add activity and
+    shift centroids, and the kinetics stage takes negative values as they
+    come (zero-mean noise must not be biased). The activity bookkeeping is
+    the push's (sub-voxels mapped one by one), and the interpolated image is
+    scaled so that its total equals the activity that the push finds inside
+    the dose grid's FOV; the scale factor (the interpolant's quadrature
+    error, 1e-4 on the sample patient) is reported. On the sample patient the
+    kidney activity at moved time points went from 0.95-0.96 (push) to
+    0.98-0.99 of the truth as imaged; the rest is the generator's own binning
+    of the moved anatomy. Used when every dose voxel spacing is at most
+    :data:`SPLINE_MAX_SPACING_RATIO` times the finest source spacing and the
+    map is linear; otherwise (much coarser dose grid, where point sampling
+    would alias, or a deformable map) the push is used.
 """
 
 from __future__ import annotations
@@ -44,7 +74,17 @@ from ..image import Image
 from ..imageio import from_sitk, to_sitk
 
 __all__ = ["ActivityBalance", "MovingToReference", "resample_activity", "resample_image",
-           "subdivisions"]
+           "subdivisions", "SPLINE_MAX_SPACING_RATIO"]
+
+#: Largest ratio of a dose-grid voxel spacing to the finest source spacing for which the
+#: activity is moved by cubic-spline interpolation (coarser dose grids use the push).
+SPLINE_MAX_SPACING_RATIO = 1.25
+
+_METHOD_TEXT = {
+    "push": "sub-voxel push with trilinear sharing (activity-conserving)",
+    "spline": ("cubic B-spline interpolation at the dose-voxel centres, scaled to the activity the "
+               "sub-voxel push finds in the field of view (activity-conserving)"),
+}
 
 
 @dataclass(frozen=True)
@@ -100,12 +140,19 @@ class ActivityBalance:
         ``source_mbq - left_fov_mbq``: the activity that should be found on the dose grid.
     after_mbq : float
         Total activity on the dose grid after resampling.
+    method : {"push", "spline"}
+        How the activity was moved (module docstring).
+    interpolation_scale : float
+        ``"spline"`` only: the factor applied to the interpolated image so that
+        its total equals ``in_fov_before_mbq`` (1 for the push).
     """
 
     source_mbq: float
     left_fov_mbq: float
     in_fov_before_mbq: float
     after_mbq: float
+    method: str = "push"
+    interpolation_scale: float = 1.0
 
     @property
     def relative_change_in_fov(self) -> float:
@@ -121,7 +168,8 @@ class ActivityBalance:
             "in_fov_before_mbq": self.in_fov_before_mbq,
             "after_mbq": self.after_mbq,
             "relative_change_in_fov": self.relative_change_in_fov,
-            "method": "sub-voxel push with trilinear sharing (activity-conserving)",
+            "method": _METHOD_TEXT[self.method],
+            "interpolation_scale": self.interpolation_scale,
         }
 
 
@@ -135,8 +183,18 @@ def subdivisions(source_voxel_mm, target_voxel_mm, max_ratio: float = 0.25) -> t
     return tuple(int(max(1, np.ceil(s / (max_ratio * target)))) for s in np.asarray(source_voxel_mm, float))
 
 
+def choose_method(spect: Image, dose_grid: Image, mapping: MovingToReference) -> str:
+    """``"spline"`` or ``"push"`` for moving ``spect`` onto ``dose_grid`` (module docstring)."""
+    if mapping.inverse_displacement_mm is not None:
+        return "push"
+    finest = float(np.min(spect.voxel_size_mm))
+    coarsest = float(np.max(dose_grid.voxel_size_mm))
+    return "spline" if coarsest <= SPLINE_MAX_SPACING_RATIO * finest else "push"
+
+
 def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference,
-                      subdivision: tuple[int, int, int] | None = None) -> tuple[Image, ActivityBalance]:
+                      subdivision: tuple[int, int, int] | None = None,
+                      method: str = "auto") -> tuple[Image, ActivityBalance]:
     """Move an activity-concentration image onto the dose grid, conserving activity.
 
     Parameters
@@ -149,6 +207,8 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
         Moving-space -> reference-space map (inverse of the registration transform).
     subdivision : tuple of int, optional
         Sub-voxels per source axis; default from :func:`subdivisions`.
+    method : {"auto", "spline", "push"}
+        ``"auto"`` picks with :func:`choose_method`; ``"spline"`` needs a linear map.
 
     Returns
     -------
@@ -159,6 +219,12 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
     """
     if spect.unit != "Bq/mL":
         raise ValueError(f"SPECT must be in Bq/mL, got {spect.unit!r}")
+    if method == "auto":
+        method = choose_method(spect, dose_grid, mapping)
+    if method not in _METHOD_TEXT:
+        raise ValueError(f"method must be 'auto', 'spline' or 'push', not {method!r}")
+    if method == "spline" and mapping.inverse_displacement_mm is not None:
+        raise ValueError("the spline method needs a linear map; use the push for deformable maps")
     sub = subdivision or subdivisions(spect.voxel_size_mm, dose_grid.voxel_size_mm)
     src = np.ascontiguousarray(spect.array, dtype=np.float64)
     # source voxel index -> reference RAS (linear part) -> dose index
@@ -180,15 +246,36 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
     lost = _splat(src, np.ascontiguousarray(to_z[:3]), np.array(sub, np.int64), field,
                   np.ascontiguousarray(z_to_field[:3]), use_field, voxel_ml, out)
     source_bq = float(src.sum()) * voxel_ml
-    after_bq = float(out.sum())
+    in_fov_bq = source_bq - float(lost)
+    conc = out / dose_grid.voxel_volume_ml
+    scale = 1.0
+    if method == "spline":
+        conc = _spline_pull(src, spect.affine, dose_grid, mapping.affine_ras)
+        interpolated_bq = float(conc.sum()) * dose_grid.voxel_volume_ml
+        scale = in_fov_bq / interpolated_bq if interpolated_bq > 0 else 1.0
+        conc *= scale
+    after_bq = float(conc.sum()) * dose_grid.voxel_volume_ml
     balance = ActivityBalance(
         source_mbq=source_bq / 1e6,
         left_fov_mbq=float(lost) / 1e6,
-        in_fov_before_mbq=(source_bq - float(lost)) / 1e6,
+        in_fov_before_mbq=in_fov_bq / 1e6,
         after_mbq=after_bq / 1e6,
+        method=method,
+        interpolation_scale=scale,
     )
-    conc = (out / dose_grid.voxel_volume_ml).astype(np.float32)
-    return Image(conc, dose_grid.affine, "Bq/mL", {}), balance
+    return Image(conc.astype(np.float32), dose_grid.affine, "Bq/mL", {}), balance
+
+
+def _spline_pull(src: np.ndarray, src_affine: np.ndarray, dose_grid: Image, moving_to_reference_ras) -> np.ndarray:
+    """Cubic B-spline interpolation of ``src`` at the dose-voxel centres (float64, dose-grid shape).
+
+    Dose index -> reference RAS -> moving RAS (inverse of the linear map) -> source index.
+    """
+    from scipy.ndimage import affine_transform
+
+    m = np.linalg.inv(src_affine) @ np.linalg.inv(moving_to_reference_ras) @ dose_grid.affine
+    return affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=tuple(dose_grid.shape), order=3,
+                            mode="grid-constant", cval=0.0, prefilter=True, output=np.float64)
 
 
 @njit(cache=True)
