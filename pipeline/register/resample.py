@@ -58,8 +58,10 @@ What is done when the dose voxels are not much coarser than the source ("spline"
     0.98-0.99 of the truth as imaged; the rest is the generator's own binning
     of the moved anatomy. Used when every dose voxel spacing is at most
     :data:`SPLINE_MAX_SPACING_RATIO` times the finest source spacing and the
-    map is linear; otherwise (much coarser dose grid, where point sampling
-    would alias, or a deformable map) the push is used.
+    map is linear or comes with its forward transform (deformable: the
+    dose-voxel centres are moved by the registration transform itself);
+    otherwise (much coarser dose grid, where point sampling would alias) the
+    push is used.
 """
 
 from __future__ import annotations
@@ -183,9 +185,12 @@ def subdivisions(source_voxel_mm, target_voxel_mm, max_ratio: float = 0.25) -> t
     return tuple(int(max(1, np.ceil(s / (max_ratio * target)))) for s in np.asarray(source_voxel_mm, float))
 
 
-def choose_method(spect: Image, dose_grid: Image, mapping: MovingToReference) -> str:
-    """``"spline"`` or ``"push"`` for moving ``spect`` onto ``dose_grid`` (module docstring)."""
-    if mapping.inverse_displacement_mm is not None:
+def choose_method(spect: Image, dose_grid: Image, mapping: MovingToReference, transform=None) -> str:
+    """``"spline"`` or ``"push"`` for moving ``spect`` onto ``dose_grid`` (module docstring).
+
+    A deformable ``mapping`` needs the forward ``transform`` (reference -> moving) for the spline.
+    """
+    if mapping.inverse_displacement_mm is not None and transform is None:
         return "push"
     finest = float(np.min(spect.voxel_size_mm))
     coarsest = float(np.max(dose_grid.voxel_size_mm))
@@ -194,7 +199,7 @@ def choose_method(spect: Image, dose_grid: Image, mapping: MovingToReference) ->
 
 def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference,
                       subdivision: tuple[int, int, int] | None = None,
-                      method: str = "auto") -> tuple[Image, ActivityBalance]:
+                      method: str = "auto", transform=None) -> tuple[Image, ActivityBalance]:
     """Move an activity-concentration image onto the dose grid, conserving activity.
 
     Parameters
@@ -208,7 +213,12 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
     subdivision : tuple of int, optional
         Sub-voxels per source axis; default from :func:`subdivisions`.
     method : {"auto", "spline", "push"}
-        ``"auto"`` picks with :func:`choose_method`; ``"spline"`` needs a linear map.
+        ``"auto"`` picks with :func:`choose_method`; ``"spline"`` with a
+        deformable ``mapping`` needs ``transform``.
+    transform : SimpleITK.Transform, optional
+        The registration (reference -> moving, LPS mm), whose inverse ``mapping``
+        is; the spline evaluates it at the dose-voxel centres. Required only
+        for the spline with a deformable map (a linear map is inverted exactly).
 
     Returns
     -------
@@ -220,11 +230,11 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
     if spect.unit != "Bq/mL":
         raise ValueError(f"SPECT must be in Bq/mL, got {spect.unit!r}")
     if method == "auto":
-        method = choose_method(spect, dose_grid, mapping)
+        method = choose_method(spect, dose_grid, mapping, transform)
     if method not in _METHOD_TEXT:
         raise ValueError(f"method must be 'auto', 'spline' or 'push', not {method!r}")
-    if method == "spline" and mapping.inverse_displacement_mm is not None:
-        raise ValueError("the spline method needs a linear map; use the push for deformable maps")
+    if method == "spline" and mapping.inverse_displacement_mm is not None and transform is None:
+        raise ValueError("the spline method with a deformable map needs the forward transform")
     sub = subdivision or subdivisions(spect.voxel_size_mm, dose_grid.voxel_size_mm)
     src = np.ascontiguousarray(spect.array, dtype=np.float64)
     # source voxel index -> reference RAS (linear part) -> dose index
@@ -250,7 +260,7 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
     conc = out / dose_grid.voxel_volume_ml
     scale = 1.0
     if method == "spline":
-        conc = _spline_pull(src, spect.affine, dose_grid, mapping.affine_ras)
+        conc = _spline_pull(src, spect.affine, dose_grid, mapping, transform)
         interpolated_bq = float(conc.sum()) * dose_grid.voxel_volume_ml
         scale = in_fov_bq / interpolated_bq if interpolated_bq > 0 else 1.0
         conc *= scale
@@ -266,16 +276,27 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
     return Image(conc.astype(np.float32), dose_grid.affine, "Bq/mL", {}), balance
 
 
-def _spline_pull(src: np.ndarray, src_affine: np.ndarray, dose_grid: Image, moving_to_reference_ras) -> np.ndarray:
+def _spline_pull(src: np.ndarray, src_affine: np.ndarray, dose_grid: Image, mapping: MovingToReference,
+                 transform=None) -> np.ndarray:
     """Cubic B-spline interpolation of ``src`` at the dose-voxel centres (float64, dose-grid shape).
 
-    Dose index -> reference RAS -> moving RAS (inverse of the linear map) -> source index.
+    Linear map: dose index -> reference RAS -> moving RAS (exact inverse of the
+    map) -> source index. Deformable: the dose-voxel centres moved by
+    ``transform`` (reference -> moving) -> source index.
     """
-    from scipy.ndimage import affine_transform
+    from scipy.ndimage import affine_transform, map_coordinates
 
-    m = np.linalg.inv(src_affine) @ np.linalg.inv(moving_to_reference_ras) @ dose_grid.affine
-    return affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=tuple(dose_grid.shape), order=3,
-                            mode="grid-constant", cval=0.0, prefilter=True, output=np.float64)
+    if mapping.inverse_displacement_mm is None:
+        m = np.linalg.inv(src_affine) @ np.linalg.inv(mapping.affine_ras) @ dose_grid.affine
+        return affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=tuple(dose_grid.shape), order=3,
+                                mode="grid-constant", cval=0.0, prefilter=True, output=np.float64)
+    from .transforms import displacement_field_ras
+
+    moving_ras = dose_grid.world_grid() + displacement_field_ras(transform, dose_grid)
+    inv = np.linalg.inv(src_affine)
+    idx = moving_ras @ inv[:3, :3].T + inv[:3, 3]
+    return map_coordinates(src, idx.reshape(-1, 3).T, order=3, mode="grid-constant", cval=0.0,
+                           prefilter=True, output=np.float64).reshape(dose_grid.shape)
 
 
 @njit(cache=True)

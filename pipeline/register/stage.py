@@ -174,7 +174,7 @@ def register_time_point(time_point: str, reference_ct: Image, moving_ct: Image, 
                    "relative_change_in_fov": 0.0, "method": "copied (dose grid = this SPECT's grid)"}
     else:
         mapping = _mapping(transform, dose_grid, qc)
-        spect, bal = resample_activity(moving_spect, dose_grid, mapping)
+        spect, bal = resample_activity(moving_spect, dose_grid, mapping, transform=transform)
         balance = bal.as_dict()
         if abs(bal.relative_change_in_fov) > ACTIVITY_TOLERANCE:
             problems.append(f"activity in the field of view changed by {100 * bal.relative_change_in_fov:.2f} % "

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from register_phantom import rigid_ras, transform_points
 
 from pipeline.image import Image, affine_from_geometry
@@ -86,7 +87,7 @@ def test_spline_keeps_a_camera_blurred_organ_sharper_than_the_push():
     assert abs(errors["spline"][0]) < abs(errors["push"][0]) / 3, errors
 
 
-def test_method_choice_uses_the_push_for_coarse_dose_grids_and_deformable_maps():
+def test_method_choice_uses_the_push_for_coarse_dose_grids_and_deformable_maps_without_transform():
     from pipeline.register.resample import choose_method
 
     fine, coarse = _grid(4.8, (4, 4, 4)), _grid(6.5, (4, 4, 4))
@@ -95,8 +96,28 @@ def test_method_choice_uses_the_push_for_coarse_dose_grids_and_deformable_maps()
     assert choose_method(fine, coarse, MovingToReference(np.eye(4))) == "push"
     deformable = MovingToReference(np.eye(4), np.zeros((4, 4, 4, 3)), fine)
     assert choose_method(fine, fine, deformable) == "push"
-    with pytest.raises(ValueError, match="linear map"):
+    assert choose_method(fine, fine, deformable, sitk.TranslationTransform(3)) == "spline"
+    with pytest.raises(ValueError, match="forward transform"):
         resample_activity(fine.with_array(np.ones((4, 4, 4))), fine, deformable, method="spline")
+
+
+def test_spline_with_a_deformable_map_follows_the_forward_transform():
+    # a deformable map given as its inverse field (for the push's bookkeeping) and its forward ITK
+    # transform (for the spline): a uniform shift, so the reference is the analytic blurred sphere
+    # at the shifted position
+    src_grid = _grid(4.8, (40, 40, 36))
+    dst = _grid(4.8, (40, 40, 36), shift=(0.9, -1.3, 0.4))
+    shift_ras = np.array([3.1, -2.2, 4.7])  # moving -> reference
+    field = np.broadcast_to(shift_ras, dst.shape + (3,)).copy()
+    mapping = MovingToReference(np.eye(4), field, dst)
+    forward = sitk.TranslationTransform(3, [float(v) for v in -shift_ras * np.array([-1.0, -1.0, 1.0])])  # LPS
+    src = _blurred_sphere(src_grid, (2.0, 1.0, -3.0), 30.0, 11.0)
+    truth = _blurred_sphere(dst, np.array([2.0, 1.0, -3.0]) + shift_ras, 30.0, 11.0).array
+    out, bal = resample_activity(src, dst, mapping, transform=forward)
+    assert bal.method == "spline"
+    # 1 % of the peak per voxel and 1e-9 of the activity: as for the rigid spline
+    assert np.abs(out.array - truth).max() / 1000.0 < 0.01
+    assert abs(bal.relative_change_in_fov) < 1e-9
 
 
 def test_naive_interpolation_of_concentration_would_not_conserve_activity():
