@@ -5,6 +5,8 @@ Reads the kinetics stage's ``tia.nii.gz`` (MBq*h/mL on the dose grid) and
 (atomically, as one folder): ``dose.nii.gz`` (Gy, dose grid), ``dose_ct.nii.gz``
 (Gy, CT grid), ``organ_doses.csv``, ``dvh.csv``, ``dvh.png``, ``marrow.json``,
 ``bed.csv``, ``planning.json`` and ``dose_provenance.json`` (settings, assumptions, kernel provenance).
+With ``--dose-rate --register-dir DIR`` also ``dose_rate_<tp>.nii.gz`` (Gy/h, dose grid) for
+every registered time point ``DIR/<tp>/spect.nii.gz`` (Bq/mL on the dose grid).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import io
 import json
 from dataclasses import asdict
 from pathlib import Path
-
-import numpy as np
 
 from ..atomic import atomic_dir
 from ..cli import run_stage
@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nuclide", help="override the radionuclide of the TIA sidecar")
     p.add_argument("--injected-mbq", type=float, help="override the injected activity (MBq)")
     p.add_argument("--threads", type=int, default=None, help="FFT worker threads")
+    p.add_argument("--register-dir", type=Path,
+                   help="folder with <tp>/spect.nii.gz (Bq/mL on the dose grid), for --dose-rate")
+    p.add_argument("--dose-rate", action="store_true",
+                   help="also write dose_rate_<tp>.nii.gz (Gy/h) for every time point of --register-dir")
     return p
 
 
@@ -145,12 +149,13 @@ def _write_csv(path: Path, rows: list[dict]):
 
 
 def _dvh_png(path: Path, edges, dvh: dict):
-    import matplotlib
+    # a bare Agg figure: no pyplot (global figure state, slower import)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for name, v in dvh.items():
         ax.plot(edges, 100 * v, label=name)
     ax.set_xlabel("absorbed dose (Gy)")
@@ -162,13 +167,31 @@ def _dvh_png(path: Path, edges, dvh: dict):
     ax.set_title("Cumulative dose-volume histograms")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+
+
+def _read_activity_maps(register_dir: Path, tia, nuclide: str) -> dict:
+    """Time point id -> (activity concentration Image in Bq/mL on the dose grid, time in h)."""
+    from ..kinetics.cli import read_register_dir
+
+    images, tps, times_h, reg_nuclide, _ = read_register_dir(register_dir)
+    if reg_nuclide != nuclide:
+        raise InputError(register_dir, f"time points are {reg_nuclide}, the TIA map is {nuclide}")
+    maps = {}
+    for img, tp, th in zip(images, tps, times_h):
+        if not img.same_grid(tia):
+            raise InputError(register_dir, f"time point {tp} is not on the dose grid of the TIA map")
+        maps[tp] = (img, float(th))
+    return maps
 
 
 def _run(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from kernels.decay import load_decay
     from kernels.select import svalues_for_voxel_size
 
+    if args.dose_rate and args.register_dir is None:
+        raise InputError(None, "--dose-rate needs --register-dir (the folder of the registered time points)")
     tia_path = args.kinetics_dir / "tia.nii.gz"
     tia, tia_side = read_image(tia_path)
     ct, _ = read_image(args.ct, unit="HU")
@@ -180,6 +203,7 @@ def _run(args) -> int:
     if not nuclide:
         raise InputError(tia_path, "no radionuclide in the sidecar; give --nuclide")
     decay = load_decay(nuclide)
+    activity = _read_activity_maps(args.register_dir, tia, decay.nuclide) if args.dose_rate else None
     settings = settings_from_config(_read_config(args.config), args)
     fits, fits_json = _read_fits(args.kinetics_dir)
     injected = next((v for v in (args.injected_mbq, tia_side.get("injected_activity_mbq"),
@@ -196,7 +220,8 @@ def _run(args) -> int:
         tia, ct, labels, names, electron_energy_mev=decay.electron_energy_mev,
         photon_energy_mev=decay.photon_energy_mev, injected_activity_mbq=injected, svalues_mgy_per_mbq_s=cube,
         kernel_density_g_per_ml=kernel.density_g_per_ml if kernel else 1.0, fits=fits,
-        decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads)
+        decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads,
+        activity_bq_per_ml=activity)
 
     common = {"radionuclide": decay.nuclide, "method": settings.method,
               "sources": [tia_side.get("patient_id", ""), tia_path.name]}
@@ -204,11 +229,18 @@ def _run(args) -> int:
                                                "voxel_size_mm": list(map(float, kernel.voxel_size_mm)),
                                                "provenance": kernel.provenance}
     common["kernel"] = kernel_prov
-    with atomic_dir(args.out) as tmp:
-        write_image(tmp / "dose.nii.gz", result.dose,
-                    make_sidecar("absorbed_dose", "Gy", grid="dose (reference SPECT)", **common))
-        write_image(tmp / "dose_ct.nii.gz", result.dose_on_ct,
-                    make_sidecar("absorbed_dose", "Gy", grid="CT", **common))
+    # volumes are written by a second thread (gzip runs without the GIL) while the tables and the
+    # DVH figure are made; leaving the pool waits for them, before atomic_dir renames the folder
+    with atomic_dir(args.out) as tmp, ThreadPoolExecutor(max_workers=1) as pool:
+        volumes = [pool.submit(write_image, tmp / "dose_ct.nii.gz", result.dose_on_ct,
+                               make_sidecar("absorbed_dose", "Gy", grid="CT", **common)),
+                   pool.submit(write_image, tmp / "dose.nii.gz", result.dose,
+                               make_sidecar("absorbed_dose", "Gy", grid="dose (reference SPECT)", **common))]
+        for tp, (rate, time_h) in result.dose_rate.items():
+            side = make_sidecar("absorbed_dose_rate", "Gy/h", grid="dose (reference SPECT)", time_point=tp,
+                                time_h=time_h, **{**common, "sources": [tia_side.get("patient_id", ""),
+                                                                        f"{tp}/spect.nii.gz"]})
+            volumes.append(pool.submit(write_image, tmp / f"dose_rate_{_safe(tp)}.nii.gz", rate, side))
         _write_csv(tmp / "organ_doses.csv", [o.as_row() for o in result.organs])
         _write_csv(tmp / "dvh.csv", [{"dose_gy": float(d), **{n: float(v[i]) for n, v in result.dvh_volume_fraction.items()}}
                                      for i, d in enumerate(result.dvh_dose_gy)])
@@ -220,10 +252,16 @@ def _run(args) -> int:
         write_json(tmp / "planning.json", result.planning)
         write_json(tmp / "dose_provenance.json", {"assumptions": result.assumptions, "settings": _jsonable(asdict(settings)),
                                                   "injected_activity_mbq": injected, **common})
+        for job in volumes:
+            job.result()  # re-raise a failed write here
     for o in result.organs:
         gbq = "" if o.mean_gy_per_gbq is None else f"  {o.mean_gy_per_gbq:8.3f} Gy/GBq"
         print(f"{o.name:18s} {o.mean_gy:9.3f} Gy{gbq}")
     return 0
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 def _jsonable(obj):

@@ -1,6 +1,7 @@
 # Stage 5, dose: absorbed-dose maps, organ doses, DVHs, marrow, BED and planning
 # (`spectdose dose`). Its settings are the `dose:` section of the config file; they are also a
-# parameter here so that changing them reruns this stage.
+# parameter here so that changing them reruns this stage. With `dose.dose_rate_maps: true` it
+# also reads the registered time points and writes dose_rate_<tp>.nii.gz (Gy/h) beside dose.nii.gz.
 
 
 rule dose:
@@ -9,6 +10,8 @@ rule dose:
         fits="results/{patient}/kinetics/fits.json",
         labels="results/{patient}/segment/labels.nii.gz",
         ct=reference_ct,
+        # the registered time points, only when dose-rate maps are asked for
+        spects=lambda wildcards: registered_spects(wildcards) if config["dose"].get("dose_rate_maps") else [],
     output:
         dose="results/{patient}/dose/dose.nii.gz",
         dose_sidecar="results/{patient}/dose/dose.json",
@@ -26,6 +29,9 @@ rule dose:
         config_file=dose_config_file(),
         sex=patient_sex,
         settings=config["dose"],
+        dose_rate=lambda wildcards, input: (
+            f" --register-dir {results_dir(input.spects[0], 2)} --dose-rate" if input.spects else ""
+        ),
     log:
         "results/{patient}/logs/dose.log",
     benchmark:
@@ -41,5 +47,5 @@ rule dose:
         "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
         "spectdose dose --kinetics-dir {params.kinetics_dir} --labels {input.labels} "
         "--ct {input.ct} --out {params.out} --config {params.config_file} --sex {params.sex} "
-        "--threads {threads} "
+        "--threads {threads}{params.dose_rate} "
         "> {log} 2>&1"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.dose.organs import cumulative_dvh, organ_dose_table
+from pipeline.dose.organs import cumulative_dvh, cumulative_dvh_of_values, label_voxel_indices, organ_dose_table
 
 
 def test_organ_table_on_a_linear_dose_ramp():
@@ -39,3 +39,46 @@ def test_cumulative_dvh_is_one_at_zero_and_falls_to_zero_above_max():
     dose = np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1, 1)
     v = cumulative_dvh(dose, np.ones_like(dose, bool), np.array([0.0, 1.0, 2.5, 4.0, 4.1]))
     np.testing.assert_allclose(v, [1.0, 1.0, 0.5, 0.25, 0.0])
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_label_voxel_indices_are_the_voxels_of_boolean_masks_in_memory_order(layout, dtype):
+    rng = np.random.default_rng(1)
+    labels = rng.choice([0, 0, 0, 1, 3, 7, 9, 200], size=(17, 13, 11)).astype(dtype)
+    if np.dtype(dtype).kind == "i":
+        labels[0, 0, :4] = -2  # negative labels are never reported
+    labels = np.asarray(labels, order=layout)
+    values = rng.normal(size=labels.shape)
+    got = label_voxel_indices(labels, [1, 3, 7, 8])
+    for k in (1, 3, 7, 8):
+        expected = np.ravel(values, order=layout)[np.ravel(labels == k, order=layout)]
+        np.testing.assert_array_equal(got.values(values, k), expected)
+        assert got.indices[k].size == np.count_nonzero(labels == k)
+
+
+def test_fast_dvh_equals_the_sorted_definition_with_doses_on_the_bin_edges():
+    rng = np.random.default_rng(2)
+    edges = np.linspace(0.0, 5.0, 51)
+    # half the voxels exactly on bin edges: ">= edge" must count them in that bin
+    dose = np.concatenate([rng.uniform(0, 5.2, 500), rng.choice(edges, 500)])
+    mask = np.ones(dose.size, bool)
+    np.testing.assert_array_equal(cumulative_dvh_of_values(dose, edges), cumulative_dvh(dose, mask, edges))
+    # non-increasing edges take the general path and still agree
+    odd = np.array([0.0, 2.0, 2.0, 1.0, 6.0])
+    np.testing.assert_array_equal(cumulative_dvh_of_values(dose, odd), cumulative_dvh(dose, mask, odd))
+
+
+def test_organ_table_from_precomputed_voxels_equals_the_mask_based_table():
+    rng = np.random.default_rng(3)
+    labels = np.asfortranarray(rng.choice([0, 1, 2], size=(20, 20, 20)))
+    dose = rng.uniform(0, 10, labels.shape)
+    rho = rng.uniform(0.9, 1.9, labels.shape)
+    names = {1: "a", 2: "b"}
+    fast = organ_dose_table(dose, labels, names, 0.1, rho, 7.4, voxels=label_voxel_indices(labels, names))
+    for row, (k, name) in zip(fast, names.items()):
+        m = labels == k
+        mass = rho[m] * 0.1
+        assert row.mean_gy == pytest.approx(np.sum(dose[m] * mass) / np.sum(mass), rel=1e-12)
+        assert row.mass_g == pytest.approx(mass.sum(), rel=1e-12)
+        assert row.d2_gy == np.percentile(dose[m], 98) and row.max_gy == dose[m].max()
