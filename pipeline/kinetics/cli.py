@@ -7,7 +7,8 @@ JSON beside it, ``{"labels": {"1": "kidney_left", ...}}``). Writes into OUT
 (atomically, as one folder):
 
 - ``organ_tac.csv``: label, name, volume in the SPECT field of view, time point,
-  time, activity (MBq) before and after the recovery correction;
+  time, activity (MBq) before and after the recovery correction (with ``--pvc``
+  also the correction applied, the PSF FWHM and the automatic RC / GTM diagonal);
 - ``fits.json``: every candidate model (parameters, SD, covariance, AICc, Akaike
   weight, effective half-lives), the chosen one, the model-free and
   single-time-point estimates, fallbacks and warnings, and the voxel-sum check;
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-tail", type=int, default=3, help="time points of the voxel tail fit (default 3)")
     p.add_argument("--occupancy", choices=("fractional", "nearest"), default="fractional",
                    help="labels on the SPECT grid: fractional occupancy (default) or nearest neighbour")
+    p.add_argument("--pvc", choices=("none", "rc", "gtm"), default="none",
+                   help="automatic organ-level partial-volume correction from the labels and a Gaussian PSF: "
+                        "recovery coefficient per label (spill-out only) or geometric transfer matrix "
+                        "(Rousset 1998; spill-out and spill-in); default none. --recovery wins for its structure; "
+                        "the voxel TIA map is not corrected")
+    p.add_argument("--psf-fwhm-mm", type=float, default=None,
+                   help="FWHM of the SPECT point-spread function, mm (isotropic Gaussian; required with --pvc)")
     return p
 
 
@@ -175,7 +183,7 @@ def _run(args) -> int:
         models=tuple(dict.fromkeys(args.models)), error_model=ErrorModel(relative_sd=args.relative_sd),
         head=args.head, tail=args.tail, voxel_method=args.voxel_method, n_tail=args.n_tail,
         smooth_fwhm_mm=args.smooth_fwhm_mm, occupancy=args.occupancy, recovery=dict(args.recovery),
-        population_effective_half_life_h=dict(args.population_teff_h))
+        population_effective_half_life_h=dict(args.population_teff_h), pvc=args.pvc, psf_fwhm_mm=args.psf_fwhm_mm)
     res = compute_kinetics(images, times, labels, decay.decay_constant_per_h, label_names=names, options=options)
 
     patient = images[0].meta.get("patient_id") or Path(args.register_dir).resolve().parent.name
@@ -184,13 +192,23 @@ def _run(args) -> int:
     with atomic_dir(args.out) as tmp:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["label", "name", "volume_ml", "time_point", "time_h", "activity_mbq",
-                    "activity_uncorrected_mbq", "recovery_coefficient"])
+        pvc = res.partial_volume
+        header = ["label", "name", "volume_ml", "time_point", "time_h", "activity_mbq",
+                  "activity_uncorrected_mbq", "recovery_coefficient"]
+        if pvc is not None:  # extra columns only with an automatic correction (default layout unchanged)
+            header += ["correction", "psf_fwhm_mm", "pvc_recovery_coefficient"]
+        w.writerow(header)
         for i, name in res.label_names.items():
             for n, tp in enumerate(tps):
-                w.writerow([i, name, f"{res.volume_ml[i]:.4f}", tp, f"{times[n]:.6g}",
-                            f"{res.activity_mbq[i][n]:.6g}", f"{res.activity_uncorrected_mbq[i][n]:.6g}",
-                            rec.get(name, 1.0)])
+                row = [i, name, f"{res.volume_ml[i]:.4f}", tp, f"{times[n]:.6g}",
+                       f"{res.activity_mbq[i][n]:.6g}", f"{res.activity_uncorrected_mbq[i][n]:.6g}"]
+                if pvc is None:
+                    row.append(rec.get(name, 1.0))
+                else:  # effective factor measured / corrected at this time point (constant unless gtm)
+                    a, u = res.activity_mbq[i][n], res.activity_uncorrected_mbq[i][n]
+                    row += [f"{u / a:.6g}" if a != 0 else "", res.correction[i], f"{pvc.psf_fwhm_mm:g}",
+                            f"{pvc.recovery[i]:.6g}" if i in pvc.recovery else ""]
+                w.writerow(row)
         write_text(tmp / "organ_tac.csv", buf.getvalue())
         organs = {}
         for i, name in res.label_names.items():
@@ -198,6 +216,12 @@ def _run(args) -> int:
                             "recovery_coefficient": rec.get(name, 1.0),
                             **res.fits[i].to_dict(),
                             "voxel_check": res.voxel_check[i]}
+            if pvc is not None:
+                organs[name].update({
+                    "correction": res.correction[i],
+                    ("pvc_recovery_coefficient" if pvc.method == "rc" else "gtm_diagonal"): pvc.recovery.get(i),
+                    "activity_measured_mbq": [float(x) for x in res.activity_uncorrected_mbq[i]],
+                    "activity_corrected_mbq": [float(x) for x in res.activity_mbq[i]]})
             tac_figure(res.fits[i], name, tmp / f"tac_{_safe(name)}.png")
         fits = {
             "patient_id": patient,
@@ -213,8 +237,10 @@ def _run(args) -> int:
                 "n_tail": options.n_tail, "smooth_fwhm_mm": options.smooth_fwhm_mm,
                 "occupancy": res.occupancy.method, "recovery": rec,
                 "population_effective_half_life_h": dict(options.population_effective_half_life_h),
+                "pvc": options.pvc,
             },
             "organs": organs,
+            **({"partial_volume_correction": pvc.describe(res.label_names)} if pvc is not None else {}),
             "voxel_status_codes": {str(k): v for k, v in STATUS_CODES.items()},
             "warnings": list(res.warnings),
         }
@@ -223,7 +249,9 @@ def _run(args) -> int:
                       time_points=tps, time_h=[float(x) for x in times])
         write_image(tmp / "tia.nii.gz", res.tia, make_sidecar(
             "time_integrated_activity_concentration", "MBq*h/mL", method=f"voxel {res.voxel_method}",
-            integration="0 to infinity", smooth_fwhm_mm=options.smooth_fwhm_mm, **common))
+            integration="0 to infinity", smooth_fwhm_mm=options.smooth_fwhm_mm,
+            **({"partial_volume_correction": "none (organ-level correction only, see fits.json)"}
+               if pvc is not None else {}), **common))
         write_image(tmp / "tia_quality.nii.gz", res.quality, make_sidecar(
             "fit_quality", "1", method=f"voxel {res.voxel_method}",
             definition="relative RMS deviation of the voxel model from its fitted points", **common))

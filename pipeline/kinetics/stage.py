@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..image import Image
 from .fitting import ErrorModel, TacFit, fit_tac
 from .models import MODEL_NAMES
+from .recovery import PVC_METHODS, PartialVolumeCorrection, partial_volume_correction
 from .tac import DEFAULT_LABEL_NAMES, Occupancy, label_occupancy, organ_activity_mbq
 from .voxel import smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
 
@@ -44,6 +45,12 @@ class KineticsOptions:
     population_effective_half_life_h : dict
         Label name -> population effective half-life (h) for Madsen's
         single-time-point formula.
+    pvc : {"none", "rc", "gtm"}
+        Automatic organ-level partial-volume correction
+        (:mod:`pipeline.kinetics.recovery`); a manual ``recovery`` entry wins
+        for its structure. The voxel TIA map is never corrected.
+    psf_fwhm_mm : float or None
+        FWHM of the isotropic Gaussian SPECT PSF, mm (required when ``pvc`` is not "none").
     """
 
     models: tuple = MODEL_NAMES
@@ -56,6 +63,8 @@ class KineticsOptions:
     occupancy: str = "fractional"
     recovery: dict = field(default_factory=dict)
     population_effective_half_life_h: dict = field(default_factory=dict)
+    pvc: str = "none"
+    psf_fwhm_mm: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +92,10 @@ class KineticsResult:
     voxel_check : dict
         Label id -> {voxel_sum_mbq_h, organ_tia_mbq_h (uncorrected), ratio}.
     occupancy : Occupancy
+    partial_volume : PartialVolumeCorrection or None
+        The automatic partial-volume correction built (``options.pvc`` != "none").
+    correction : dict
+        Label id -> what corrected its curve: "none", "manual", "rc" or "gtm".
     """
 
     label_names: dict
@@ -99,6 +112,8 @@ class KineticsResult:
     decay_constant_per_h: float
     voxel_method: str
     warnings: tuple = ()
+    partial_volume: PartialVolumeCorrection | None = None
+    correction: dict = field(default_factory=dict)
 
 
 def _name_map(names: dict, ids) -> dict:
@@ -139,6 +154,10 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     for s in spects[1:]:
         if not s.same_grid(grid):
             raise InputError(s.meta.get("source"), "SPECT time points are not on one grid; register them first")
+    if opt.pvc not in PVC_METHODS:
+        raise InputError(None, f"partial-volume correction must be one of {PVC_METHODS}, got {opt.pvc!r}")
+    if opt.pvc != "none" and opt.psf_fwhm_mm is None:
+        raise InputError(None, f"partial-volume correction {opt.pvc!r} needs the SPECT PSF FWHM (psf_fwhm_mm)")
     warns = []
     occ = label_occupancy(labels, grid, method=opt.occupancy)
     if not occ.label_ids:
@@ -160,13 +179,31 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     raw = [organ_activity_mbq(s, occ) for s in spects]
     act_unc = {i: np.array([r[i] for r in raw]) for i in occ.label_ids}
     act = {i: act_unc[i] / recovery.get(i, 1.0) for i in occ.label_ids}
+    correction = {i: ("manual" if i in recovery else "none") for i in occ.label_ids}
+    pvc = None
+    if opt.pvc != "none":
+        pvc = partial_volume_correction(occ, opt.pvc, opt.psf_fwhm_mm)
+        corrected = [pvc.corrected_activity_mbq(s, occ, r) for s, r in zip(spects, raw)]
+        for i in occ.label_ids:
+            if i not in recovery and i in pvc.recovery:  # a manual recovery coefficient wins
+                act[i] = np.array([c[i] for c in corrected])
+                correction[i] = opt.pvc
+        warns.append(f"organ activities corrected for partial volume ({opt.pvc}, {opt.psf_fwhm_mm:g} mm FWHM "
+                     "Gaussian PSF); the voxel TIA map is NOT corrected (that would need deconvolution)")
+        if pvc.condition_number is not None and pvc.condition_number > 100:
+            warns.append(f"geometric transfer matrix condition number {pvc.condition_number:.3g}: noise in the "
+                         "organ activities is amplified by up to this factor")
     lp = float(decay_constant_per_h)
     fits: dict[int, TacFit] = {}
+    unc_fits: dict[int, TacFit] = {}
     for i in occ.label_ids:
         teff = opt.population_effective_half_life_h.get(names[i])
         k_pop = np.log(2.0) / float(teff) if teff else None
-        fits[i] = fit_tac(t, act[i], lp, model_names=opt.models, error_model=opt.error_model, head=opt.head,
-                          tail=opt.tail, population_effective_rate_per_h=k_pop, source=names[i])
+        kw = dict(model_names=opt.models, error_model=opt.error_model, head=opt.head, tail=opt.tail,
+                  population_effective_rate_per_h=k_pop, source=names[i])
+        fits[i] = fit_tac(t, act[i], lp, **kw)
+        if correction[i] == "gtm":  # not a constant factor: fit the measured curve for the voxel check
+            unc_fits[i] = fit_tac(t, act_unc[i], lp, **kw)
 
     # voxel level, concentrations in MBq/mL
     conc = [np.asarray(s.array, np.float64) * 1e-6 for s in spects]
@@ -176,7 +213,15 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
                      "the voxel sums over small structures fall short of the organ TIA by the spill-out")
     any_lab = occ.any_label()
     mask = any_lab > 0
-    organ_tia_unc = {i: fits[i].tia_mbq_h * recovery.get(i, 1.0) for i in occ.label_ids}
+    # organ TIA as measured (before any recovery correction), for the voxel check and the organ shapes
+    factor = {i: 1.0 for i in occ.label_ids}
+    for i in occ.label_ids:
+        if correction[i] == "manual":
+            factor[i] = recovery[i]
+        elif correction[i] == "rc":
+            factor[i] = pvc.recovery[i]
+    organ_tia_unc = {i: unc_fits[i].tia_mbq_h if i in unc_fits else fits[i].tia_mbq_h * factor[i]
+                     for i in occ.label_ids}
     method = opt.voxel_method
     if t.size == 1:
         method = "organ-shape"
@@ -207,4 +252,4 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         quality=grid.with_array(quality.astype(np.float32), unit="1"),
         status=grid.with_array(code.astype(np.uint8), unit="code"),
         voxel_check=check, occupancy=occ, time_h=t, decay_constant_per_h=lp, voxel_method=method,
-        warnings=tuple(warns))
+        warnings=tuple(warns), partial_volume=pvc, correction=correction)

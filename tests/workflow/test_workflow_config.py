@@ -67,6 +67,7 @@ BAD_CONFIGS = {
     "unknown top-level key": ({"resourses": {}}, "Additional properties are not allowed ('resourses'"),
     "unknown segment backend": ({"segment": {"backend": "magic"}}, "'magic' is not one of"),
     "negative marrow share": ({"dose": {"marrow_l2l4_share": -0.1}}, "-0.1 is less than or equal to"),
+    "pvc without the camera resolution": ({"kinetics": {"pvc": "gtm"}}, "On instance['kinetics']['psf_fwhm_mm']"),
     "threads not a number": (
         {"resources": {s: {"threads": "two", "mem_mb": 1000, "runtime_min": 5}
                        for s in ("ingest", "register", "segment", "kinetics", "dose", "report")}},

@@ -95,6 +95,20 @@ def test_patient_sheet_overrides_and_sex_reach_the_stages(base_jobs):
     assert "/config.yaml --sex male" in _job(jobs, "dose", patient="P01").shell
 
 
+def test_kinetics_and_dose_rate_options_reach_their_stages_only_when_configured(two_patient_workdir, base_jobs):
+    from wf_helpers import write_config
+
+    kinetics = _job(base_jobs, "kinetics", patient="P01").shell
+    assert "--pvc" not in kinetics and "--dose-rate" not in _job(base_jobs, "dose", patient="P01").shell
+    write_config(two_patient_workdir, kinetics={"voxel_method": "fit", "pvc": "gtm", "psf_fwhm_mm": 11.0},
+                 dose={**yaml.safe_load(open(two_patient_workdir / "config.yaml"))["dose"], "dose_rate_maps": True})
+    jobs = _dry_run(two_patient_workdir)
+    assert "--voxel-method fit --pvc gtm --psf-fwhm-mm 11.0" in _job(jobs, "kinetics", patient="P01").shell
+    dose = _job(jobs, "dose", patient="P01")
+    assert "--register-dir results/P01/register --dose-rate" in dose.shell
+    assert "results/P01/register/t1h/spect.nii.gz" in dose.inputs
+
+
 def test_first_attempt_requests_the_configured_memory(two_patient_workdir):
     # The config asks 4000 MB for the dose stage and 2000 MB for ingest: attempt 1 requests
     # exactly that (the doubled retry is checked by the end-to-end --keep-going test).

@@ -321,6 +321,15 @@ def register_flags():
     )
 
 
+def kinetics_flags():
+    """Options of `spectdose kinetics` from the `kinetics:` section of the config."""
+    settings = config.get("kinetics") or {}
+    flags = [("--voxel-method", settings.get("voxel_method"))]
+    if settings.get("pvc", "none") != "none":
+        flags += [("--pvc", settings["pvc"]), ("--psf-fwhm-mm", settings.get("psf_fwhm_mm"))]
+    return _flags((flag, value) for flag, value in flags if value is not None)
+
+
 def segment_masks_flag(wildcards, input):
     return _flags([("--masks", input.masks)]) if "masks" in input.keys() else ""
 

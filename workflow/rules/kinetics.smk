@@ -1,5 +1,6 @@
 # Stage 4, kinetics: time-activity curves, fits and the time-integrated activity
-# (`spectdose kinetics`). Depends on every registered time point of the patient.
+# (`spectdose kinetics`). Depends on every registered time point of the patient. Its options are
+# the `kinetics:` section of the config (voxel method, organ-level partial-volume correction).
 
 
 rule kinetics:
@@ -14,6 +15,7 @@ rule kinetics:
     params:
         register_dir=lambda wildcards, input: results_dir(input.spects[0], 2),
         out=lambda wildcards, output: results_dir(output.tia, 1),
+        options=kinetics_flags(),
     log:
         "results/{patient}/logs/kinetics.log",
     benchmark:
@@ -27,4 +29,4 @@ rule kinetics:
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
         "spectdose kinetics --register-dir {params.register_dir} --labels {input.labels} "
-        "--out {params.out} > {log} 2>&1"
+        "--out {params.out} {params.options} > {log} 2>&1"
