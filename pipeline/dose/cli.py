@@ -124,6 +124,21 @@ def organ_fits_from_kinetics(fits_json: dict) -> dict:
     return out
 
 
+def marrow_voi_concentration(fits_json: dict, names: dict) -> float | None:
+    """TIA concentration (MBq*h/mL) of the L2-L4 marrow VOI from the kinetics organ fit, or None.
+
+    Its organ TIA (recovery- or partial-volume-corrected when the kinetics stage
+    was asked to) over its volume in the SPECT field of view.
+    """
+    from .stage import MARROW_LABEL
+
+    organ = fits_json.get("organs", {}).get(names.get(MARROW_LABEL, ""), {})
+    tia, volume = organ.get("tia_mbq_h"), organ.get("volume_ml")
+    if tia is None or not volume:
+        return None
+    return float(tia) / float(volume)
+
+
 def _read_fits(kinetics_dir: Path) -> tuple[dict, dict]:
     """Chosen organ fits and the whole fits.json (empty when the file is absent)."""
     path = kinetics_dir / "fits.json"
@@ -221,7 +236,7 @@ def _run(args) -> int:
         photon_energy_mev=decay.photon_energy_mev, injected_activity_mbq=injected, svalues_mgy_per_mbq_s=cube,
         kernel_density_g_per_ml=kernel.density_g_per_ml if kernel else 1.0, fits=fits,
         decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads,
-        activity_bq_per_ml=activity)
+        activity_bq_per_ml=activity, marrow_voi_tia_mbq_h_per_ml=marrow_voi_concentration(fits_json, names))
 
     common = {"radionuclide": decay.nuclide, "method": settings.method,
               "sources": [tia_side.get("patient_id", ""), tia_path.name]}

@@ -261,7 +261,8 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
                  svalues_mgy_per_mbq_s: np.ndarray | None = None, kernel_density_g_per_ml: float = 1.0,
                  fits: dict | None = None, decay_constant_per_h: float | None = None,
                  density_ct: np.ndarray | None = None, settings: DoseSettings = DoseSettings(),
-                 workers: int | None = None, activity_bq_per_ml: dict | None = None) -> DoseResult:
+                 workers: int | None = None, activity_bq_per_ml: dict | None = None,
+                 marrow_voi_tia_mbq_h_per_ml: float | None = None) -> DoseResult:
     """Absorbed-dose maps, organ doses, DVHs, marrow dose, BED and activity planning.
 
     Parameters
@@ -295,6 +296,12 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
         Time point id -> (Image of the activity concentration in Bq/mL on the
         dose grid, time in h after injection): dose-rate maps (Gy/h) are made
         for these (:func:`pipeline.dose.doserate.dose_rate_gy_per_h`).
+    marrow_voi_tia_mbq_h_per_ml : float, optional
+        Time-integrated activity concentration of the L2-L4 marrow VOI from the
+        kinetics stage's organ-level fit (its TIA over its volume, MBq*h/mL; with
+        the recovery or partial-volume correction applied there). When given, the
+        EANM marrow dose uses it; otherwise the mean of the TIA map over the VOI.
+        Both are reported.
     """
     from .doserate import dose_rate_gy_per_h
 
@@ -341,8 +348,13 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
         voi = labels.array == MARROW_LABEL
         mbox = _bounding_box(voi)
         # the TIA sampled (trilinear) at the VOI's CT voxels, over the VOI's box only
-        c_voi = float(resample_to(tia, _sub_grid(ct, mbox), "linear").array[voi[mbox]].mean())
+        c_map = float(resample_to(tia, _sub_grid(ct, mbox), "linear").array[voi[mbox]].mean())
+        c_voi = c_map if marrow_voi_tia_mbq_h_per_ml is None else float(marrow_voi_tia_mbq_h_per_ml)
         marrow = eanm_marrow_dose(c_voi, electron_energy_mev, settings.sex, settings.marrow)
+        marrow["voi_tia_concentration_source"] = (
+            "mean of the voxel TIA map over the VOI (no recovery correction)" if marrow_voi_tia_mbq_h_per_ml is None
+            else "kinetics organ-level fit of the VOI (fits.json; recovery-corrected when asked there)")
+        marrow["voxel_map_voi_tia_concentration_mbq_h_per_ml"] = c_map
         d_voi = voxels.values(dose_ct_arr, MARROW_LABEL)
         rho_voi = voxels.values(rho_ct, MARROW_LABEL)
         marrow["voxel_mean_dose_in_voi_gy"] = float(np.sum(d_voi * rho_voi) / np.sum(rho_voi))

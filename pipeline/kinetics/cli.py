@@ -217,6 +217,12 @@ def _run(args) -> int:
                             **res.fits[i].to_dict(),
                             "voxel_check": res.voxel_check[i]}
             if pvc is not None:
+                # the factor applied: manual RC, automatic RC, or none for the GTM (time-dependent;
+                # see activity_measured_mbq / activity_corrected_mbq)
+                if res.correction[i] == "rc":
+                    organs[name]["recovery_coefficient"] = pvc.recovery.get(i)
+                elif res.correction[i] == "gtm":
+                    organs[name]["recovery_coefficient"] = None
                 organs[name].update({
                     "correction": res.correction[i],
                     ("pvc_recovery_coefficient" if pvc.method == "rc" else "gtm_diagonal"): pvc.recovery.get(i),

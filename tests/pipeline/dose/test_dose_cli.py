@@ -133,3 +133,36 @@ def test_workflow_config_sets_sex_specific_marrow_mass_and_limits(repo_root):
     assert s.marrow.red_marrow_mass_g == 900.0
     assert s.kidney_dose_limit_gy == 23 and s.marrow_dose_limit_gy == 2
     assert s.lq_for("kidney_left").alpha_beta_gy == 2.6
+
+
+def test_marrow_eanm_dose_takes_the_recovery_corrected_voi_concentration_from_the_kinetics_fit(patient):
+    # add an L2-L4 marrow VOI (label 5) holding 0.5 MBq*h/mL in the TIA map
+    from pipeline.dose.marrow import MarrowSettings, eanm_marrow_dose
+    from pipeline.imageio import read_image
+
+    centre = np.array([0.0, -40.0, 0.0])
+    labels, _ = read_image(patient / "labels.nii.gz", unit="label")
+    lab = np.asarray(labels.array).copy()
+    lab[np.linalg.norm(labels.world_grid() - centre, axis=-1) < 12] = 5
+    write_image(patient / "labels.nii.gz", labels.with_array(lab), make_sidecar("labels", "label"))
+    write_json(patient / "labels.json", {"labels": {"1": "kidney_left", "3": "liver", "5": "marrow_L2L4", "7": "body"}})
+    tia, side = read_image(patient / "kinetics" / "tia.nii.gz")
+    conc = np.asarray(tia.array).copy()
+    conc[np.linalg.norm(tia.world_grid() - centre, axis=-1) < 20] = 0.5
+    write_image(patient / "kinetics" / "tia.nii.gz", tia.with_array(conc), side)
+
+    # without a kinetics fit of the VOI: the mean of the TIA map over the VOI (0.5, interior)
+    marrow = json.loads((_run(patient, "--method", "local") / "marrow.json").read_text())
+    assert marrow["voi_tia_concentration_mbq_h_per_ml"] == pytest.approx(0.5, rel=1e-4)
+    assert marrow["voi_tia_concentration_mbq_h_per_ml"] == marrow["voxel_map_voi_tia_concentration_mbq_h_per_ml"]
+
+    # with the VOI's organ fit corrected by a recovery coefficient of 0.7 in the kinetics stage:
+    # 7.2 mL holding 0.5 / 0.7 MBq*h/mL -> the EANM dose is that of 0.5 / 0.7 (independent formula)
+    fits = json.loads((patient / "kinetics" / "fits.json").read_text())
+    fits["organs"]["marrow_L2L4"] = {"tia_mbq_h": 7.2 * 0.5 / 0.7, "volume_ml": 7.2, "recovery_coefficient": 0.7}
+    write_json(patient / "kinetics" / "fits.json", fits)
+    marrow = json.loads((_run(patient, "--method", "local") / "marrow.json").read_text())
+    expected = eanm_marrow_dose(0.5 / 0.7, load_decay("Lu-177").electron_energy_mev, "male", MarrowSettings())
+    assert marrow["absorbed_dose_gy"] == pytest.approx(expected["absorbed_dose_gy"], rel=1e-9)
+    assert marrow["voxel_map_voi_tia_concentration_mbq_h_per_ml"] == pytest.approx(0.5, rel=1e-4)
+    assert "kinetics organ-level fit" in marrow["voi_tia_concentration_source"]

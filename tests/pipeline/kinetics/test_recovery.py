@@ -284,6 +284,8 @@ def test_cli_records_the_correction(tmp_path, phantom_blurred):
     assert kid["gtm_diagonal"] == pytest.approx(pvc["gtm_diagonal"]["kidney_left"])
     assert kid["activity_corrected_mbq"][0] > kid["activity_measured_mbq"][0]
     assert fits["organs"]["spleen"]["correction"] == "manual"
+    # the factor applied per organ: the manual RC, none for the time-dependent GTM correction
+    assert fits["organs"]["spleen"]["recovery_coefficient"] == 0.5 and kid["recovery_coefficient"] is None
     assert any("NOT corrected" in w for w in fits["warnings"])
     rows = list(csv.DictReader((out / "organ_tac.csv").open()))
     k = [r for r in rows if r["name"] == "kidney_left"]
