@@ -124,6 +124,25 @@ def organ_fits_from_kinetics(fits_json: dict) -> dict:
     return out
 
 
+def organ_rows_with_kinetic_uncertainty(organs, fits_json: dict) -> list[dict]:
+    """Organ-table rows with ``mean_gy_relative_sd_kinetics`` from the kinetics fits.
+
+    The relative standard deviation of the organ's TIA from the kinetics fit
+    (delta method, ``tia_relative_sd`` in fits.json), as the relative standard
+    uncertainty of the mean absorbed dose from the time integration alone
+    (the mean dose is proportional to the TIA for self-dose; S-values,
+    calibration, registration, segmentation and partial volume are not in it;
+    EANM uncertainty guideline, Gear et al. EJNMMI 2018;45:2456). Empty when
+    the kinetics stage did not fit the organ.
+    """
+    fitted = fits_json.get("organs", {})
+    rows = []
+    for o in organs:
+        sd = fitted.get(o.name, {}).get("tia_relative_sd")
+        rows.append({**o.as_row(), "mean_gy_relative_sd_kinetics": "" if sd is None else float(sd)})
+    return rows
+
+
 def marrow_voi_concentration(fits_json: dict, names: dict) -> float | None:
     """TIA concentration (MBq*h/mL) of the L2-L4 marrow VOI from the kinetics organ fit, or None.
 
@@ -256,7 +275,7 @@ def _run(args) -> int:
                                 time_h=time_h, **{**common, "sources": [tia_side.get("patient_id", ""),
                                                                         f"{tp}/spect.nii.gz"]})
             volumes.append(pool.submit(write_image, tmp / f"dose_rate_{_safe(tp)}.nii.gz", rate, side))
-        _write_csv(tmp / "organ_doses.csv", [o.as_row() for o in result.organs])
+        _write_csv(tmp / "organ_doses.csv", organ_rows_with_kinetic_uncertainty(result.organs, fits_json))
         _write_csv(tmp / "dvh.csv", [{"dose_gy": float(d), **{n: float(v[i]) for n, v in result.dvh_volume_fraction.items()}}
                                      for i, d in enumerate(result.dvh_dose_gy)])
         _dvh_png(tmp / "dvh.png", result.dvh_dose_gy, result.dvh_volume_fraction)

@@ -166,3 +166,12 @@ def test_marrow_eanm_dose_takes_the_recovery_corrected_voi_concentration_from_th
     assert marrow["absorbed_dose_gy"] == pytest.approx(expected["absorbed_dose_gy"], rel=1e-9)
     assert marrow["voxel_map_voi_tia_concentration_mbq_h_per_ml"] == pytest.approx(0.5, rel=1e-4)
     assert "kinetics organ-level fit" in marrow["voi_tia_concentration_source"]
+
+
+def test_organ_table_carries_the_kinetic_fit_uncertainty_of_each_fitted_organ(patient):
+    fits = json.loads((patient / "kinetics" / "fits.json").read_text())
+    fits["organs"]["kidney_left"]["tia_relative_sd"] = 0.0512
+    write_json(patient / "kinetics" / "fits.json", fits)
+    rows = {r["name"]: r for r in csv.DictReader((_run(patient, "--method", "local") / "organ_doses.csv").open())}
+    assert float(rows["kidney_left"]["mean_gy_relative_sd_kinetics"]) == pytest.approx(0.0512)
+    assert rows["liver"]["mean_gy_relative_sd_kinetics"] == ""  # not fitted by the kinetics stage
