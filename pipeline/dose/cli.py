@@ -284,8 +284,13 @@ def _run(args) -> int:
         write_json(tmp / "marrow.json", result.marrow or {"status": "not available: no marrow VOI (label 5)"})
         _write_csv(tmp / "bed.csv", result.bed)
         write_json(tmp / "planning.json", result.planning)
+        kinetics = {"options": fits_json.get("options"),
+                    "partial_volume_correction": (fits_json.get("partial_volume_correction") or {}).get("method", "none"),
+                    "note": "the dose maps, organ table and DVHs use the voxel TIA map, which no organ-level "
+                            "correction of the kinetics stage changes; the EANM marrow dose uses the VOI's "
+                            "organ-level TIA (corrected when asked there)"}
         write_json(tmp / "dose_provenance.json", {"assumptions": result.assumptions, "settings": _jsonable(asdict(settings)),
-                                                  "injected_activity_mbq": injected, **common})
+                                                  "injected_activity_mbq": injected, "kinetics": kinetics, **common})
         for job in volumes:
             job.result()  # re-raise a failed write here
     for o in result.organs:

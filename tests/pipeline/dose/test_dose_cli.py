@@ -175,3 +175,14 @@ def test_organ_table_carries_the_kinetic_fit_uncertainty_of_each_fitted_organ(pa
     rows = {r["name"]: r for r in csv.DictReader((_run(patient, "--method", "local") / "organ_doses.csv").open())}
     assert float(rows["kidney_left"]["mean_gy_relative_sd_kinetics"]) == pytest.approx(0.0512)
     assert rows["liver"]["mean_gy_relative_sd_kinetics"] == ""  # not fitted by the kinetics stage
+
+
+def test_provenance_records_the_partial_volume_correction_of_the_kinetics_stage(patient):
+    out = _run(patient, "--method", "local")
+    assert json.loads((out / "dose_provenance.json").read_text())["kinetics"]["partial_volume_correction"] == "none"
+    fits = json.loads((patient / "kinetics" / "fits.json").read_text())
+    fits["partial_volume_correction"] = {"method": "gtm", "psf_fwhm_mm": 11.0}
+    write_json(patient / "kinetics" / "fits.json", fits)
+    prov = json.loads((_run(patient, "--method", "local") / "dose_provenance.json").read_text())
+    assert prov["kinetics"]["partial_volume_correction"] == "gtm"
+    assert "voxel TIA map" in prov["kinetics"]["note"]
