@@ -130,7 +130,8 @@ def _segmentation(pdir: Path) -> str:
 
 def _assumptions(pdir: Path) -> str:
     parts = []
-    dose, why = _read_json(pdir / "dose" / "dose.json")
+    # the dose stage writes its assumptions and settings to dose_provenance.json
+    dose, why = _read_json(pdir / "dose" / "dose_provenance.json")
     if dose is None:
         parts.append(not_available(why))
     else:
@@ -140,6 +141,9 @@ def _assumptions(pdir: Path) -> str:
                          else "<ul>" + "".join(f"<li>{esc(a)}</li>" for a in assumptions) + "</ul>")
         if dose.get("settings"):
             parts.append(mapping_table(dose["settings"], "Dose settings"))
+        if isinstance(dose.get("kinetics"), dict):
+            parts.append(mapping_table({k: v for k, v in dose["kinetics"].items() if k != "options"},
+                                       "Kinetics as used by the dose stage"))
     marrow, _ = _read_json(pdir / "dose" / "marrow.json")
     if isinstance(marrow, dict) and marrow.get("assumptions"):
         parts.append(mapping_table({"marrow": marrow["assumptions"]}, "Marrow dose"))

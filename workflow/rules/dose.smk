@@ -23,6 +23,7 @@ rule dose:
         marrow="results/{patient}/dose/marrow.json",
         bed="results/{patient}/dose/bed.csv",
         planning="results/{patient}/dose/planning.json",
+        provenance="results/{patient}/dose/dose_provenance.json",
     params:
         kinetics_dir=lambda wildcards, input: results_dir(input.tia, 1),
         out=lambda wildcards, output: results_dir(output.dose, 1),

@@ -9,6 +9,8 @@ rule report:
         marrow="results/{patient}/dose/marrow.json",
         bed="results/{patient}/dose/bed.csv",
         planning="results/{patient}/dose/planning.json",
+        dose_sidecar="results/{patient}/dose/dose.json",
+        provenance="results/{patient}/dose/dose_provenance.json",
         fits="results/{patient}/kinetics/fits.json",
         organs="results/{patient}/segment/organs.csv",
         registration_qc=registration_qc,

@@ -103,8 +103,11 @@ def patient_dir(tmp_path):
     (p / "dose" / "planning.json").write_text(json.dumps({"limiting_organ": "kidneys", "activity_gbq": 18.5}))
     (p / "dose" / "bed.csv").write_text("organ,bed_gy,eqd2_gy\nkidney_left,3.9,3.0\n")
     (p / "dose" / "dose.json").write_text(json.dumps(
-        {"assumptions": ["dose in water scaled by density"], "settings": {"method": "convolution"},
-         "kernel": {"nuclide": "Lu-177", "provenance": {"engine": "ompmc 0.4.0"}}, "method": "convolution"}))
+        {"kernel": {"nuclide": "Lu-177", "provenance": {"engine": "ompmc 0.4.0"}}, "method": "convolution"}))
+    (p / "dose" / "dose_provenance.json").write_text(json.dumps(
+        {"assumptions": {"density_correction": "dose in water scaled by density"},
+         "settings": {"method": "convolution"},
+         "kinetics": {"partial_volume_correction": "gtm", "note": "voxel map not corrected"}}))
     images = {
         "dose/dvh.png": _png(p / "dose" / "dvh.png", 1),
         "kinetics/tac_liver.png": _png(p / "kinetics" / "tac_liver.png", 2),
@@ -135,6 +138,7 @@ def test_report_shows_the_stage_tables_exactly(patient_dir):
     assert "only two time points" in page.sections["kinetics"]
     assert "ompmc 0.4.0" in page.sections["provenance"]
     assert "dose in water scaled by density" in page.sections["assumptions"]
+    assert "gtm" in page.sections["assumptions"]
     # The scans table is ordered by time after injection.
     scans = page.sections["scans"]
     assert scans.index("t1h") < scans.index("t24h")
