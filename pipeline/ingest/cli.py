@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-point", help="ingest only this time point (writes OUT/<tp>/ only)")
     parser.add_argument("--nuclide", help="radionuclide override, e.g. Lu-177")
     parser.add_argument("--injected-mbq", type=_positive, help="injected activity override, MBq")
-    parser.add_argument("--injection-datetime", help="injection date-time override, ISO 8601 local time")
+    parser.add_argument("--injection-datetime", help="injection date-time override, ISO 8601 local time, "
+                        "optionally with its UTC offset (e.g. 2026-03-28T22:00:00+01:00)")
     parser.add_argument("--calibration-cps-per-mbq", type=_positive,
                         help="SPECT sensitivity, counts per second per MBq (for SPECT stored as counts)")
     return parser

@@ -17,6 +17,8 @@ Format (``common.md``)::
         acquisition_datetime: "2026-01-05T13:00:00"
 
 Other top-level keys are ignored (noted); unknown keys inside a time point are errors.
+Date-times are ISO 8601 local times; a UTC offset (``"2026-01-05T09:00:00+01:00"``)
+is kept (timezone-aware datetime) and then used for the time after injection.
 """
 
 from __future__ import annotations

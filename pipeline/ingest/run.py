@@ -5,6 +5,13 @@ sidecars) and settles everything that can fail cheaply: series, pairing,
 radionuclide, injection, times and time point ids. :func:`run_ingest` then
 reads the pixels and writes every output inside one temporary folder that is
 renamed at the end, so a failure leaves nothing behind.
+
+Injection and acquisition times are kept as read (timezone-aware when a UTC
+offset is known, see :mod:`.timing`); times after injection are taken in UTC
+when both ends have an offset, else on the wall clock. Sidecars record the
+wall-clock times (``acquisition_datetime``, ``injection_datetime``) and their
+offsets (``acquisition_utc_offset``, ``injection_utc_offset``, ``None`` when
+unknown).
 """
 
 from __future__ import annotations
@@ -31,10 +38,14 @@ from .timing import (
     InjectionRecord,
     acquisition_datetime,
     check_half_life,
+    format_utc_offset,
     injection_record,
+    on_clock_of,
     parse_iso_datetime,
     resolve_nuclide,
     seconds_between,
+    utc_offset_remark,
+    wall_clock,
 )
 from .units import acquisition_duration_s, counts_to_bq_per_ml, decay_correction_factor
 
@@ -49,7 +60,10 @@ ACTIVITY_AGREEMENT_RTOL = 0.01
 
 @dataclass(frozen=True)
 class Overrides:
-    """User overrides (command line over manifest over DICOM); ``None`` = not given."""
+    """User overrides (command line over manifest over DICOM); ``None`` = not given.
+
+    ``injection_datetime`` is timezone-aware when its UTC offset is known.
+    """
 
     radionuclide: str | None = None
     injected_activity_mbq: float | None = None
@@ -59,7 +73,11 @@ class Overrides:
 
 @dataclass
 class PlannedTimePoint:
-    """One time point: its sources and times, before any pixel is read."""
+    """One time point: its sources and times, before any pixel is read.
+
+    ``acquisition_datetime`` is timezone-aware when its UTC offset is known;
+    ``notes`` are informational (e.g. UTC offsets that differ from the injection's).
+    """
 
     id: str
     acquisition_datetime: dt.datetime
@@ -70,6 +88,7 @@ class PlannedTimePoint:
     time_s: int | None = None
     warnings: list = field(default_factory=list)
     sidecar_nuclide: str | None = None
+    notes: list = field(default_factory=list)
 
     @property
     def time_h(self) -> float:
@@ -83,7 +102,10 @@ class PlannedTimePoint:
 
 @dataclass
 class Plan:
-    """Everything decided before pixels are read."""
+    """Everything decided before pixels are read.
+
+    ``injection_datetime`` is timezone-aware when its UTC offset is known.
+    """
 
     input_path: Path
     patient_id: str
@@ -123,6 +145,11 @@ def _ct_time(series: DicomSeries):
         return None
 
 
+def _on_clock(value, reference):
+    """``value`` on the wall clock of ``reference`` (``None`` stays ``None``)."""
+    return None if value is None else on_clock_of(value, reference)
+
+
 def _sessions_in_folder(folder: Path, plan_notes: list, acquisition_override=None) -> list:
     """SPECT series of ``folder`` with their CT, times and injection records."""
     scan = scan_folder(folder)
@@ -140,7 +167,7 @@ def _sessions_in_folder(folder: Path, plan_notes: list, acquisition_override=Non
         else:
             acq, warnings = acquisition_datetime(spect.headers, spect.files[0])
         record = injection_record(spect.first, spect.files[0])
-        pairing = pair_spect_with_ct(spect, acq, cts, ct_times)
+        pairing = pair_spect_with_ct(spect, wall_clock(acq), cts, [_on_clock(t, acq) for t in ct_times])
         warnings = warnings + list(record.warnings) + ([pairing.warning] if pairing.warning else [])
         pair_info = {"method": pairing.method, "ct_minus_spect_min": pairing.gap_min,
                      "spect_series": _series_id(spect), "ct_series": _series_id(cts[pairing.ct_index])}
@@ -196,6 +223,39 @@ def _resolve_nuclide(sessions, overrides: Overrides, where, warnings):
     return nuclide, half_life_h
 
 
+def _agreed_injection(complete, sessions, warnings):
+    """The injection time that the complete records agree on: ``(path, datetime)``.
+
+    Records agree within :data:`INJECTION_AGREEMENT_S`, in UTC when both have
+    an offset. Records with the same wall-clock time but different UTC offsets
+    (a series written after a daylight-saving switch stamps the injection with
+    the new offset) are taken with the offset of the earliest scan, with a
+    warning.
+
+    Raises
+    ------
+    InputError
+        Records that contradict each other.
+    """
+    path0, when = complete[0]
+    offsets = set()
+    for path, other in complete[1:]:
+        if abs(seconds_between(when, other)) <= INJECTION_AGREEMENT_S:
+            continue
+        if abs(seconds_between(wall_clock(when), wall_clock(other))) > INJECTION_AGREEMENT_S:
+            raise InputError(path, f"injection time {other.isoformat()} contradicts "
+                             f"{when.isoformat()} of {path0}; give --injection-datetime")
+        offsets.update({format_utc_offset(when), format_utc_offset(other)})
+    if offsets:
+        acquired = {tp.spect_path: wall_clock(tp.acquisition_datetime) for tp in sessions}
+        path0, when = min(complete, key=lambda pr: acquired[pr[0]])
+        warnings.append(f"{path0}: injection time {wall_clock(when).isoformat()} is stored with different UTC "
+                        f"offsets ({', '.join(sorted(offsets))}) by different series (daylight saving?); the "
+                        f"offset of the earliest scan ({format_utc_offset(when)}) is used; give "
+                        "--injection-datetime with its UTC offset to be sure")
+    return path0, when
+
+
 def _resolve_injection(sessions, overrides: Overrides, where, warnings, sources):
     """Injection date-time and activity; ``sources`` names where each override came from."""
     records = [(tp.spect_path, tp.injection) for tp in sessions if tp.injection is not None]
@@ -203,7 +263,7 @@ def _resolve_injection(sessions, overrides: Overrides, where, warnings, sources)
         override_source = sources["injection_datetime"]
         when, source = overrides.injection_datetime, override_source
         for path, rec in records:
-            if rec.datetime_is_complete and abs((rec.injection_datetime - when).total_seconds()) > \
+            if rec.datetime_is_complete and abs(seconds_between(when, rec.injection_datetime)) > \
                     INJECTION_AGREEMENT_S:
                 warnings.append(f"{path}: DICOM injection time {rec.injection_datetime.isoformat()} differs "
                                 f"from the {override_source} value {when.isoformat()}, which is used")
@@ -213,14 +273,10 @@ def _resolve_injection(sessions, overrides: Overrides, where, warnings, sources)
         partial = [(p, r.injection_datetime) for p, r in records
                    if r.injection_datetime is not None and not r.datetime_is_complete]
         if complete:
-            path0, when = complete[0]
-            for path, other in complete[1:]:
-                if abs((other - when).total_seconds()) > INJECTION_AGREEMENT_S:
-                    raise InputError(path, f"injection time {other.isoformat()} contradicts "
-                                     f"{when.isoformat()} of {path0}; give --injection-datetime")
+            path0, when = _agreed_injection(complete, sessions, warnings)
             source = "RadiopharmaceuticalStartDateTime"
         elif partial:
-            path0, when = min(partial, key=lambda pr: pr[1])
+            path0, when = min(partial, key=lambda pr: wall_clock(pr[1]))
             source = "acquisition date + RadiopharmaceuticalStartTime"
             warnings.append(f"{path0}: injection date-time built from a date and a time of day "
                             f"({when.isoformat()}); give --injection-datetime to be sure")
@@ -345,14 +401,19 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
     when, when_source, activity, activity_source = _resolve_injection(sessions, overrides, input_path, warnings,
                                                                       sources)
     for tp in sessions:
-        if tp.acquisition_datetime < when:
+        tp.time_s = seconds_between(when, tp.acquisition_datetime)  # UTC when both have an offset
+        if tp.time_s < 0:
             raise InputError(tp.spect_path, f"injection ({when.isoformat()}) after acquisition "
                              f"({tp.acquisition_datetime.isoformat()})")
-        tp.time_s = seconds_between(when, tp.acquisition_datetime)
         if from_folder:
             tp.id = time_point_id_from_hours(tp.time_h)
+        warning, note = utc_offset_remark(when, tp.acquisition_datetime, tp.id)
+        if warning:
+            tp.warnings.append(warning)
+        if note:
+            tp.notes.append(note)
     by_id = {}
-    for tp in sorted(sessions, key=lambda t: t.acquisition_datetime):
+    for tp in sorted(sessions, key=lambda t: t.time_s):
         if tp.id in by_id:
             other = by_id[tp.id]
             raise InputError(tp.spect_path, f"two series claim time point {tp.id}: this one "
@@ -363,6 +424,7 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
         if time_point not in by_id:
             raise InputError(input_path, f"no time point {time_point!r}; found {[t.id for t in ordered]}")
         ordered = [by_id[time_point]]
+    notes.extend(n for tp in ordered for n in tp.notes)
     return Plan(input_path, patient_id, nuclide, half_life_h, activity, when, calibration, reference,
                 ordered, {"injection_datetime": when_source, "injected_activity_mbq": activity_source},
                 warnings, notes, time_point)
@@ -381,8 +443,10 @@ def _common_fields(plan: Plan, tp: PlannedTimePoint) -> dict:
         "time_point": tp.id,
         "time_h": tp.time_h,
         "time_after_injection_s": tp.time_s,
-        "acquisition_datetime": tp.acquisition_datetime.isoformat(),
-        "injection_datetime": plan.injection_datetime.isoformat(),
+        "acquisition_datetime": wall_clock(tp.acquisition_datetime).isoformat(),
+        "injection_datetime": wall_clock(plan.injection_datetime).isoformat(),
+        "acquisition_utc_offset": format_utc_offset(tp.acquisition_datetime),
+        "injection_utc_offset": format_utc_offset(plan.injection_datetime),
         "radionuclide": plan.radionuclide,
         "half_life_h": plan.half_life_h,
         "injected_activity_mbq": plan.injected_activity_mbq,
@@ -419,8 +483,10 @@ def _load_spect(plan: Plan, tp: PlannedTimePoint) -> tuple[Image, dict]:
     else:
         values = vol.values
         conversion = vol.scale_source
-    factor, found, note = decay_correction_factor(vol.header, vol.path, tp.acquisition_datetime,
-                                                  plan.injection_datetime, plan.half_life_h)
+    # both on the scan's wall clock, so that ADMIN correction spans the elapsed time in UTC when known
+    factor, found, note = decay_correction_factor(vol.header, vol.path, wall_clock(tp.acquisition_datetime),
+                                                  on_clock_of(plan.injection_datetime, tp.acquisition_datetime),
+                                                  plan.half_life_h)
     image = Image((values * factor).astype(np.float32), vol.affine, "Bq/mL")
     info = {"source": _source_info(series), "value_conversion": conversion,
             "decay_correction": {"found": found, "factor": factor, "note": note}}
@@ -443,7 +509,8 @@ def _manifest_json(plan: Plan, written: list) -> dict:
         "radionuclide": plan.radionuclide,
         "half_life_h": plan.half_life_h,
         "injected_activity_mbq": plan.injected_activity_mbq,
-        "injection_datetime": plan.injection_datetime.isoformat(),
+        "injection_datetime": wall_clock(plan.injection_datetime).isoformat(),
+        "injection_utc_offset": format_utc_offset(plan.injection_datetime),
         "provenance": plan.provenance,
         "reference_time_point": plan.reference_time_point,
         "time_points": written,
@@ -487,10 +554,12 @@ def run_ingest(plan: Plan, out_dir, log=None) -> list:
             write_image(tp_dir / "spect.nii.gz", spect, {
                 **make_sidecar("activity_concentration", "Bq/mL"), **common, **spect_info,
                 "activity_reference": "activity present at the acquisition start (acquisition_datetime)",
-                "total_activity_in_fov_mbq": total_mbq, "pairing": tp.pairing, "warnings": warnings})
+                "total_activity_in_fov_mbq": total_mbq, "pairing": tp.pairing, "warnings": warnings,
+                "notes": list(tp.notes)})
             entry = {**common, "ct": f"{tp.id}/ct.nii.gz", "spect": f"{tp.id}/spect.nii.gz",
                      "pairing": tp.pairing, "total_activity_in_fov_mbq": total_mbq,
-                     "decay_correction": spect_info["decay_correction"], "warnings": warnings}
+                     "decay_correction": spect_info["decay_correction"], "warnings": warnings,
+                     "notes": list(tp.notes)}
             write_json(tp_dir / "timepoint.json", {**make_sidecar("time_point", "n/a"), **entry,
                                                    "ct": "ct.nii.gz", "spect": "spect.nii.gz"})
             written.append(entry)

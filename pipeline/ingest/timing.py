@@ -1,7 +1,12 @@
 """Injection and acquisition times, injected activity and radionuclide from DICOM.
 
-All date-times are naive local times, as DICOM stores them; differences are
-taken to the second. Injected activity is returned in MBq after a magnitude
+Date-times carry their UTC offset when one is known (``tzinfo`` set): from a
+DICOM DT value's own suffix (``+HHMM``, PS3.5), else from the dataset's
+TimezoneOffsetFromUTC (0008,0201), which applies to every DA/TM/DT of that
+dataset without its own offset (PS3.3 C.12.1.1.8), and for ISO 8601 strings
+from their own offset. Without an offset they are naive local (wall-clock)
+times. Differences (:func:`seconds_between`) are taken in UTC when both ends
+have an offset, else on the wall clock, to the second. Injected activity is returned in MBq after a magnitude
 check (the DICOM dictionary says MBq, the PET module says Bq, vendors write
 either). The radionuclide comes from RadionuclideCodeSequence (or an
 override) and its half-life, when stored, must agree with ICRP-107.
@@ -17,7 +22,14 @@ from pipeline.errors import InputError
 
 __all__ = [
     "InjectionRecord",
+    "parse_utc_offset",
+    "format_utc_offset",
+    "dataset_utc_offset",
     "parse_dicom_datetime",
+    "dicom_datetime_with_offset",
+    "wall_clock",
+    "on_clock_of",
+    "utc_offset_remark",
     "parse_iso_datetime",
     "acquisition_datetime",
     "injection_record",
@@ -33,6 +45,8 @@ MBQ_RANGE = (1.0, 1.0e5)
 BQ_RANGE = (1.0e6, 1.0e11)
 #: Stored half-lives are rounded by vendors (e.g. Lu-177 6.64-6.65 d); 2 % separates nuclides cleanly.
 HALF_LIFE_RTOL = 0.02
+#: UTC offsets allowed by DICOM PS3.5 (DT, TimezoneOffsetFromUTC): -1200 to +1400.
+UTC_OFFSET_RANGE = (dt.timedelta(hours=-12), dt.timedelta(hours=14))
 
 _ELEMENTS = (
     "H Hydrogen,He Helium,Li Lithium,Be Beryllium,B Boron,C Carbon,N Nitrogen,O Oxygen,F Fluorine,"
@@ -70,7 +84,8 @@ class InjectionRecord:
     Attributes
     ----------
     injection_datetime : datetime.datetime or None
-        Local time of injection.
+        Local time of injection; timezone-aware when a UTC offset is known
+        (DT suffix, else the dataset's TimezoneOffsetFromUTC).
     datetime_is_complete : bool
         True when read from RadiopharmaceuticalStartDateTime; False when built
         from a date of the series plus RadiopharmaceuticalStartTime.
@@ -106,62 +121,204 @@ def _da(text: str) -> dt.date:
     return dt.datetime.strptime(text, "%Y%m%d").date()
 
 
-def parse_dicom_datetime(dt_text=None, date_text=None, time_text=None) -> dt.datetime | None:
-    """A naive datetime from a DICOM DT value, or from a DA plus a TM value.
+def parse_utc_offset(text) -> dt.timedelta:
+    """A DICOM UTC offset ``+HHMM`` / ``-HHMM`` (PS3.5 DT suffix, TimezoneOffsetFromUTC) as a timedelta.
 
-    Timezone suffixes (``+0100``) are dropped: every time of a patient comes
-    from the same site and clock. Returns ``None`` when nothing is given.
+    Raises
+    ------
+    ValueError
+        Not of that form, minutes above 59, or outside -1200 to +1400.
+    """
+    m = re.fullmatch(r"([+-])(\d{2})(\d{2})", str(text).strip())
+    if not m or int(m.group(3)) > 59:
+        raise ValueError(f"bad UTC offset {str(text)!r} (expected +HHMM or -HHMM)")
+    sign = -1 if m.group(1) == "-" else 1
+    offset = sign * dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+    if not UTC_OFFSET_RANGE[0] <= offset <= UTC_OFFSET_RANGE[1]:
+        raise ValueError(f"bad UTC offset {str(text)!r} (outside -1200 to +1400)")
+    return offset
+
+
+def format_utc_offset(value) -> str | None:
+    """``"+0100"`` for a timedelta or an aware datetime; ``None`` for ``None`` or a naive datetime."""
+    if isinstance(value, dt.datetime):
+        value = value.utcoffset()
+    if value is None:
+        return None
+    minutes = int(value.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+
+
+def dataset_utc_offset(ds, path) -> dt.timedelta | None:
+    """TimezoneOffsetFromUTC (0008,0201) of ``ds``; ``None`` when absent or empty.
+
+    Raises
+    ------
+    InputError
+        A malformed value, naming ``path`` and the value.
+    """
+    value = ds.get("TimezoneOffsetFromUTC")
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return parse_utc_offset(value)
+    except ValueError:
+        raise InputError(path, f"TimezoneOffsetFromUTC {str(value)!r} is not a UTC offset (+HHMM or -HHMM, "
+                         "-1200 to +1400)") from None
+
+
+def dicom_datetime_with_offset(dt_text=None, date_text=None, time_text=None,
+                               utc_offset: dt.timedelta | None = None) -> dt.datetime | None:
+    """A datetime from a DICOM DT value, or from a DA plus a TM value, with its UTC offset.
+
+    The offset is the DT value's own suffix (``+0100``), else ``utc_offset``
+    (the dataset's TimezoneOffsetFromUTC, see :func:`dataset_utc_offset`).
+    The result is timezone-aware when an offset is known, naive otherwise.
+    Returns ``None`` when nothing is given.
+
+    Raises
+    ------
+    ValueError
+        When a value (or its offset) is present but malformed.
+    """
+    own = None
+    if dt_text is not None and str(dt_text).strip():
+        text = str(dt_text).strip()
+        m = re.fullmatch(r"(\d{8})(\d{2,6}(?:\.\d{1,6})?)?([+-].*)?", text)
+        if not m:
+            raise ValueError(f"bad DICOM date-time {text!r}")
+        if m.group(3) is not None:
+            try:
+                own = parse_utc_offset(m.group(3))
+            except ValueError as exc:
+                raise ValueError(f"{exc} in DICOM date-time {text!r}") from None
+        date = _da(m.group(1))
+        time = _tm(m.group(2)) if m.group(2) else dt.time(0)
+        value = dt.datetime.combine(date, time)
+    elif date_text is not None and str(date_text).strip() and time_text is not None and str(time_text).strip():
+        value = dt.datetime.combine(_da(str(date_text)), _tm(str(time_text)))
+    else:
+        return None
+    offset = own if own is not None else utc_offset
+    return value if offset is None else value.replace(tzinfo=dt.timezone(offset))
+
+
+def parse_dicom_datetime(dt_text=None, date_text=None, time_text=None) -> dt.datetime | None:
+    """A naive (wall-clock) datetime from a DICOM DT value, or from a DA plus a TM value.
+
+    A DT suffix (``+0100``) is checked and dropped; use
+    :func:`dicom_datetime_with_offset` to keep it. Returns ``None`` when
+    nothing is given.
 
     Raises
     ------
     ValueError
         When a value is present but malformed.
     """
-    if dt_text is not None and str(dt_text).strip():
-        text = re.sub(r"[+-]\d{4}$", "", str(dt_text).strip())
-        m = re.fullmatch(r"(\d{8})(\d{2,6}(?:\.\d{1,6})?)?", text)
-        if not m:
-            raise ValueError(f"bad DICOM date-time {dt_text!r}")
-        date = _da(m.group(1))
-        time = _tm(m.group(2)) if m.group(2) else dt.time(0)
-        return dt.datetime.combine(date, time)
-    if date_text is not None and str(date_text).strip() and time_text is not None and str(time_text).strip():
-        return dt.datetime.combine(_da(str(date_text)), _tm(str(time_text)))
-    return None
+    return wall_clock(dicom_datetime_with_offset(dt_text, date_text, time_text))
 
 
 def parse_iso_datetime(text, where) -> dt.datetime:
-    """Parse an ISO 8601 local date-time (manifest / command line); timezone dropped."""
-    if isinstance(text, dt.datetime):
-        return text.replace(tzinfo=None)
-    try:
-        return dt.datetime.fromisoformat(str(text).strip()).replace(tzinfo=None)
-    except ValueError:
-        raise InputError(where, f"cannot read date-time {text!r}; use ISO 8601, e.g. 2026-01-05T09:00:00") from None
+    """Parse an ISO 8601 date-time (manifest / command line).
+
+    Timezone-aware when the text has a UTC offset (``2026-03-23T09:00:00+01:00``
+    or ``Z``), a naive local time otherwise.
+
+    Raises
+    ------
+    InputError
+        Unreadable text, or an offset outside -12:00 to +14:00, naming ``where``.
+    """
+    if isinstance(text, dt.datetime):  # YAML reads unquoted timestamps itself
+        value = text
+    else:
+        try:
+            value = dt.datetime.fromisoformat(str(text).strip())
+        except ValueError:
+            raise InputError(where, f"cannot read date-time {text!r}; use ISO 8601, e.g. 2026-01-05T09:00:00 "
+                             "or 2026-01-05T09:00:00+01:00") from None
+    offset = value.utcoffset()
+    if offset is not None and not UTC_OFFSET_RANGE[0] <= offset <= UTC_OFFSET_RANGE[1]:
+        raise InputError(where, f"date-time {str(text)!r} has a UTC offset outside -12:00 to +14:00")
+    return value
+
+
+def wall_clock(value: dt.datetime | None) -> dt.datetime | None:
+    """``value`` as a naive local (wall-clock) datetime: its UTC offset dropped, the clock time kept."""
+    return None if value is None else value.replace(tzinfo=None)
+
+
+def on_clock_of(value: dt.datetime, reference: dt.datetime) -> dt.datetime:
+    """``value`` as a naive time on the wall clock of ``reference``.
+
+    When both carry a UTC offset, ``value`` is converted to the offset of
+    ``reference``; otherwise its own wall-clock time is returned.
+    """
+    if value.utcoffset() is not None and reference.utcoffset() is not None:
+        return value.astimezone(reference.tzinfo).replace(tzinfo=None)
+    return wall_clock(value)
 
 
 def seconds_between(start: dt.datetime, end: dt.datetime) -> int:
-    """Whole seconds from ``start`` to ``end`` (fractions of a second dropped, towards -inf)."""
+    """Whole seconds from ``start`` to ``end`` (fractions of a second dropped, towards -inf).
+
+    In UTC when both carry a UTC offset; otherwise the wall-clock difference
+    (a lone offset is ignored: both are taken as the same local clock).
+    """
+    if start.utcoffset() is None or end.utcoffset() is None:
+        start, end = wall_clock(start), wall_clock(end)
     return int((end - start).total_seconds() // 1)
+
+
+def utc_offset_remark(injection: dt.datetime, acquisition: dt.datetime, time_point: str) -> tuple:
+    """What to say about the UTC offsets of an injection and a scan time.
+
+    Returns
+    -------
+    warning : str or None
+        When exactly one of the two has an offset (the elapsed time is then
+        the wall-clock difference).
+    note : str or None
+        When both have offsets and they differ (the elapsed time is then
+        taken in UTC, e.g. across a daylight-saving switch).
+    """
+    inj, acq = format_utc_offset(injection), format_utc_offset(acquisition)
+    if (inj is None) != (acq is None):
+        return (f"injection time {injection.isoformat()} has {'no UTC offset' if inj is None else inj}, scan "
+                f"{time_point} ({acquisition.isoformat()}) has {'no UTC offset' if acq is None else acq}: "
+                "times taken as the same local clock"), None
+    if inj is not None and inj != acq:
+        return None, (f"scan {time_point}: UTC offsets differ ({inj} at injection, {acq} at the scan; daylight "
+                      "saving?): elapsed time from UTC")
+    return None, None
 
 
 def acquisition_datetime(headers, path) -> tuple[dt.datetime, list]:
     """Acquisition start of a series: the earliest over its files.
 
     Uses AcquisitionDateTime, else AcquisitionDate + AcquisitionTime, else
-    SeriesDate + SeriesTime (with a warning).
+    SeriesDate + SeriesTime (with a warning); each with its UTC offset when
+    known (DT suffix, else the file's TimezoneOffsetFromUTC).
 
     Returns
     -------
     datetime.datetime, list of str (warnings)
+        The datetime is timezone-aware when its file gives a UTC offset.
+
+    Raises
+    ------
+    InputError
+        No time at all, or a malformed date, time or offset.
     """
     found, warnings, used_series = [], [], False
     for ds in headers:
+        offset = dataset_utc_offset(ds, path)
         try:
-            value = parse_dicom_datetime(ds.get("AcquisitionDateTime"), ds.get("AcquisitionDate"),
-                                         ds.get("AcquisitionTime"))
+            value = dicom_datetime_with_offset(ds.get("AcquisitionDateTime"), ds.get("AcquisitionDate"),
+                                               ds.get("AcquisitionTime"), offset)
             if value is None:
-                value = parse_dicom_datetime(None, ds.get("SeriesDate"), ds.get("SeriesTime"))
+                value = dicom_datetime_with_offset(None, ds.get("SeriesDate"), ds.get("SeriesTime"), offset)
                 used_series = used_series or value is not None
         except ValueError as exc:
             raise InputError(path, str(exc)) from None
@@ -172,7 +329,9 @@ def acquisition_datetime(headers, path) -> tuple[dt.datetime, list]:
                          "or SeriesDate/Time)")
     if used_series:
         warnings.append(f"{path}: no acquisition date-time; used SeriesDate/SeriesTime")
-    return min(found), warnings
+    if all(v.utcoffset() is not None for v in found):
+        return min(found), warnings
+    return min(found, key=wall_clock), warnings
 
 
 def activity_mbq_from_dicom(value, path) -> tuple[float, str]:
@@ -259,13 +418,15 @@ def injection_record(ds, path) -> InjectionRecord:
         return InjectionRecord(None, False, None, None, None, warnings)
     item = seq[0]
     complete = True
+    offset = dataset_utc_offset(ds, path)
     try:
-        when = parse_dicom_datetime(item.get("RadiopharmaceuticalStartDateTime"))
+        when = dicom_datetime_with_offset(item.get("RadiopharmaceuticalStartDateTime"), utc_offset=offset)
         if when is None and item.get("RadiopharmaceuticalStartTime"):
             date = ds.get("AcquisitionDate") or ds.get("SeriesDate") or ds.get("StudyDate")
             if not date and ds.get("AcquisitionDateTime"):
                 date = str(ds.get("AcquisitionDateTime"))[:8]
-            when = parse_dicom_datetime(None, date, item.get("RadiopharmaceuticalStartTime"))
+            when = dicom_datetime_with_offset(None, date, item.get("RadiopharmaceuticalStartTime"),
+                                              utc_offset=offset)
             complete = False
             if when is not None:
                 warnings.append(f"{path}: no RadiopharmaceuticalStartDateTime; injection date taken from the "
