@@ -12,7 +12,7 @@ import numpy as np
 from .image import Image
 from .imageio import from_sitk, to_sitk
 
-__all__ = ["resample_to", "block_average_sigma_mm"]
+__all__ = ["resample_to", "block_average_sigma_mm", "bounding_box"]
 
 _INTERPOLATORS = ("nearest", "linear", "bspline")
 
@@ -70,3 +70,31 @@ def resample_to(image: Image, reference: Image, interpolator: str = "linear", de
     interp = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}[interpolator]
     out = sitk.Resample(moving, ref, sitk.Transform(), interp, float(default_value), moving.GetPixelID())
     return from_sitk(out, image.unit, image.meta)
+
+
+def bounding_box(mask: np.ndarray, margin_vox=0) -> tuple[slice, slice, slice] | None:
+    """Index box (slices) around the non-zero voxels of a 3-D array, grown by a margin.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray, shape (I, J, K)
+        Any array; its non-zero voxels are boxed.
+    margin_vox : int or sequence of 3 int
+        Voxels added on both sides along each axis (clipped to the array).
+
+    Returns
+    -------
+    tuple of slice or None
+        ``None`` when ``mask`` has no non-zero voxel.
+    """
+    margin = np.broadcast_to(np.asarray(margin_vox, int), (3,))
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(np.any(mask, axis=other))
+        if hit.size == 0:
+            return None
+        lo = max(0, int(hit[0]) - int(margin[axis]))
+        hi = min(mask.shape[axis], int(hit[-1]) + 1 + int(margin[axis]))
+        box.append(slice(lo, hi))
+    return tuple(box)

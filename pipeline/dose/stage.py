@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..grid import resample_to
+from ..grid import bounding_box, resample_to
 from ..image import Image
 from .dosemap import (
     convolution_dose_gy,
@@ -132,20 +132,6 @@ def density_g_per_ml_from_hu(hu: np.ndarray) -> np.ndarray:
     return hu_to_density_g_per_ml(hu)
 
 
-def _bounding_box(mask: np.ndarray, margin_vox=(0, 0, 0)) -> tuple[slice, slice, slice] | None:
-    """Index box (slices) around the True voxels of ``mask``, widened by ``margin_vox``; None if empty."""
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(np.any(mask, axis=other))
-        if hit.size == 0:
-            return None
-        lo = max(0, int(hit[0]) - int(margin_vox[axis]))
-        hi = min(mask.shape[axis], int(hit[-1]) + 1 + int(margin_vox[axis]))
-        box.append(slice(lo, hi))
-    return tuple(box)
-
-
 def _sub_grid(image: Image, box: tuple[slice, slice, slice], values: np.ndarray | None = None,
               unit: str = "1") -> Image:
     """The box ``box`` of ``image``'s grid (same voxel-to-world map, shifted origin) holding
@@ -202,7 +188,7 @@ def medium_on_dose_grid(ct: Image, labels_positive: np.ndarray, grid: Image, rho
 
     sigma = block_average_sigma_mm(ct.voxel_size_mm, grid.voxel_size_mm)
     margin_mm = 3.0 * float(np.max(grid.voxel_size_mm)) + 10.0 * float(np.max(sigma))
-    box = _bounding_box(labels_positive, np.ceil(margin_mm / ct.voxel_size_mm).astype(int))
+    box = bounding_box(labels_positive, np.ceil(margin_mm / ct.voxel_size_mm).astype(int))
     if box is None:
         zeros = np.zeros(grid.shape)
         return DoseGridMedium(zeros, zeros.astype(bool))
@@ -328,7 +314,7 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     voxels = label_voxel_indices(labels.array, set(names) | {MARROW_LABEL})
     # dose on the CT grid: zero outside the labels, so only the labelled box is resampled
     dose_ct_arr = np.zeros(ct.shape, np.float32, order=voxels.order)
-    box = _bounding_box(inside)
+    box = bounding_box(inside)
     if box is not None:
         sub = resample_to(dose_img, _sub_grid(ct, box), "linear", default_value=0.0)
         dose_ct_arr[box] = np.where(inside[box], sub.array, 0.0)
@@ -346,7 +332,7 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     marrow = {}
     if voxels.indices[MARROW_LABEL].size:
         voi = labels.array == MARROW_LABEL
-        mbox = _bounding_box(voi)
+        mbox = bounding_box(voi)
         # the TIA sampled (trilinear) at the VOI's CT voxels, over the VOI's box only
         c_map = float(resample_to(tia, _sub_grid(ct, mbox), "linear").array[voi[mbox]].mean())
         c_voi = c_map if marrow_voi_tia_mbq_h_per_ml is None else float(marrow_voi_tia_mbq_h_per_ml)

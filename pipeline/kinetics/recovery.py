@@ -60,6 +60,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..errors import InputError
+from ..grid import bounding_box
 from ..image import Image
 from .tac import Occupancy
 
@@ -94,23 +95,9 @@ def _radius(sigma_voxels) -> np.ndarray:
     return np.array([int(TRUNCATE * float(s) + 0.5) for s in sigma_voxels])
 
 
-def _box(frac: np.ndarray, radius) -> tuple | None:
-    """Bounding box (slices) of the non-zero voxels of ``frac`` grown by ``radius``; None if empty."""
-    sl = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        nz = np.flatnonzero(frac.any(axis=other))
-        if nz.size == 0:
-            return None
-        lo = max(0, int(nz[0]) - int(radius[ax]))
-        hi = min(frac.shape[ax], int(nz[-1]) + int(radius[ax]) + 1)
-        sl.append(slice(lo, hi))
-    return tuple(sl)
-
-
 def _blurred_in_box(frac: np.ndarray, sigma, radius):
     """``(box, G * frac restricted to box)``: exact, the blurred map is zero outside the box."""
-    box = _box(frac, radius)
+    box = bounding_box(frac, radius)
     if box is None:
         return None, None
     return box, blur(frac[box], sigma)
@@ -185,7 +172,7 @@ def geometric_transfer_matrix(occupancy: Occupancy, psf_fwhm_mm: float, include_
             ids.append(REST_REGION)
             fracs.append(rest)
     n = len(ids)
-    boxes = [_box(f, np.zeros(3, int)) for f in fracs]  # tight boxes of the VOIs
+    boxes = [bounding_box(f) for f in fracs]  # tight boxes of the VOIs
     sums = np.array([float(f.sum(dtype=np.float64)) for f in fracs])
     w = np.zeros((n, n))
     for j, fj in enumerate(fracs):

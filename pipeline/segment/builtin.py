@@ -35,6 +35,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ..grid import bounding_box
 from ..image import Image
 from . import labels as L
 from .marrow import ellipsoid_structure, marrow_voi
@@ -168,24 +169,12 @@ def _lungs(ct, body, vs):
     return lungs & body
 
 
-def _bbox(mask, pad):
-    """Slices of the bounding box of ``mask`` grown by ``pad`` voxels per axis (None when empty)."""
-    out = []
-    for ax in range(3):
-        other = tuple(x for x in range(3) if x != ax)
-        idx = np.flatnonzero(mask.any(axis=other))
-        if idx.size == 0:
-            return None
-        out.append(slice(max(0, idx[0] - pad[ax]), min(mask.shape[ax], idx[-1] + pad[ax] + 1)))
-    return tuple(out)
-
-
 def _grow(window, seeds, erode_mm, vs, region):
     """Component(s) of ``window & region`` connected to ``seeds`` after an erosion by erode_mm,
     dilated back by the same amount inside the window (computed in the region's bounding box)."""
     ball = ellipsoid_structure(erode_mm, vs)
     out = np.zeros_like(window)
-    box = _bbox(window & region, [n // 2 + 1 for n in ball.shape])
+    box = bounding_box(window & region, [n // 2 + 1 for n in ball.shape])
     if box is None:
         return out
     cand = window[box] & region[box]
@@ -283,7 +272,7 @@ def _organ_under_lung(sm, lungs, body, bone, vs, side, spine_x, excl, posterior_
     # edge voxels (partial volume with the neighbours) fall outside the tight window: one
     # conditional dilation step into a wider window recovers them
     wide = (sm > med - 3.0 * sd) & (sm < med + 3.0 * sd) & soft & region
-    box = _bbox(organ, (2, 2, 2))
+    box = bounding_box(organ, (2, 2, 2))
     if box is None:
         return organ
     organ[box] |= ndi.binary_dilation(organ[box]) & wide[box]

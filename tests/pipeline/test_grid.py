@@ -43,3 +43,15 @@ def test_antialiased_downsampling_preserves_the_mean_of_a_noisy_uniform_region()
     smooth = resample_to(src, dst, "linear", antialias=True).array[2:-2, 2:-2, 2:-2]
     assert smooth.mean() == pytest.approx(100, abs=0.5)
     assert smooth.std() < plain.std() / 3
+
+
+def test_bounding_box_encloses_the_nonzero_voxels_with_a_clipped_margin():
+    from pipeline.grid import bounding_box
+
+    a = np.zeros((10, 12, 14))
+    a[2, 5, 7] = 1.0
+    a[4, 6, 13] = -2.0  # any non-zero value counts
+    assert bounding_box(a) == (slice(2, 5), slice(5, 7), slice(7, 14))
+    assert bounding_box(a, 3) == (slice(0, 8), slice(2, 10), slice(4, 14))  # clipped at both ends
+    assert bounding_box(a, (0, 1, 2)) == (slice(2, 5), slice(4, 8), slice(5, 14))
+    assert bounding_box(np.zeros((3, 3, 3))) is None

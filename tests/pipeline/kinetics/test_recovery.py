@@ -259,17 +259,22 @@ def test_manual_recovery_wins_over_the_automatic_correction(phantom_blurred):
     assert r.correction[4] == "manual" and r.correction[1] == "gtm"
 
 
-def test_cli_records_the_correction(tmp_path, phantom_blurred):
+def _write_register_dir(tmp_path, p):
+    """The phantom's time points as a register folder (tmp_path/reg) and its labels (tmp_path/labels.nii.gz)."""
     from pipeline.imageio import make_sidecar, write_image
-    from pipeline.kinetics.cli import main
 
-    p = phantom_blurred
     for t, img in zip(p["times_h"], p["spects"]):
         tp = f"t{t:g}h"
         write_image(tmp_path / "reg" / tp / "spect.nii.gz", img, make_sidecar(
             "activity_concentration", "Bq/mL", time_point=tp, time_h=float(t), radionuclide="Lu-177",
             injected_activity_mbq=7400.0))
     write_image(tmp_path / "labels.nii.gz", p["labels"], make_sidecar("labels", "label"))
+
+
+def test_cli_records_the_correction(tmp_path, phantom_blurred):
+    from pipeline.kinetics.cli import main
+
+    _write_register_dir(tmp_path, phantom_blurred)
     out = tmp_path / "kin"
     assert main(["--register-dir", str(tmp_path / "reg"), "--labels", str(tmp_path / "labels.nii.gz"),
                  "--out", str(out), "--pvc", "gtm", "--psf-fwhm-mm", "10", "--recovery", "spleen=0.5",
@@ -306,15 +311,8 @@ def test_cli_records_the_correction(tmp_path, phantom_blurred):
 
 
 def test_cli_without_psf_exits_2(tmp_path, phantom_blurred):
-    from pipeline.imageio import make_sidecar, write_image
     from pipeline.kinetics.cli import main
 
-    p = phantom_blurred
-    for t, img in zip(p["times_h"], p["spects"]):
-        tp = f"t{t:g}h"
-        write_image(tmp_path / "reg" / tp / "spect.nii.gz", img, make_sidecar(
-            "activity_concentration", "Bq/mL", time_point=tp, time_h=float(t), radionuclide="Lu-177",
-            injected_activity_mbq=7400.0))
-    write_image(tmp_path / "labels.nii.gz", p["labels"], make_sidecar("labels", "label"))
+    _write_register_dir(tmp_path, phantom_blurred)
     assert main(["--register-dir", str(tmp_path / "reg"), "--labels", str(tmp_path / "labels.nii.gz"),
                  "--out", str(tmp_path / "kin"), "--pvc", "rc"]) == 2
