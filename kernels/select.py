@@ -1,9 +1,10 @@
 """Choose the voxel S-values for a dose grid: a direct Monte Carlo cube where one is committed
 for that voxel size, else the point-kernel integration (any voxel size, anisotropic too).
 
-Why the direct cube first: for Y-90 the point-kernel route sits 1-3 % below the direct
-cubes and Lanconelli 2012 in the source voxel (kernels/data/README.md and the
-validation tests), while the direct cubes agree with Lanconelli within about 1 %.
+Why the direct cube first: it is the engine's answer for exactly that voxel, with its own
+per-voxel uncertainty. The point-kernel route agrees with it within 0.4 % in S000 for Cu-67 and
+Lu-177 and within 0.1-0.6 % for Y-90 (since the Y-90 kernels were rescored on 1 mm cells;
+before, 1.6-2.4 % low: kernels/data/README.md and the validation tests).
 """
 
 from __future__ import annotations
