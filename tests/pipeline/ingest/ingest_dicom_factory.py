@@ -317,3 +317,33 @@ def edit_header(src, dst, **changes):
             setattr(target, key, value)
     ds.save_as(dst, enforce_file_format=True)
     return Path(dst)
+
+
+def to_jpeg_lossless(src, dst):
+    """Same file with its pixel data compressed as JPEG Lossless, Process 14 SV1 (by GDCM).
+
+    The stored values are compressed losslessly by SimpleITK's GDCM writer and the encapsulated
+    fragments moved into the original dataset, whose header is otherwise unchanged.
+    """
+    import tempfile
+
+    import SimpleITK as sitk
+    from pydicom.uid import JPEGLosslessSV1
+
+    ds = pydicom.dcmread(src)
+    stored = ds.pixel_array
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = sitk.ImageFileWriter()
+        writer.SetImageIO("GDCMImageIO")
+        writer.SetUseCompression(True)
+        writer.SetCompressor("JPEG")
+        writer.SetFileName(str(Path(tmp) / "c.dcm"))
+        writer.Execute(sitk.GetImageFromArray(stored if stored.ndim == 3 else stored[None]))
+        compressed = pydicom.dcmread(Path(tmp) / "c.dcm")
+        assert compressed.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+        ds.PixelData = compressed.PixelData
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.save_as(dst, enforce_file_format=True)
+    return Path(dst)

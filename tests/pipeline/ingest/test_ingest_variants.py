@@ -149,3 +149,24 @@ def test_real_world_value_mapping_wins_over_rescale(patient, plain, tmp_path):
     result = _ingest(patient.folder, tmp_path / "out")
     _assert_same(result, plain)
     assert "Real World Value Mapping" in result["t4h"][2]["value_conversion"]
+
+
+def test_jpeg_lossless_compressed_ct_and_spect_give_identical_volumes(patient, plain, tmp_path):
+    # JPEG Lossless SV1 (the usual lossless PACS compression) is not decodable by pydicom without a
+    # plugin; GDCM decodes it and the header's rescale is undone: the stored values are the same
+    # integers, so the volumes must be identical (atol 0), CT and SPECT
+    import pydicom
+    from pydicom.uid import JPEGLosslessSV1
+
+    files = [*patient.nm_files.values(), *(f for d in patient.ct_folders.values() for f in sorted(d.glob("*.dcm")))]
+    for f in files:
+        fac.to_jpeg_lossless(f, f)
+    ds = pydicom.dcmread(files[0])
+    assert ds.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    with pytest.raises(Exception):
+        ds.pixel_array  # pydicom alone cannot: the fallback is what is tested
+    compressed = _ingest(patient.folder, tmp_path / "out")
+    for tp, (ct, spect, side) in plain.items():
+        _assert_same_world(compressed[tp][0], ct, atol=0)
+        _assert_same_world(compressed[tp][1], spect, atol=0)
+        assert compressed[tp][2]["time_h"] == side["time_h"]
