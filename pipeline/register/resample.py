@@ -253,13 +253,15 @@ def resample_activity(spect: Image, dose_grid: Image, mapping: MovingToReference
         use_field = True
     out = np.zeros(dose_grid.shape, np.float64)
     voxel_ml = spect.voxel_volume_ml
+    # the spline needs only the push's bookkeeping (activity leaving the FOV), not its sharing
     lost = _splat(src, np.ascontiguousarray(to_z[:3]), np.array(sub, np.int64), field,
-                  np.ascontiguousarray(z_to_field[:3]), use_field, voxel_ml, out)
+                  np.ascontiguousarray(z_to_field[:3]), use_field, voxel_ml, out, method == "push")
     source_bq = float(src.sum()) * voxel_ml
     in_fov_bq = source_bq - float(lost)
-    conc = out / dose_grid.voxel_volume_ml
     scale = 1.0
-    if method == "spline":
+    if method == "push":
+        conc = out / dose_grid.voxel_volume_ml
+    else:
         conc = _spline_pull(src, spect.affine, dose_grid, mapping, transform)
         interpolated_bq = float(conc.sum()) * dose_grid.voxel_volume_ml
         scale = in_fov_bq / interpolated_bq if interpolated_bq > 0 else 1.0
@@ -300,8 +302,11 @@ def _spline_pull(src: np.ndarray, src_affine: np.ndarray, dose_grid: Image, mapp
 
 
 @njit(cache=True)
-def _splat(src, to_z, sub, field, z_to_dose, use_field, voxel_ml, out):
-    """Push sub-voxel activities of ``src`` into ``out`` (Bq); return the activity that left the FOV."""
+def _splat(src, to_z, sub, field, z_to_dose, use_field, voxel_ml, out, share_into_out):
+    """Push sub-voxel activities of ``src`` into ``out`` (Bq); return the activity that left the FOV.
+
+    With ``share_into_out`` False only the activity leaving the FOV is counted (``out`` untouched).
+    """
     ni, nj, nk = src.shape
     fi, fj, fk = field.shape[0], field.shape[1], field.shape[2]
     oi, oj, ok = out.shape
@@ -336,6 +341,8 @@ def _splat(src, to_z, sub, field, z_to_dose, use_field, voxel_ml, out):
                             if (x < -0.5 or y < -0.5 or z < -0.5 or x > oi - 0.5 or y > oj - 0.5
                                     or z > ok - 0.5):
                                 lost += a
+                                continue
+                            if not share_into_out:
                                 continue
                             x0 = int(np.floor(x))
                             y0 = int(np.floor(y))
