@@ -1,6 +1,7 @@
 """Atomic file output: write to a temporary name beside the target, then rename.
 
 A failed or interrupted write leaves no half-written file under the final name.
+:func:`read_json` is the reading counterpart of :func:`write_json` (errors name the file).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text"]
+__all__ = ["atomic_path", "atomic_dir", "read_json", "write_json", "write_text"]
 
 
 def _umask() -> int:
@@ -98,6 +99,22 @@ def write_text(path, text: str) -> Path:
 def write_json(path, data) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path, what: str = "file"):
+    """The JSON content of ``path``; a missing or invalid file is an :class:`~pipeline.errors.InputError`.
+
+    ``what`` names the content in the message (e.g. ``"label vocabulary"``).
+    """
+    from .errors import InputError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, f"{what} not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"{what} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
 def _json_default(obj):

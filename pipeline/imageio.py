@@ -12,12 +12,11 @@ This is the only module that flips axes. Conventions:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, read_json, write_json
 from .errors import InputError
 from .image import Image
 
@@ -186,12 +185,7 @@ def write_image(path, image: Image, sidecar: dict | None = None, *, quantity: st
 def read_sidecar(path) -> dict:
     """Read the JSON sidecar beside a NIfTI file; ``{}`` when there is none."""
     side = sidecar_path(path)
-    if not side.exists():
-        return {}
-    try:
-        return json.loads(side.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(side, f"sidecar is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    return read_json(side, "sidecar") if side.exists() else {}
 
 
 def read_image(path, unit: str | None = None) -> tuple[Image, dict]:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, read_json
 from ..cli import run_stage
 from ..errors import InputError
 from ..imageio import make_sidecar, read_image, write_image
@@ -163,10 +162,10 @@ def _read_fits(kinetics_dir: Path) -> tuple[dict, dict]:
     path = kinetics_dir / "fits.json"
     if not path.exists():
         return {}, {}
+    data = read_json(path, "fitted kinetics")
     try:
-        data = json.loads(path.read_text())
         return organ_fits_from_kinetics(data), data
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(path, f"cannot read the fitted kinetics ({exc})") from None
 
 

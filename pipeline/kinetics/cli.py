@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, write_json, write_text
+from ..atomic import atomic_dir, read_json, write_json, write_text
 from ..cli import run_stage
 from ..errors import InputError
 from ..imageio import make_sidecar, read_image, read_sidecar, write_image
@@ -93,10 +92,7 @@ def read_label_names(path: Path) -> dict:
     """Label vocabulary ``{"labels": {"1": name}}`` or ``{"1": name}``; ``{}`` when absent."""
     if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"label vocabulary is not valid JSON ({exc.msg})") from None
+    data = read_json(path, "label vocabulary")
     if isinstance(data, dict) and isinstance(data.get("labels"), dict):
         data = data["labels"]
     out = {}

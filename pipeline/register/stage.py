@@ -18,7 +18,6 @@ folder with only ``qc.json`` and ``qc.png``, and the run ends with an error.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..atomic import atomic_dir, write_json
+from ..atomic import atomic_dir, read_json, write_json
 from ..errors import InputError, SpectdoseError
 from ..image import Image
 from ..imageio import make_sidecar, read_image, read_sidecar, write_image
@@ -331,12 +330,7 @@ def _read(path, unit) -> tuple[Image, dict]:
 
 def _manifest(ingest_dir: Path) -> dict:
     path = ingest_dir / "manifest.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    return read_json(path, "ingest manifest") if path.exists() else {}
 
 
 def _resolve_reference(ingest_dir: Path, tps: dict, requested: str | None) -> tuple[str, str, dict]:

@@ -14,12 +14,12 @@ objects of the spectdose labels.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import read_json
 from ..errors import InputError
 from ..image import Image
 from ..imageio import LPS_FROM_RAS, read_image
@@ -503,12 +503,7 @@ def read_rtstruct(path, ct: Image, notes: list | None = None) -> dict:
 def read_mapping(path) -> dict:
     """A name -> label value mapping from a JSON file (``{"liver": 5, ...}`` or a labels.json)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "mapping file not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"mapping is not valid JSON ({exc.msg})") from None
+    data = read_json(path, "mapping file")
     if isinstance(data, dict) and "labels" in data:
         return {v: int(k) for k, v in data["labels"].items()}
     if not isinstance(data, dict):

@@ -7,12 +7,11 @@ Fixed ids: 1 kidney_left, 2 kidney_right, 3 liver, 4 spleen, 5 marrow_L2L4
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_json
+from ..atomic import read_json, write_json
 from ..errors import InputError
 
 __all__ = [
@@ -87,12 +86,7 @@ def write_vocabulary(path, vocabulary: dict[int, str], **extra) -> Path:
 def read_vocabulary(path) -> dict[int, str]:
     """Read a vocabulary written by :func:`write_vocabulary` (or a plain ``{"id": "name"}`` map)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "label vocabulary not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"label vocabulary is not valid JSON ({exc.msg})") from None
+    data = read_json(path, "label vocabulary")
     table = data.get("labels", data) if isinstance(data, dict) else None
     if not isinstance(table, dict):
         raise InputError(path, "label vocabulary must be a JSON object id -> name")

@@ -181,3 +181,15 @@ def test_atomic_outputs_get_the_umask_mode_not_mkstemp_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(f.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_read_json_round_trips_write_json_and_names_the_file_when_missing_or_invalid(tmp_path):
+    from pipeline.atomic import read_json, write_json
+
+    write_json(tmp_path / "a.json", {"labels": {"1": "kidney_left"}, "x": 1.5})
+    assert read_json(tmp_path / "a.json") == {"labels": {"1": "kidney_left"}, "x": 1.5}
+    with pytest.raises(InputError, match=r"nope\.json: label vocabulary not found"):
+        read_json(tmp_path / "nope.json", "label vocabulary")
+    (tmp_path / "bad.json").write_text("{1: 2")
+    with pytest.raises(InputError, match=r"bad\.json: fits is not valid JSON \(.*line 1\)"):
+        read_json(tmp_path / "bad.json", "fits")
