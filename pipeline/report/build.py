@@ -122,9 +122,34 @@ def _registration(pdir: Path) -> str:
     return "".join(parts)
 
 
+def _segment_gate(path: Path) -> str:
+    """The segmentation QC gate: verdict, then every warn/fail check in red, then the passes."""
+    qc, why = _read_json(path)
+    if not isinstance(qc, dict) or "checks" not in qc:
+        return not_available(why or f"{path.name} holds no checks")
+    checks = qc["checks"]
+    bad = [c for c in checks if c.get("status") in ("warn", "fail")]
+    verdict = qc.get("status", "?")
+    head = f"<p class=\"qc{esc(verdict)}\">Segmentation QC gate: {esc(verdict).upper()}"
+    if qc.get("overridden"):
+        head += " (failing checks overridden with segment.qc: warn)"
+    head += f" - {len(checks)} checks, {len(bad)} not passed.</p>"
+    parts = [head]
+    if bad:
+        parts.append("<ul>" + "".join(
+            f"<li class=\"qc{esc(c['status'])}\">{esc(c['status']).upper()}: {esc(c['structure'])}: "
+            f"{esc(c['check'])} = {esc(c['value'])} {esc(c['unit'])} (expected {esc(c['expected'])})"
+            f"{(' - ' + esc(c['note'])) if c.get('note') else ''}</li>" for c in bad) + "</ul>")
+    rows = [{k: c.get(k) for k in ("structure", "check", "value", "unit", "status", "expected", "source")}
+            for c in checks]
+    parts.append(table(rows, caption="All checks (segment/qc.json)"))
+    return "".join(parts)
+
+
 def _segmentation(pdir: Path) -> str:
     seg = pdir / "segment"
-    return (image(seg / "qc.png", "segmentation on the reference CT")
+    return (_segment_gate(seg / "qc.json")
+            + image(seg / "qc.png", "segmentation on the reference CT")
             + _csv_section(seg / "organs.csv", "Organs (segment/organs.csv)"))
 
 

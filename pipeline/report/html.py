@@ -103,6 +103,7 @@ figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#444}
 .na{color:#8a4b00;font-style:italic}.meta{color:#555}nav a{margin-right:1em}
 .warn{color:#8a4b00}
+.qcfail,.qcwarn{color:#b00000;font-weight:bold}
 """
 
 

@@ -68,7 +68,7 @@ def check_organs(structures: dict, source, required=L.ORGAN_NAMES):
 
 def assemble_labels(ct: Image, structures: dict, source, notes: list, marrow_method: str = "eroded",
                     marrow_margin_mm: float = 4.0, marrow_sphere_radius_mm: float = 8.0,
-                    full_vertebrae: bool = False) -> Image:
+                    full_vertebrae: bool = False, absent_organs=()) -> Image:
     """Label map (uint16, DESIGN ids) on the CT grid from named boolean masks on that grid.
 
     Parameters
@@ -85,7 +85,7 @@ def assemble_labels(ct: Image, structures: dict, source, notes: list, marrow_met
         The vertebra masks include the posterior arch (TotalSegmentator):
         reduce them to bodies.
     """
-    check_organs(structures, source)
+    check_organs(structures, source, [n for n in L.ORGAN_NAMES if n not in absent_organs])
     vs = ct.voxel_size_mm
     if not np.allclose(np.abs(ct.direction_ras), np.eye(3), atol=1e-3):
         notes.append("CT grid is not axis-aligned: vertebral bodies and marrow are derived slice by slice "

@@ -1,7 +1,14 @@
 """``spectdose segment``: label map, vocabulary, organ table and QC figure on the reference CT.
 
 Outputs in ``--out`` (written together: a temporary folder renamed at the end):
-``labels.nii.gz`` (+ sidecar), ``labels.json``, ``organs.csv``, ``qc.png``.
+``labels.nii.gz`` (+ sidecar), ``labels.json``, ``organs.csv``, ``qc.json`` (the QC gate:
+every check with its value, range, source and pass/warn/fail), ``qc.png``.
+
+The QC gate (:mod:`pipeline.segment.gate`) runs on the label map of every
+backend. By default a failing check stops the stage (one line naming the
+structure, the check, the value and the expected range; exit 2; nothing
+written); ``--qc warn`` lets a physicist who has looked at the masks go on,
+the failing checks then reach ``qc.json`` and the report as warnings.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir, write_text
+from ..atomic import atomic_dir, write_json, write_text
 from ..errors import InputError
 from ..image import Image
 from ..imageio import make_sidecar, read_image, write_image
@@ -44,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lumbar-count", type=int, default=5,
                    help="number of lumbar vertebrae (built-in; 6 or 4 for transitional anatomy)")
     p.add_argument("--lesions-from-spect", action="store_true", help="built-in: SPECT hot spots as lesions")
+    p.add_argument("--qc", choices=("fail", "warn"), default="fail",
+                   help="what a failing QC check does: stop the stage (fail, default) or go on with a "
+                        "warning after a physicist has looked at the masks (warn)")
+    p.add_argument("--absent-organ", action="append", default=[], choices=("kidney_left", "kidney_right",
+                   "spleen"), help="an organ the patient does not have (nephrectomy, splenectomy); repeatable")
     p.add_argument("--patient-id", default=None, help="pseudonymous id for the sidecar")
     return p
 
@@ -69,7 +81,7 @@ def organs_csv(rows) -> str:
 
 def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, masks=None, mapping=None,
             marrow_method: str = "eroded", marrow_margin_mm: float = 4.0, marrow_sphere_radius_mm: float = 8.0,
-            lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None):
+            lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None, absent_organs=()):
     """Label map on the CT grid from one backend.
 
     Returns
@@ -84,7 +96,7 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
     notes: list[str] = []
     info = {"backend": backend, "notes": notes}
     marrow_kw = dict(marrow_method=marrow_method, marrow_margin_mm=marrow_margin_mm,
-                     marrow_sphere_radius_mm=marrow_sphere_radius_mm)
+                     marrow_sphere_radius_mm=marrow_sphere_radius_mm, absent_organs=tuple(absent_organs))
     if backend == "builtin":
         from .builtin import BuiltinOptions, segment_builtin
 
@@ -94,9 +106,10 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
         res = segment_builtin(ct, spect, opts)
         notes += res.notes
         info["vertebrae"] = res.vertebrae
+        info["levels_z_mm"] = {n: tuple(v["z_range_ras_mm"]) for n, v in res.vertebrae.items() if n != "?"}
         lab = np.asarray(res.labels.array)
         present = {L.FIXED_LABELS[i] for i in L.FIXED_LABELS if np.any(lab == i)}
-        empty = [n for n in L.ORGAN_NAMES if n not in present]
+        empty = [n for n in L.ORGAN_NAMES if n not in present and n not in absent_organs]
         if empty:
             raise InputError(ct_path, f"built-in segmenter found no {', '.join(empty)} in this CT "
                                       "(see the notes above / provide masks with --backend nifti)")
@@ -111,6 +124,7 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
             structures = import_masks.read_totalsegmentator_folder(folder, ct, notes)
             notes.append("masks: TotalSegmentator task 'total' run offline on the CT")
             labels = assemble.assemble_labels(ct, structures, ct_path, notes, full_vertebrae=True, **marrow_kw)
+        _independent_levels(ct, info, lumbar_count)
         return labels, info
     if masks is None:
         raise InputError(None, f"--backend {backend} needs --masks")
@@ -127,11 +141,46 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
     else:
         raise InputError(None, f"unknown backend {backend!r}")
     labels = assemble.assemble_labels(ct, structures, masks, notes, full_vertebrae=full, **marrow_kw)
+    _independent_levels(ct, info, lumbar_count)
     return labels, info
 
 
-def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None, sources=()) -> Path:
-    """Write labels.nii.gz (+ sidecar), labels.json, organs.csv and qc.png into ``out_dir`` atomically."""
+def _independent_levels(ct: Image, info: dict, lumbar_count: int) -> None:
+    """Levels found on the CT alone, for the QC gate to check the imported L2-L4 mask against."""
+    from .spine_ct import spine_levels_mm
+
+    levels, spine = spine_levels_mm(ct, lumbar_count=lumbar_count)
+    info["levels_z_mm"] = levels
+    info["notes"].extend(f"spine analysis of the CT (QC of the imported L2-L4): {n}" for n in spine.notes)
+
+
+def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, absent_organs=(),
+             mode: str = "fail", source=None) -> dict:
+    """Run the QC gate on ``labels``; raise on a failing check unless ``mode`` is ``"warn"``.
+
+    Returns the QC record (dict for ``qc.json``). In ``warn`` mode failing
+    checks are kept as ``fail`` in the record, and ``overridden`` says so.
+    """
+    from .gate import check_segmentation
+
+    res = check_segmentation(ct, labels, spect=spect, levels=info.get("levels_z_mm"),
+                             absent_organs=tuple(absent_organs))
+    fails = res.by_status("fail")
+    if fails and mode != "warn":
+        more = f" (+{len(fails) - 1} more failing: " + ", ".join(
+            f"{c.structure} {c.check}" for c in fails[1:]) + ")" if len(fails) > 1 else ""
+        raise InputError(source, fails[0].line() + more
+                         + "; check the masks, then rerun with --qc warn (workflow: segment.qc: warn) "
+                           "to go on")
+    record = res.as_dict()
+    record.update(mode=mode, overridden=bool(fails), backend=info.get("backend"),
+                  levels=info.get("level_vote"))
+    return record
+
+
+def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None, sources=(),
+                  qc: dict | None = None) -> Path:
+    """Write labels.nii.gz (+ sidecar), labels.json, organs.csv, qc.json and qc.png into ``out_dir`` atomically."""
     from .qc import qc_figure
 
     lab = np.asarray(labels.array).astype(np.uint16)
@@ -149,6 +198,8 @@ def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None
                                        "organs exclude lesions",
                            density_calibration="Schneider et al. 2000, Phys Med Biol 45:459")
         write_text(tmp / "organs.csv", organs_csv(rows))
+        if qc is not None:
+            write_json(tmp / "qc.json", {**side, "quantity": "segmentation QC", **qc})
         qc_figure(tmp / "qc.png", ct, labels.with_array(lab, unit="label"), vocab,
                   title=f"spectdose segment ({info.get('backend')})")
     return out_dir
@@ -162,11 +213,21 @@ def _run(args) -> int:
     labels, info = segment(ct, args.backend, spect=spect, masks=args.masks, mapping=args.mapping,
                            marrow_method=args.marrow_method, marrow_margin_mm=args.marrow_margin_mm,
                            marrow_sphere_radius_mm=args.marrow_sphere_radius_mm, lumbar_count=args.lumbar_count,
-                           lesions_from_spect=args.lesions_from_spect, ct_path=args.ct)
-    write_outputs(args.out, ct, labels, info, args.patient_id, sources=(Path(args.ct).name,
-                  Path(args.spect).name if args.spect else None, Path(args.masks).name if args.masks else None))
+                           lesions_from_spect=args.lesions_from_spect, ct_path=args.ct,
+                           absent_organs=args.absent_organ)
     for note in info["notes"]:
         print(f"note: {note}")
+    qc = run_gate(ct, labels, info, spect, args.absent_organ, args.qc,
+                  source=args.masks if args.masks else args.ct)
+    write_outputs(args.out, ct, labels, info, args.patient_id, sources=(Path(args.ct).name,
+                  Path(args.spect).name if args.spect else None, Path(args.masks).name if args.masks else None),
+                  qc=qc)
+    for c in qc["checks"]:
+        if c["status"] in ("warn", "fail"):
+            print(f"qc {c['status']}: {c['structure']}: {c['check']} ({c['value']} {c['unit']}, expected "
+                  f"{c['expected']})")
+    print(f"spectdose segment: QC {qc['status']}" + (" (failing checks overridden by --qc warn)"
+                                                      if qc["overridden"] else ""))
     print(f"spectdose segment: wrote {args.out}")
     return 0
 

@@ -13,6 +13,7 @@ rule report:
         provenance="results/{patient}/dose/dose_provenance.json",
         fits="results/{patient}/kinetics/fits.json",
         organs="results/{patient}/segment/organs.csv",
+        segment_qc="results/{patient}/segment/qc.json",
         registration_qc=registration_qc,
     output:
         html="results/{patient}/report/report.html",

@@ -9,10 +9,13 @@ rule segment:
         vocabulary="results/{patient}/segment/labels.json",
         organs="results/{patient}/segment/organs.csv",
         qc_png="results/{patient}/segment/qc.png",
+        qc="results/{patient}/segment/qc.json",
     params:
         out=lambda wildcards, output: results_dir(output.labels, 1),
         backend=config["segment"]["backend"],
         masks=segment_masks_flag,
+        qc=config["segment"].get("qc", "fail"),
+        absent=" ".join(f"--absent-organ {o}" for o in config["segment"].get("absent_organs", [])),
     log:
         "results/{patient}/logs/segment.log",
     benchmark:
@@ -27,4 +30,4 @@ rule segment:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
         "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
         "spectdose segment --ct {input.ct} --spect {input.spect} --out {params.out} "
-        "--backend {params.backend} {params.masks} > {log} 2>&1"
+        "--backend {params.backend} {params.masks} --qc {params.qc} {params.absent} > {log} 2>&1"

@@ -20,7 +20,11 @@ def test_nifti_backend_writes_labels_vocabulary_table_and_qc(tmp_path, phantom_a
     labels, ct = phantom_axial
     ct_path, masks = _write_inputs(tmp_path, labels, ct)
     out = tmp_path / "segment"
-    assert main(["--ct", str(ct_path), "--backend", "nifti", "--masks", str(masks), "--out", str(out)]) == 0
+    # the toy organs are far smaller than adult organs: the QC gate fails them, --qc warn goes on
+    assert main(["--ct", str(ct_path), "--backend", "nifti", "--masks", str(masks), "--out", str(out),
+                 "--qc", "warn"]) == 0
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["status"] == "fail" and qc["overridden"] and qc["mode"] == "warn"
     lab, side = read_image(out / "labels.nii.gz")
     assert lab.same_grid(ct) and side["unit"] == "label"
     vocab = json.loads((out / "labels.json").read_text())["labels"]
@@ -60,3 +64,15 @@ def test_totalsegmentator_backend_without_weights_exits_2_with_instructions(tmp_
     rc = main(["--ct", str(ct_path), "--backend", "totalsegmentator", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "never downloads" in err and "TOTALSEG_WEIGHTS_PATH" in err
+
+
+def test_failing_qc_gate_exits_2_with_one_line_and_writes_nothing(tmp_path, phantom_axial, capsys):
+    labels, ct = phantom_axial
+    ct_path, masks = _write_inputs(tmp_path, labels, ct)
+    rc = main(["--ct", str(ct_path), "--backend", "nifti", "--masks", str(masks), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    # the toy left kidney holds 3.5 mL: named with its check, value and the expected range
+    assert err[0].startswith(f"spectdose segment: error: {masks}: kidney_left: volume_ml (3.5")
+    assert "expected 70-300 mL" in err[0] and "--qc warn" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,413 @@
+"""QC gate after segmentation: anatomy and physics checks on any label map.
+
+Runs on the label map of every backend (built-in and imported masks alike)
+with the CT it belongs to, and optionally the reference SPECT and vertebral
+levels found independently on the CT. Each check gives pass, warn or fail
+against a range of :mod:`pipeline.segment.gate_ranges` (with its source).
+
+Checks, per solid organ (kidneys, liver, spleen): present (unless declared
+absent), volume, median HU, gas volume and fat fraction inside, largest
+connected piece, side of the midline; kidneys: distance from the midline,
+antero-posterior position against the vertebral bodies, level against L2-L4,
+volume ratio of the two; liver: gap between its top and the right lung base;
+SPECT uptake against a shell 10-25 mm around the organ. Spine: extent of
+L2-L4, three bodies and their heights, the L2-L4 mask against the levels found
+on the CT, marrow VOI volume per vertebra and its median HU.
+
+An organ cut by the field of view (touching a face of the CT array) gets warn
+instead of fail on its lower volume limit and on its position checks.
+
+Everything except the volumes (exact, on the CT grid) runs on a working grid
+of about 2 mm (block mean of the CT, labels sampled at the block centres).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..image import Image
+from . import labels as L
+from .gate_ranges import RANGES, Limits
+from .orient import block_factors, ras_order_affine, to_ras_order
+
+__all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
+
+ORGANS = ("kidney_left", "kidney_right", "liver", "spleen")
+_SIDE = {"kidney_left": -1.0, "kidney_right": 1.0, "liver": 1.0, "spleen": -1.0}  # RAS+ x sign
+
+
+@dataclass(frozen=True)
+class Check:
+    """One QC check: which structure, what, the value, the verdict and why."""
+
+    structure: str
+    check: str
+    value: float | None
+    unit: str
+    status: str  # pass | warn | fail | skip
+    expected: str
+    source: str
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        v = self.value
+        return {"structure": self.structure, "check": self.check,
+                "value": None if v is None or not np.isfinite(v) else round(float(v), 4),
+                "unit": self.unit, "status": self.status, "expected": self.expected,
+                "source": self.source, "note": self.note}
+
+    def line(self) -> str:
+        """``<structure>: <check> (<value> <unit>, expected <range>)``."""
+        v = "none" if self.value is None or not np.isfinite(self.value) else f"{self.value:.4g}"
+        unit = f" {self.unit}" if self.unit and not self.expected.endswith(self.unit) else ""
+        extra = f"; {self.note}" if self.note else ""
+        return f"{self.structure}: {self.check} ({v}{unit}, expected {self.expected}{extra})"
+
+
+@dataclass
+class GateResult:
+    """All checks of one label map."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """Worst status: fail > warn > pass."""
+        s = {c.status for c in self.checks}
+        return "fail" if "fail" in s else "warn" if "warn" in s else "pass"
+
+    def by_status(self, status: str) -> list[Check]:
+        return [c for c in self.checks if c.status == status]
+
+    def find(self, structure: str, check: str) -> Check | None:
+        for c in self.checks:
+            if c.structure == structure and c.check == check:
+                return c
+        return None
+
+    def as_dict(self) -> dict:
+        counts = {s: len(self.by_status(s)) for s in ("pass", "warn", "fail", "skip")}
+        return {"status": self.status, "counts": counts, "checks": [c.as_dict() for c in self.checks]}
+
+
+# --------------------------------------------------------------------------- helpers
+def _kind(organ: str) -> str:
+    return "kidney" if organ.startswith("kidney") else organ
+
+
+def _limits(organ: str, check: str) -> Limits:
+    for key in (f"{organ}.{check}", f"{_kind(organ)}.{check}", f"organ.{check}", check):
+        if key in RANGES:
+            return RANGES[key]
+    raise KeyError(check)
+
+
+def _graded(structure, check, value, limits: Limits, note="", soften=False) -> Check:
+    status = limits.status(value)
+    if soften and status == "fail":
+        status = "warn"
+    return Check(structure, check, None if value is None else float(value), limits.unit, status,
+                 limits.expected(), limits.source, note)
+
+
+def _skip(structure, check, why) -> Check:
+    return Check(structure, check, None, "", "skip", "", "", why)
+
+
+@dataclass
+class _Grid:
+    """Working grid in RAS order: CT (smoothed), labels, voxel size, affine."""
+
+    ct: np.ndarray
+    labels: np.ndarray
+    vs: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(np.prod(self.vs)) / 1000.0
+
+    def world(self, ijk) -> np.ndarray:
+        ijk = np.asarray(ijk, float)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+
+def _working_grid(ct: Image, labels: Image, working_voxel_mm: float) -> _Grid:
+    arr, tr, vs = to_ras_order(ct)
+    lab, _, _ = to_ras_order(labels)
+    f = block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
+    sh = [s // g * g for s, g in zip(arr.shape, f)]
+    a = np.maximum(arr[: sh[0], : sh[1], : sh[2]].astype(np.float32), -1024.0)
+    a = a.reshape(sh[0] // f[0], f[0], sh[1] // f[1], f[1], sh[2] // f[2], f[2]).mean(axis=(1, 3, 5))
+    lab = lab[f[0] // 2: sh[0]: f[0], f[1] // 2: sh[1]: f[1], f[2] // 2: sh[2]: f[2]]
+    vsw = vs * np.array(f)
+    # smooth to about 3 mm FWHM: low-dose noise (20-40 HU SD) would otherwise put soft tissue
+    # below the fat and gas thresholds voxel by voxel
+    sm = ndi.gaussian_filter(a, sigma=tuple(float(np.clip(1.3 / v, 0.4, 1.0)) for v in vsw))
+    return _Grid(sm, np.ascontiguousarray(lab), vsw, ras_order_affine(ct, tr, f))
+
+
+def _touches_fov(mask: np.ndarray) -> bool:
+    for ax in range(3):
+        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
+        if idx.size and (idx[0] == 0 or idx[-1] == mask.shape[ax] - 1):
+            return True
+    return False
+
+
+def _interior(mask: np.ndarray) -> np.ndarray:
+    core = ndi.binary_erosion(mask)
+    return core if core.sum() >= 20 else mask
+
+
+def _centroid_world(g: _Grid, mask: np.ndarray) -> np.ndarray:
+    return g.world(np.array(ndi.center_of_mass(mask)))
+
+
+def _largest_fraction(mask: np.ndarray) -> float:
+    lab, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return 1.0
+    sizes = np.bincount(lab.ravel())[1:]
+    return float(sizes.max() / sizes.sum())
+
+
+def _lungs(g: _Grid) -> np.ndarray:
+    """Air inside the patient (below -500 HU), the large components (> 100 mL)."""
+    body = g.ct > -400
+    for k in range(body.shape[2]):
+        body[:, :, k] = ndi.binary_fill_holes(body[:, :, k])
+    air = (g.ct < -500) & body
+    lab, n = ndi.label(air)
+    if n == 0:
+        return air
+    sizes = np.bincount(lab.ravel())[1:] * g.voxel_ml
+    return np.isin(lab, np.flatnonzero(sizes > 100.0) + 1)
+
+
+# --------------------------------------------------------------------------- checks
+def _organ_checks(g: _Grid, organ: str, mask: np.ndarray, volume_ml: float, cut: bool) -> list[Check]:
+    out = [_graded(organ, "volume_ml", volume_ml, _limits(organ, "volume_ml"),
+                   note="cut by the field of view: lower limit not enforced" if cut else "",
+                   soften=cut and volume_ml < _limits(organ, "volume_ml").pass_lo)]
+    inner = _interior(mask)
+    hu = g.ct[inner]
+    out.append(_graded(organ, "median_hu", float(np.median(hu)), _limits(organ, "median_hu")))
+    out.append(_graded(organ, "gas_ml", float(np.count_nonzero(hu < -400.0)) * g.voxel_ml,
+                       _limits(organ, "gas_ml")))
+    out.append(_graded(organ, "fat_fraction", float(np.mean(hu < -30.0)), _limits(organ, "fat_fraction")))
+    out.append(_graded(organ, "largest_component_fraction", _largest_fraction(mask),
+                       _limits(organ, "largest_component_fraction")))
+    return out
+
+
+def _midline_x(g: _Grid) -> tuple[float, str]:
+    vert = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
+    if vert.sum() > 50:
+        return float(_centroid_world(g, vert)[0]), "L2-L4 vertebral bodies"
+    body = g.labels == L.BODY
+    if not body.any():
+        body = g.ct > -400
+    return float(_centroid_world(g, body)[0]), "body outline"
+
+
+def _uptake_ratio(g: _Grid, spect: Image, mask: np.ndarray) -> float | None:
+    """Mean SPECT in the organ over the mean in a shell 10-25 mm outside it (working grid)."""
+    from ..grid import bounding_box
+
+    margin = [int(np.ceil(26.0 / v)) for v in g.vs]
+    box = bounding_box(mask, margin)
+    m = mask[box]
+    d = ndi.distance_transform_edt(~m, sampling=g.vs)
+    shell = (d > 10.0) & (d <= 25.0)
+    idx = np.argwhere(m | shell) + [s.start for s in box]
+    world = g.world(idx)
+    sidx = spect.world_to_index(world)
+    vals = ndi.map_coordinates(np.asarray(spect.array, np.float32), sidx.T, order=1, mode="constant", cval=np.nan)
+    sel_m = m[tuple((idx - [s.start for s in box]).T)]
+    inside = vals[sel_m]
+    around = vals[~sel_m]
+    inside, around = inside[np.isfinite(inside)], around[np.isfinite(around)]
+    if inside.size < 0.5 * sel_m.sum() or around.size < 20:
+        return None  # organ mostly outside the SPECT field of view
+    a = float(np.mean(around))
+    if a <= 0:
+        return None
+    return float(np.mean(inside)) / a
+
+
+def _liver_dome_gap(g: _Grid, liver: np.ndarray, lungs: np.ndarray) -> float | None:
+    """Smallest gap (mm) between the liver's top and the lung base over the liver's columns."""
+    cols = liver.any(axis=2) & lungs.any(axis=2)
+    if cols.sum() < 10:
+        return None
+    nz = liver.shape[2]
+    top = nz - 1 - np.argmax(liver[:, :, ::-1], axis=2)
+    gaps = []
+    for i, j in zip(*np.nonzero(cols)):
+        above = np.flatnonzero(lungs[i, j, top[i, j] + 1:])
+        if above.size:
+            gaps.append((above[0]) * g.vs[2])
+    if len(gaps) < 10:
+        return None
+    return float(np.percentile(gaps, 5))
+
+
+def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
+    out: list[Check] = []
+    info: dict = {}
+    whole = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
+    if whole.sum() < 20:
+        out.append(Check("vertebrae_L2L4", "present", 0.0, "", "fail", "present",
+                         "EANM 2010 marrow dosimetry guideline (L2-L4 VOIs)"))
+        return out, info
+    ks = np.flatnonzero(whole.any(axis=(0, 1)))
+    z = g.world(np.stack([np.zeros_like(ks), np.zeros_like(ks), ks], 1).astype(float))[:, 2]
+    extent = float(z.max() - z.min() + g.vs[2])
+    cut = _touches_fov(whole)
+    out.append(_graded("vertebrae_L2L4", "extent_mm", extent, RANGES["vertebrae_L2L4.extent_mm"], soften=cut,
+                       note="cut by the field of view" if cut else ""))
+    out.append(_graded("vertebrae_L2L4", "bone_fraction", float(np.mean(g.ct[whole] > 100.0)),
+                       RANGES["vertebrae_L2L4.bone_fraction"]))
+    # the bodies: components along z (discs separate them); tiny fragments ignored
+    lab, n = ndi.label(whole, structure=np.ones((3, 3, 3), bool))
+    comps = []
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        size = int(np.count_nonzero(lab[sl] == i))
+        if size * g.voxel_ml < 2.0:
+            continue
+        comps.append((sl[2].start, sl[2].stop, i, size))
+    comps.sort()
+    out.append(_graded("vertebrae_L2L4", "bodies", float(len(comps)), RANGES["vertebrae_L2L4.bodies"]))
+    names = ("L4", "L3", "L2")
+    if len(comps) == 3:
+        for (k0, k1, i, _), nm in zip(comps, names):
+            out.append(_graded(f"vertebra_{nm}", "body_height_mm", (k1 - k0) * g.vs[2],
+                               RANGES["vertebrae_L2L4.body_height_mm"]))
+        marrow = g.labels == L.MARROW_L2L4
+        for (k0, k1, i, _), nm in zip(comps, names):
+            m = marrow & (lab == i)
+            vol = float(np.count_nonzero(m)) * g.voxel_ml
+            out.append(_graded(f"marrow_{nm}", "volume_ml", vol, RANGES["marrow_L2L4.volume_per_vertebra_ml"]))
+    else:
+        marrow = g.labels == L.MARROW_L2L4
+        vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
+        out.append(_graded("marrow_L2L4", "volume_per_vertebra_ml", vol,
+                           RANGES["marrow_L2L4.volume_per_vertebra_ml"],
+                           note="bodies not separable: total over three"))
+    marrow = g.labels == L.MARROW_L2L4
+    if marrow.any():
+        out.append(_graded("marrow_L2L4", "median_hu", float(np.median(g.ct[marrow])),
+                           RANGES["marrow_L2L4.median_hu"]))
+    pitch = extent / 3.0
+    zc = float(_centroid_world(g, whole)[2])
+    info.update(pitch_mm=pitch, l3_z_mm=zc, extent_mm=extent)
+    # against the levels found independently on the CT
+    if levels and "L3" in levels:
+        lo, hi = levels["L3"]
+        found = 0.5 * (lo + hi)
+        off = (zc - found) / max(pitch, 1.0)
+        out.append(_graded("vertebrae_L2L4", "level_offset", off, RANGES["vertebrae_L2L4.level_offset"],
+                           note=f"L3 centre of the mask at z = {zc:.0f} mm, of the CT's spine analysis "
+                                f"at {found:.0f} mm"))
+    else:
+        out.append(_skip("vertebrae_L2L4", "level_offset", "no independent level found on the CT"))
+    return out, info
+
+
+def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, levels: dict | None = None,
+                       absent_organs=(), working_voxel_mm: float = 2.0) -> GateResult:
+    """Run the QC gate on a label map.
+
+    Parameters
+    ----------
+    ct : Image
+        CT in HU.
+    labels : Image
+        Label map on the CT grid (DESIGN ids).
+    spect : Image, optional
+        Reference SPECT (Bq/mL, any grid overlapping the CT): uptake checks.
+    levels : dict, optional
+        Vertebral levels found on the CT independently of the label map:
+        name -> (z_lo_mm, z_hi_mm) superior-inferior range (RAS+ z, mm).
+    absent_organs : iterable of str
+        Organs declared absent (e.g. ``spleen`` after splenectomy): their
+        absence passes.
+    working_voxel_mm : float
+        In-plane voxel size of the working grid, mm.
+
+    Returns
+    -------
+    GateResult
+    """
+    if not ct.same_grid(labels):
+        raise ValueError("the label map must be on the CT grid")
+    res = GateResult()
+    counts = np.bincount(np.asarray(labels.array).ravel().astype(np.int64), minlength=8)
+    g = _working_grid(ct, labels, working_voxel_mm)
+    mid_x, mid_from = _midline_x(g)
+    spine_checks, spine = _spine_checks(g, levels)
+    vert = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
+    vert_c = _centroid_world(g, vert) if vert.sum() > 20 else None
+    lungs = None
+    masks, cuts = {}, {}
+    for organ in ORGANS:
+        lid = L.name_to_id(organ)
+        vol = float(counts[lid]) * ct.voxel_volume_ml
+        mask = g.labels == lid
+        if vol == 0.0 or not mask.any():
+            if organ in absent_organs:
+                res.checks.append(Check(organ, "present", 0.0, "", "pass", "absent (declared)", "user"))
+            else:
+                res.checks.append(Check(organ, "present", 0.0, "mL", "fail", "present",
+                                        "a complete segmentation holds both kidneys, liver and spleen",
+                                        "declare it absent (--absent-organ) after nephrectomy or "
+                                        "splenectomy"))
+            continue
+        cut = _touches_fov(mask)
+        masks[organ], cuts[organ] = mask, cut
+        res.checks += _organ_checks(g, organ, mask, vol, cut)
+        c = _centroid_world(g, mask)
+        side = _SIDE[organ] * (c[0] - mid_x)
+        res.checks.append(_graded(organ, "side_mm", side, _limits(organ, "side_mm"),
+                                  note=f"midline from the {mid_from}"))
+        if organ.startswith("kidney"):
+            res.checks.append(_graded(organ, "lateral_mm", abs(c[0] - mid_x), _limits(organ, "lateral_mm"),
+                                      soften=cut))
+            if vert_c is not None:
+                res.checks.append(_graded(organ, "anterior_mm", c[1] - vert_c[1], _limits(organ, "anterior_mm"),
+                                          soften=cut))
+                lv = (c[2] - spine["l3_z_mm"]) / max(spine["pitch_mm"], 1.0) if spine else None
+                if lv is not None:
+                    res.checks.append(_graded(organ, "level", lv, _limits(organ, "level"), soften=cut))
+        if organ == "liver":
+            if lungs is None:
+                lungs = _lungs(g)
+            if cut and mask[:, :, -1].any():
+                res.checks.append(_skip(organ, "dome_gap_mm", "liver cut at the top of the field of view"))
+            else:
+                xi = g.world(np.stack([np.arange(mask.shape[0]), np.zeros(mask.shape[0]),
+                                        np.zeros(mask.shape[0])], 1))[:, 0]
+                right = (xi > mid_x)[:, None, None]
+                gap = _liver_dome_gap(g, mask, lungs & right)
+                if gap is None:
+                    res.checks.append(_skip(organ, "dome_gap_mm", "no lung base above the liver in the field of view"))
+                else:
+                    res.checks.append(_graded(organ, "dome_gap_mm", gap, RANGES["liver.dome_gap_mm"]))
+        if spect is not None:
+            r = _uptake_ratio(g, spect, mask)
+            if r is None:
+                res.checks.append(_skip(organ, "uptake_ratio", "organ outside the SPECT or no counts around it"))
+            else:
+                res.checks.append(_graded(organ, "uptake_ratio", r, _limits(organ, "uptake_ratio")))
+    if "kidney_left" in masks and "kidney_right" in masks:
+        vl = float(counts[L.KIDNEY_LEFT]) * ct.voxel_volume_ml
+        vr = float(counts[L.KIDNEY_RIGHT]) * ct.voxel_volume_ml
+        ratio = max(vl, vr) / max(min(vl, vr), 1e-9)
+        res.checks.append(_graded("kidneys", "volume_ratio", ratio, RANGES["kidney.volume_ratio"],
+                                  soften=cuts["kidney_left"] or cuts["kidney_right"]))
+    res.checks += spine_checks
+    return res

@@ -1,0 +1,173 @@
+"""Reference ranges of the segmentation QC gate, each with its source.
+
+Every range has three zones: pass inside ``[pass_lo, pass_hi]``, warn between
+the pass and fail limits, fail outside ``[fail_lo, fail_hi]``. The pass zones
+are wide on purpose (adult patients, hepatomegaly, the splenomegaly common in
+haematological patients, contrast-enhanced CT); the fail limits are set where
+a value means that the mask is not that organ, with a margin over the
+development cases (``tests/pipeline/segment/test_gate_*``) and over the
+published ranges below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["Limits", "RANGES"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A three-zone range for one check.
+
+    Parameters
+    ----------
+    pass_lo, pass_hi : float
+        Pass inside ``[pass_lo, pass_hi]``.
+    fail_lo, fail_hi : float
+        Fail outside ``[fail_lo, fail_hi]``; warn in between.
+    unit : str
+        Unit of the checked value.
+    source : str
+        Where the numbers come from.
+    """
+
+    pass_lo: float
+    pass_hi: float
+    fail_lo: float
+    fail_hi: float
+    unit: str
+    source: str
+
+    def status(self, value: float) -> str:
+        """``"pass"``, ``"warn"`` or ``"fail"`` for ``value`` (NaN fails)."""
+        if value is None or not math.isfinite(value):
+            return "fail"
+        if self.pass_lo <= value <= self.pass_hi:
+            return "pass"
+        if self.fail_lo <= value <= self.fail_hi:
+            return "warn"
+        return "fail"
+
+    def expected(self) -> str:
+        """The pass range as text, e.g. ``"70-300 mL"``."""
+        def f(v):
+            if math.isinf(v):
+                return "inf" if v > 0 else "-inf"
+            return f"{v:g}"
+        return f"{f(self.pass_lo)}-{f(self.pass_hi)} {self.unit}".strip()
+
+    def as_dict(self) -> dict:
+        return {"pass": [self.pass_lo, self.pass_hi], "fail_outside": [self.fail_lo, self.fail_hi],
+                "unit": self.unit, "source": self.source}
+
+
+_ICRP89 = ("ICRP Publication 89 (2002) reference adult masses: liver 1800/1400 g, both kidneys "
+           "310/275 g, spleen 150/130 g (male/female), density 1.05 g/mL")
+_INF = math.inf
+
+#: check key -> Limits. Keys are ``<organ>.<check>`` or ``<check>`` for all organs of a kind.
+RANGES: dict[str, Limits] = {
+    # --- volumes (mL) ---
+    "kidney.volume_ml": Limits(
+        70.0, 300.0, 35.0, 450.0, "mL",
+        _ICRP89 + "; adult kidney volume 146 +- 33 mL (Emamian et al., AJR 1993;160:83); "
+        "compensatory hypertrophy and hydronephrosis to ~300-450 mL warn; a 'kidney' over 450 mL "
+        "or under 35 mL is not a kidney"),
+    "liver.volume_ml": Limits(
+        800.0, 3500.0, 500.0, 5500.0, "mL",
+        _ICRP89 + "; adult liver volume 1.0-2.5 L (Heinemann et al., Forensic Sci Int 1999;102:"
+        "71), hepatomegaly to 5.5 L warn"),
+    "spleen.volume_ml": Limits(
+        50.0, 700.0, 20.0, 4000.0, "mL",
+        _ICRP89 + "; normal spleen 107-314 mL (Prassopoulos et al., Eur Radiol 1997;7:246); "
+        "splenomegaly of haematological disease up to several litres warns"),
+    # --- CT numbers (HU), median inside the organ (eroded by one working voxel) ---
+    "kidney.median_hu": Limits(
+        0.0, 250.0, -40.0, 400.0, "HU",
+        "unenhanced renal parenchyma 20-40 HU, nephrographic phase to ~250 HU "
+        "(Bae, Radiology 2010;256:32); below -40 HU is fat"),
+    "liver.median_hu": Limits(
+        20.0, 180.0, -40.0, 250.0, "HU",
+        "unenhanced liver 50-70 HU, steatosis down to about 0 HU (warn), portal-venous phase to "
+        "~150 HU (Kodama et al., AJR 2007;188:1307)"),
+    "spleen.median_hu": Limits(
+        20.0, 200.0, -20.0, 260.0, "HU",
+        "unenhanced spleen 40-50 HU, enhanced to ~150-200 HU"),
+    # --- no gas inside a solid organ (mL of voxels below -400 HU, interior only) ---
+    "gas_ml": Limits(
+        0.0, 0.5, 0.0, 2.0, "mL",
+        "solid organs hold no gas (emphysematous infection aside); bowel always does. "
+        "Counted on the smoothed CT inside the organ eroded by one working voxel"),
+    # --- fat inside the organ: fraction of interior voxels below -30 HU ---
+    "fat_fraction": Limits(
+        0.0, 0.15, 0.0, 0.35, "",
+        "renal sinus fat is partly inside a hole-filled kidney outline (up to ~15 %); a mask "
+        "that is one third fat lies in the mesentery or retroperitoneal fat"),
+    # --- one piece ---
+    "largest_component_fraction": Limits(
+        0.95, 1.0, 0.8, 1.0, "",
+        "an organ is one connected piece; islands of more than 20 % mean a mask spread over "
+        "several structures (bowel loops)"),
+    # --- position ---
+    "kidney.lateral_mm": Limits(
+        25.0, 120.0, 10.0, 150.0, "mm",
+        "kidney centroid 40-90 mm from the midline beside psoas (Gray's Anatomy, 41st ed.)"),
+    "kidney.anterior_mm": Limits(
+        -60.0, 40.0, -80.0, 60.0, "mm",
+        "antero-posterior position of the kidney centroid relative to the L2-L4 bodies' centroid: "
+        "retroperitoneal, beside the vertebral bodies; bowel loops lie anterior"),
+    "kidney.level": Limits(
+        -0.5, 4.5, -1.5, 5.5, "levels above the L3 centre",
+        "kidney centroids lie at the T11-L3 levels (hilum at L1-L2; Gray's Anatomy)"),
+    "kidney.volume_ratio": Limits(
+        1.0, 1.6, 1.0, 2.5, "",
+        "the two kidneys differ by less than ~20-30 % in healthy adults (Emamian 1993); a ratio "
+        "over 2.5 is an atrophic or missing kidney or a wrong mask"),
+    "organ.side_mm": Limits(
+        15.0, _INF, 0.0, _INF, "mm",
+        "distance of the centroid from the midline towards the organ's own side (liver right, "
+        "spleen and left kidney left); negative means the wrong side"),
+    "liver.dome_gap_mm": Limits(
+        -_INF, 15.0, -_INF, 25.0, "mm",
+        "the liver fills the right upper quadrant up to the right hemidiaphragm: the smallest "
+        "gap between the liver top and the right lung base is the diaphragm (5-10 mm)"),
+    # --- SPECT uptake (organ mean / shell 10-25 mm around it) ---
+    "kidney.uptake_ratio": Limits(
+        1.0, _INF, 0.5, _INF, "",
+        "renal uptake of peptides, PSMA ligands and small molecules exceeds its surroundings; "
+        "a kidney mask at half its surroundings' concentration is not on the kidney"),
+    "organ.uptake_ratio": Limits(
+        0.6, _INF, 0.3, _INF, "",
+        "liver and spleen concentrations are not far below their surroundings for the "
+        "radiopharmaceuticals of spectdose"),
+    # --- spine ---
+    "vertebrae_L2L4.extent_mm": Limits(
+        70.0, 135.0, 50.0, 170.0, "mm",
+        "L2 top to L4 bottom: three lumbar bodies of 25-32 mm and two discs of 8-12 mm "
+        "(Zhou et al., Eur Spine J 2000;9:242)"),
+    "vertebrae_L2L4.bone_fraction": Limits(
+        0.7, 1.0, 0.4, 1.0, "",
+        "a vertebral body mask lies on bone: cortex 500-1000 HU and trabecular bone 100-250 HU "
+        "(Pickhardt 2013); fraction of its voxels above 100 HU on the smoothed CT"),
+    "vertebrae_L2L4.body_height_mm": Limits(
+        18.0, 40.0, 12.0, 50.0, "mm",
+        "lumbar vertebral body height 25-32 mm in adults (Zhou 2000), lower with fractures"),
+    "vertebrae_L2L4.bodies": Limits(
+        3.0, 3.0, 1.0, 4.0, "",
+        "L2, L3 and L4 are three bodies separated by discs"),
+    "vertebrae_L2L4.level_offset": Limits(
+        -0.5, 0.5, -0.5, 0.5, "levels",
+        "the L2-L4 mask against the levels found independently on the CT (spine vote); one "
+        "level off is a fail"),
+    "marrow_L2L4.volume_per_vertebra_ml": Limits(
+        3.0, 45.0, 1.5, 70.0, "mL",
+        "trabecular core of a lumbar body (~30-45 mL whole body) with a 4 mm margin from cortex and "
+        "endplates: 4-25 mL (less with 5 mm slices); "
+        "EANM 2010 marrow dosimetry guideline (Hindorf et al.) VOIs in L2-L4"),
+    "marrow_L2L4.median_hu": Limits(
+        60.0, 450.0, 0.0, 650.0, "HU",
+        "adult lumbar trabecular bone 100-250 HU, osteoporotic to ~60 HU (Pickhardt et al., Ann "
+        "Intern Med 2013;158:588); below 0 HU it is disc or soft tissue, above 650 HU cortex"),
+}

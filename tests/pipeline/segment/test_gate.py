@@ -1,0 +1,130 @@
+"""QC gate after segmentation: correct label maps pass, corrupted ones fail on the right check.
+
+The sample patient's truth label map (small preset, its own noisy CT and 24 h SPECT) is the
+correct case; the corrupted corpus is :mod:`sample_data.seg_corpus`. The real-anatomy cases
+(ICRP-110 phantoms, TotalSegmentator example) are in ``test_gate_real_anatomy.py``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.image import Image
+from pipeline.segment import labels as L
+from pipeline.segment.gate import check_segmentation
+from pipeline.segment.gate_ranges import RANGES, Limits
+from pipeline.segment.spine_ct import spine_levels_mm
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    from sample_data.anatomy import build_phantom
+    from sample_data.generator import generate
+
+    from pipeline.imageio import read_image
+
+    out = generate(tmp_path_factory.mktemp("gate_sample"), preset="small", nuclide="Lu-177", seed=0,
+                   fmt="nifti", time_points_h=(24,))
+    ct, _ = read_image(out / "nifti" / "t24h_ct.nii.gz")
+    spect, _ = read_image(out / "nifti" / "t24h_spect.nii.gz")
+    truth, _ = read_image(out / "truth" / "labels.nii.gz")
+    ph = build_phantom("small", seed=0)
+    names = ph.tissue_names
+    bowel = np.isin(np.asarray(ph.tissues.array),
+                    [k for k, v in names.items() if v in ("small_bowel", "colon", "bowel_gas")])
+    levels, _ = spine_levels_mm(ct)
+    return dict(ct=ct, spect=spect, truth=truth, bowel=bowel, levels=levels, out=out)
+
+
+def test_limits_have_three_zones_and_nan_fails():
+    lim = Limits(1.0, 2.0, 0.5, 3.0, "mL", "test")
+    assert [lim.status(v) for v in (1.5, 0.7, 2.5, 0.4, 3.1, float("nan"))] == \
+        ["pass", "warn", "warn", "fail", "fail", "fail"]
+    for key, r in RANGES.items():  # every range: pass inside warn inside fail, with a source
+        assert r.fail_lo <= r.pass_lo <= r.pass_hi <= r.fail_hi, key
+        assert len(r.source) > 20, key
+
+
+def test_sample_patient_truth_passes_every_check(sample):
+    res = check_segmentation(sample["ct"], sample["truth"], sample["spect"], levels=sample["levels"])
+    assert res.status == "pass", [c.line() for c in res.checks if c.status != "pass"]
+    # independent values: kidney volume from the truth map itself
+    n = int(np.sum(np.asarray(sample["truth"].array) == L.KIDNEY_LEFT))
+    assert res.find("kidney_left", "volume_ml").value == pytest.approx(n * sample["ct"].voxel_volume_ml)
+    assert res.find("vertebrae_L2L4", "level_offset").status == "pass"
+    assert res.find("kidney_left", "uptake_ratio").value > 2.0  # Lu-177 peptide-like kidneys
+
+
+@pytest.mark.parametrize("case", ["kidney_on_bowel", "kidneys_swapped", "levels_down_one", "half_liver",
+                                  "missing_spleen", "marrow_1ml", "shift_30mm_inferior",
+                                  "shift_30mm_anterior"])
+def test_corrupted_sample_segmentation_fails_on_the_right_check(sample, case):
+    from sample_data.seg_corpus import CORRUPTIONS, corrupt
+
+    bad = corrupt(case, sample["truth"], {"bowel": sample["bowel"]})
+    res = check_segmentation(sample["ct"], bad, sample["spect"], levels=sample["levels"])
+    failing = {c.check for c in res.by_status("fail")}
+    assert res.status == "fail"
+    assert failing & CORRUPTIONS[case][1], (case, failing)
+
+
+def test_declared_absent_spleen_passes(sample):
+    from sample_data.seg_corpus import corrupt
+
+    bad = corrupt("missing_spleen", sample["truth"])
+    res = check_segmentation(sample["ct"], bad, levels=sample["levels"], absent_organs=("spleen",))
+    assert res.find("spleen", "present").status == "pass" and res.status == "pass"
+
+
+def test_organ_cut_by_the_field_of_view_warns_instead_of_failing_on_volume(sample):
+    ct, truth = sample["ct"], sample["truth"]
+    arr = np.asarray(truth.array)
+    k = np.flatnonzero((arr == L.KIDNEY_LEFT).any(axis=(0, 1)))
+    keep = slice(int(k[0] + 0.75 * (k[-1] - k[0])), arr.shape[2])  # the FOV starts in the kidneys' upper quarter
+    sub_ct = Image(np.asarray(ct.array)[:, :, keep], ct.affine @ _shift_k(keep.start), "HU")
+    sub_lab = Image(arr[:, :, keep], ct.affine @ _shift_k(keep.start), "label")
+    res = check_segmentation(sub_ct, sub_lab)
+    vol = res.find("kidney_left", "volume_ml")
+    assert vol.value < 70.0 and vol.status == "warn" and "field of view" in vol.note
+
+
+def _shift_k(k0):
+    m = np.eye(4)
+    m[2, 3] = k0
+    return m
+
+
+def test_segment_cli_writes_qc_json_for_the_sample_patient(sample, tmp_path):
+    from pipeline.segment.cli import main
+
+    out = tmp_path / "seg"
+    rc = main(["--ct", str(sample["out"] / "nifti" / "t24h_ct.nii.gz"), "--backend", "nifti",
+               "--masks", str(sample["out"] / "truth" / "labels.nii.gz"),
+               "--spect", str(sample["out"] / "nifti" / "t24h_spect.nii.gz"), "--out", str(out)])
+    assert rc == 0
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["status"] == "pass" and not qc["overridden"]
+    assert {c["check"] for c in qc["checks"]} >= {"volume_ml", "gas_ml", "side_mm", "level_offset",
+                                                  "uptake_ratio", "dome_gap_mm"}
+
+
+def test_segment_cli_refuses_swapped_kidneys_in_one_line(sample, tmp_path, capsys):
+    from sample_data.seg_corpus import corrupt
+
+    from pipeline.imageio import write_image
+    from pipeline.segment.cli import main
+
+    bad = corrupt("kidneys_swapped", sample["truth"])
+    masks = tmp_path / "masks.nii.gz"
+    write_image(masks, bad, {"quantity": "labels"})
+    out = tmp_path / "seg"
+    rc = main(["--ct", str(sample["out"] / "nifti" / "t24h_ct.nii.gz"), "--backend", "nifti",
+               "--masks", str(masks), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and not out.exists()
+    assert f"error: {masks}: kidney_left: side_mm (-" in err[0]
+    rc = main(["--ct", str(sample["out"] / "nifti" / "t24h_ct.nii.gz"), "--backend", "nifti",
+               "--masks", str(masks), "--out", str(out), "--qc", "warn"])
+    qc = json.loads((out / "qc.json").read_text())
+    assert rc == 0 and qc["overridden"] and qc["status"] == "fail"
