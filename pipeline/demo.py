@@ -127,6 +127,31 @@ def outputs(patient_dir: Path, data_dir: Path) -> dict:
     }
 
 
+def segmentation_qc_summary(qc_path: Path) -> str:
+    """One line with the segmentation QC verdict, then one line per warning or overridden failure."""
+    from .atomic import read_json
+
+    if not qc_path.is_file():
+        return f"Segmentation QC: {qc_path} is missing"
+    qc = read_json(qc_path, "segmentation QC record")
+    bad = [c for c in qc.get("checks", []) if c.get("status") in ("warn", "fail")]
+    lines = [f"Segmentation QC: {str(qc.get('status', '?')).upper()} ({len(qc.get('checks', []))} checks, "
+             f"{len(bad)} not passed; {qc_path})"]
+    lines += [f"  {c['status'].upper()}: {c['structure']}: {c['check']} = {c['value']} {c['unit']} "
+              f"(expected {c['expected']})" for c in bad]
+    return "\n".join(lines)
+
+
+def _stage_error(patient_dir: Path) -> str:
+    """The first stage's one-line error from its log (``: <line>``), or an empty string."""
+    for stage in ("ingest", "register", "segment", "kinetics", "dose", "report"):
+        for log in sorted((patient_dir / "logs").glob(f"{stage}*.log")):
+            errors = [ln for ln in log.read_text(errors="replace").splitlines() if ": error: " in ln]
+            if errors:
+                return f": {errors[-1]}"
+    return ""
+
+
 def _run(args) -> int:
     if args.cores < 1:
         raise InputError(None, "--cores must be at least 1")
@@ -150,12 +175,15 @@ def _run(args) -> int:
     except subprocess.TimeoutExpired:
         raise SpectdoseError(f"the workflow did not finish within {args.timeout_min:g} minutes") from None
     if code != 0:
-        raise SpectdoseError(f"the workflow failed (exit code {code}); see the logs in {patient_dir / 'logs'}")
+        raise SpectdoseError(f"the workflow failed (exit code {code}){_stage_error(patient_dir)}; see the "
+                             f"logs in {patient_dir / 'logs'}")
     table = patient_dir / "dose" / "organ_doses.csv"
     if not table.is_file():
         raise InputError(table, "the workflow finished but the organ dose table is missing")
     print(f"\nOrgan doses of {args.patient_id} ({table}):\n")
     print(format_table(table))
+    print()
+    print(segmentation_qc_summary(patient_dir / "segment" / "qc.json"))
     print()
     for what, paths in outputs(patient_dir, data_dir).items():
         print(f"{what}:")

@@ -56,6 +56,12 @@ class Limits:
             if math.isinf(v):
                 return "inf" if v > 0 else "-inf"
             return f"{v:g}"
+        if self.pass_lo == self.pass_hi:
+            return f"{f(self.pass_lo)} {self.unit}".strip()
+        if math.isinf(self.pass_hi):
+            return f">= {f(self.pass_lo)} {self.unit}".strip()
+        if math.isinf(self.pass_lo):
+            return f"<= {f(self.pass_hi)} {self.unit}".strip()
         return f"{f(self.pass_lo)}-{f(self.pass_hi)} {self.unit}".strip()
 
     def as_dict(self) -> dict:
@@ -167,7 +173,9 @@ RANGES: dict[str, Limits] = {
         "endplates: 4-25 mL (less with 5 mm slices); "
         "EANM 2010 marrow dosimetry guideline (Hindorf et al.) VOIs in L2-L4"),
     "marrow_L2L4.median_hu": Limits(
-        60.0, 450.0, 0.0, 650.0, "HU",
+        60.0, 600.0, 0.0, 800.0, "HU",
         "adult lumbar trabecular bone 100-250 HU, osteoporotic to ~60 HU (Pickhardt et al., Ann "
-        "Intern Med 2013;158:588); below 0 HU it is disc or soft tissue, above 650 HU cortex"),
+        "Intern Med 2013;158:588); sclerosis and low-dose attenuation CTs read higher (536 HU in "
+        "the real GE Optima CTAC of the development data); below 0 HU it is disc or soft tissue, "
+        "above 800 HU cortex"),
 }

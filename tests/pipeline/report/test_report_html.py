@@ -189,3 +189,20 @@ def test_cli_missing_patient_folder_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"spectdose report: error: {tmp_path / 'nope'}: is not a folder of patient results"]
     assert not (tmp_path / "r.html").exists()
+
+
+def test_segmentation_gate_warnings_are_red_and_named(tmp_path):
+    seg = tmp_path / "P1" / "segment"
+    seg.mkdir(parents=True)
+    checks = [{"structure": "kidney_left", "check": "volume_ml", "value": 150.0, "unit": "mL", "status": "pass",
+               "expected": "70-300 mL", "source": "ICRP 89", "note": ""},
+              {"structure": "spleen", "check": "volume_ml", "value": 812.0, "unit": "mL", "status": "warn",
+               "expected": "50-700 mL", "source": "Prassopoulos 1997", "note": ""}]
+    (seg / "qc.json").write_text(json.dumps({"status": "warn", "overridden": False, "checks": checks}))
+    page = build_report(tmp_path / "P1")
+    p = _Collector()
+    p.feed(page)
+    red = [a for t, a in p.tags if a.get("class") == "qcwarn"]
+    assert len(red) == 2  # the verdict line and the one warning
+    assert "WARN: spleen: volume_ml = 812.0 mL (expected 50-700 mL)" in p.sections["segmentation"]
+    assert "Segmentation QC gate: WARN" in p.sections["segmentation"]
