@@ -463,7 +463,9 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     for v in spine.vertebrae:
         levels[v.name] = {"k_range_working": [v.k_lo, v.k_hi], "rib_bearing": v.rib_bearing,
                           "centre_ras_mm": [round(float(x), 2) for x in (work_aff @ np.array(
-                              [v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[:3]]}
+                              [v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[:3]],
+                          "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.array(
+                              [v.centre_xy[0], v.centre_xy[1], k, 1.0]))[2]) for k in (v.k_lo - 0.5, v.k_hi + 0.5))]}
     return BuiltinResult(out, levels, notes)
 
 
