@@ -201,7 +201,22 @@ def _organ_checks(g: _Grid, organ: str, mask: np.ndarray, volume_ml: float, cut:
     out.append(_graded(organ, "fat_fraction", float(np.mean(hu < -30.0)), _limits(organ, "fat_fraction")))
     out.append(_graded(organ, "largest_component_fraction", _largest_fraction(mask),
                        _limits(organ, "largest_component_fraction")))
+    out.append(_graded(organ, "solidity", _solidity(mask, g.vs), _limits(organ, "solidity"), soften=cut))
     return out
+
+
+def _solidity(mask: np.ndarray, vs) -> float:
+    """Volume of ``mask`` over the volume of its convex hull (voxel centres' hull grown by half a
+    voxel over its surface), in [0, 1]."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    surf = mask & ~ndi.binary_erosion(mask)
+    pts = np.argwhere(surf) * np.asarray(vs)
+    try:
+        hull = ConvexHull(pts)
+    except (QhullError, ValueError):
+        return 1.0  # flat or tiny: nothing to say about its shape
+    return float(min(1.0, mask.sum() * np.prod(vs) / (hull.volume + hull.area * np.mean(vs) / 2.0)))
 
 
 def _midline_x(g: _Grid) -> tuple[float, str]:
