@@ -130,9 +130,11 @@ RANGES: dict[str, Limits] = {
         25.0, 120.0, 10.0, 150.0, "mm",
         "kidney centroid 40-90 mm from the midline beside psoas (Gray's Anatomy, 41st ed.)"),
     "kidney.anterior_mm": Limits(
-        -60.0, 40.0, -80.0, 60.0, "mm",
+        -50.0, 20.0, -70.0, 30.0, "mm",
         "antero-posterior position of the kidney centroid relative to the L2-L4 bodies' centroid: "
-        "retroperitoneal, beside the vertebral bodies; bowel loops lie anterior"),
+        "retroperitoneal, beside the vertebral bodies (-21 to +6 mm on the correct masks of the "
+        "development cases: ICRP-110 AF/AM, sample patient, real GE CT); bowel loops lie in front "
+        "(+41 to +45 mm for a kidney label moved onto the small intestine of AF and AM)"),
     "kidney.level": Limits(
         -0.5, 4.5, -1.5, 5.5, "levels above the L3 centre",
         "kidney centroids lie at the T11-L3 levels (hilum at L1-L2; Gray's Anatomy)"),
