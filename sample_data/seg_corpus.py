@@ -185,3 +185,30 @@ def corrupt(name: str, labels: Image, context: dict | None = None) -> Image:
     (another patient's label Image) for the cases that need them.
     """
     return CORRUPTIONS[name][0](labels, context or {})
+
+
+def with_marrow(ct: Image, reference: Image, levels_z_mm: dict) -> Image:
+    """A reference label map completed as the segment stage would: L2, L3, L4 bodies apart
+    (split at the given level ranges, RAS+ z mm) and the marrow VOI derived inside them by
+    :func:`pipeline.segment.assemble.assemble_labels` (default 4 mm margin)."""
+    from pipeline.segment.assemble import assemble_labels
+
+    arr = np.asarray(reference.array)
+    z = reference.world_grid()[..., 2]
+    st = {name: arr == lid for lid, name in L.FIXED_LABELS.items()
+          if lid not in (L.MARROW_L2L4, L.VERTEBRAE_L2L4)}
+    body = np.isin(arr, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
+    for n in ("L2", "L3", "L4"):
+        lo, hi = levels_z_mm[n]
+        st[f"vertebrae_{n}"] = body & (z >= lo) & (z <= hi)
+    return assemble_labels(ct, st, "reference", [])
+
+
+def icrp_context(phantom, ct: Image) -> dict:
+    """Bowel mask (stomach, small intestine, colon and contents) of an ICRP-110 phantom on ``ct``'s grid."""
+    from pipeline.segment.evaluate import resample_nearest
+    from sample_data.icrp110 import IDS
+
+    ids = IDS["stomach"] + IDS["small_intestine"] + IDS["colon"]
+    bowel = phantom.labels.with_array(np.isin(np.asarray(phantom.labels.array), ids).astype(np.uint8))
+    return {"bowel": resample_nearest(bowel, ct).astype(bool)}
