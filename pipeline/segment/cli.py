@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "warning after a physicist has looked at the masks (warn)")
     p.add_argument("--absent-organ", action="append", default=[], choices=("kidney_left", "kidney_right",
                    "spleen"), help="an organ the patient does not have (nephrectomy, splenectomy); repeatable")
+    p.add_argument("--evaluate", metavar="REFERENCE_LABELS",
+                   help="reference label map (NIfTI, DESIGN ids or --reference-mapping): print per organ "
+                        "Dice, volume error and centroid distance and whether L2, L3, L4 match; written to "
+                        "evaluation.json")
+    p.add_argument("--reference-mapping", help="JSON name -> label value of the --evaluate map")
+    p.add_argument("--reference-levels", help="JSON level name -> [z_lo_mm, z_hi_mm] (RAS+) of the reference "
+                                              "vertebrae (default: read from the reference L2-L4 mask)")
     p.add_argument("--patient-id", default=None, help="pseudonymous id for the sidecar")
     return p
 
@@ -178,8 +185,31 @@ def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, a
     return record
 
 
+def _evaluate(args, ct: Image, labels: Image, info: dict) -> dict:
+    """Agreement of ``labels`` with the reference of ``--evaluate`` (see :mod:`.evaluate`)."""
+    from ..atomic import read_json
+    from .evaluate import compare_labels, compare_levels, levels_from_labels
+
+    ref, _ = read_image(args.evaluate, unit="label")
+    arr = np.asarray(ref.array)
+    if args.reference_mapping:
+        mapping = read_json(args.reference_mapping, "reference mapping")
+        out = np.zeros(arr.shape, np.uint16)
+        for name, value in mapping.items():
+            out[arr == int(value)] = L.name_to_id(name)
+        ref = ref.with_array(out)
+    if args.reference_levels:
+        ref_levels = {k: tuple(v) for k, v in read_json(args.reference_levels, "reference levels").items()}
+    else:
+        ref_levels = levels_from_labels(ref)
+    test_levels = {n: 0.5 * (lo + hi) for n, (lo, hi) in levels_from_labels(labels).items()}
+    return {"reference": Path(args.evaluate).name, "organs": compare_labels(labels, ref),
+            "levels": compare_levels(test_levels, ref_levels),
+            "level_source": "given" if args.reference_levels else "reference L2-L4 mask"}
+
+
 def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None, sources=(),
-                  qc: dict | None = None) -> Path:
+                  qc: dict | None = None, evaluation: dict | None = None) -> Path:
     """Write labels.nii.gz (+ sidecar), labels.json, organs.csv, qc.json and qc.png into ``out_dir`` atomically."""
     from .qc import qc_figure
 
@@ -200,6 +230,8 @@ def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None
         write_text(tmp / "organs.csv", organs_csv(rows))
         if qc is not None:
             write_json(tmp / "qc.json", {**side, "quantity": "segmentation QC", **qc})
+        if evaluation is not None:
+            write_json(tmp / "evaluation.json", {**side, "quantity": "agreement with a reference", **evaluation})
         qc_figure(tmp / "qc.png", ct, labels.with_array(lab, unit="label"), vocab,
                   title=f"spectdose segment ({info.get('backend')})")
     return out_dir
@@ -219,9 +251,16 @@ def _run(args) -> int:
         print(f"note: {note}")
     qc = run_gate(ct, labels, info, spect, args.absent_organ, args.qc,
                   source=args.masks if args.masks else args.ct)
+    evaluation = _evaluate(args, ct, labels, info) if args.evaluate else None
     write_outputs(args.out, ct, labels, info, args.patient_id, sources=(Path(args.ct).name,
                   Path(args.spect).name if args.spect else None, Path(args.masks).name if args.masks else None),
-                  qc=qc)
+                  qc=qc, evaluation=evaluation)
+    if evaluation is not None:
+        from .evaluate import format_label_table, format_level_table
+
+        print(f"evaluation against {args.evaluate}:")
+        print(format_label_table(evaluation["organs"]))
+        print(format_level_table(evaluation["levels"]))
     for c in qc["checks"]:
         if c["status"] in ("warn", "fail"):
             print(f"qc {c['status']}: {c['structure']}: {c['check']} ({c['value']} {c['unit']}, expected "

@@ -23,7 +23,7 @@ from ..image import Image
 from . import labels as L
 
 __all__ = ["resample_nearest", "compare_labels", "compare_levels", "format_label_table",
-           "format_level_table"]
+           "format_level_table", "levels_from_labels"]
 
 #: Organs compared by default: id -> name (the marrow VOI is a derived region, not an organ).
 DEFAULT_NAMES = {k: v for k, v in L.FIXED_LABELS.items() if k != L.MARROW_L2L4}
@@ -245,3 +245,34 @@ def format_level_table(result: dict) -> str:
         lines.append(f"{name:<6}{r['test_z_mm']:>10.1f}{rng:>20}{r['offset_mm']:>11.1f}  "
                      f"{'yes' if r['match'] else 'NO'} ({r['status']})")
     return "\n".join(lines)
+
+
+def levels_from_labels(labels: Image) -> dict:
+    """L2, L3, L4 superior-inferior ranges (RAS+ z, mm) read from an L2-L4 mask (labels 5 + 6).
+
+    The mask's 3-D pieces of at least 2 mL, ordered from inferior up, are L4, L3,
+    L2 when there are three (discs separate the bodies); otherwise the mask's
+    extent is split in equal thirds. Empty dict without an L2-L4 mask.
+    """
+    from scipy import ndimage as ndi
+
+    whole = np.isin(np.asarray(labels.array), _VERTEBRA_IDS)
+    if not whole.any():
+        return {}
+    world_z = labels.world_grid()[..., 2]
+    lab, n = ndi.label(whole, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(lab.ravel())[1:] * labels.voxel_volume_ml
+    big = [i + 1 for i in np.flatnonzero(sizes >= 2.0)]
+    half = 0.5 * abs(labels.affine[2, 2]) if abs(labels.affine[2, 2]) > 0 else 0.0
+    if len(big) == 3:
+        ranges = []
+        for i in big:
+            z = world_z[lab == i]
+            ranges.append((float(z.min()) - half, float(z.max()) + half))
+        ranges.sort()
+    else:
+        z = world_z[whole]
+        lo, hi = float(z.min()) - half, float(z.max()) + half
+        step = (hi - lo) / 3.0
+        ranges = [(lo + i * step, lo + (i + 1) * step) for i in range(3)]
+    return dict(zip(("L4", "L3", "L2"), ranges))

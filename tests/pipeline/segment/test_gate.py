@@ -128,3 +128,29 @@ def test_segment_cli_refuses_swapped_kidneys_in_one_line(sample, tmp_path, capsy
                "--masks", str(masks), "--out", str(out), "--qc", "warn"])
     qc = json.loads((out / "qc.json").read_text())
     assert rc == 0 and qc["overridden"] and qc["status"] == "fail"
+
+
+def test_segment_evaluate_prints_and_writes_the_agreement_with_a_reference(sample, tmp_path, capsys):
+    from sample_data.seg_corpus import shift_labels
+
+    from pipeline.imageio import write_image
+    from pipeline.segment.cli import main
+
+    # the "test" masks: the truth with the left kidney moved 10.5 mm (3 voxels) to the left
+    moved = shift_labels(sample["truth"], (-10.5, 0.0, 0.0), ids=(L.KIDNEY_LEFT,))
+    masks = tmp_path / "masks.nii.gz"
+    write_image(masks, moved, {"quantity": "labels"})
+    out = tmp_path / "seg"
+    rc = main(["--ct", str(sample["out"] / "nifti" / "t24h_ct.nii.gz"), "--backend", "nifti", "--masks", str(masks),
+               "--out", str(out), "--evaluate", str(sample["out"] / "truth" / "labels.nii.gz")])
+    assert rc == 0
+    ev = json.loads((out / "evaluation.json").read_text())
+    truth = np.asarray(sample["truth"].array) == L.KIDNEY_LEFT
+    shifted = np.asarray(moved.array) == L.KIDNEY_LEFT
+    expected = 2 * (truth & shifted).sum() / (truth.sum() + shifted.sum())  # Dice by hand
+    assert ev["organs"]["kidney_left"]["dice"] == pytest.approx(expected, abs=1e-9)
+    assert ev["organs"]["kidney_left"]["centroid_distance_mm"] == pytest.approx(10.5, abs=0.3)
+    assert ev["organs"]["liver"]["dice"] == pytest.approx(1.0)
+    assert all(ev["levels"][n]["match"] for n in ("L2", "L3", "L4"))
+    text = capsys.readouterr().out
+    assert "kidney_left" in text and "L3" in text
