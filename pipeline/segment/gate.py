@@ -425,4 +425,10 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         res.checks.append(_graded("kidneys", "volume_ratio", ratio, RANGES["kidney.volume_ratio"],
                                   soften=cuts["kidney_left"] or cuts["kidney_right"]))
     res.checks += spine_checks
+    for organ in masks:  # several borderline checks together mean a wrong mask
+        n = sum(1 for c in res.checks if c.structure == organ and c.status == "warn" and "field of view" not in c.note)
+        if n >= 2:
+            res.checks.append(_graded(organ, "warn_count", float(n), RANGES["organ.warn_count"],
+                                      note=", ".join(c.check for c in res.checks
+                                                     if c.structure == organ and c.status == "warn")))
     return res

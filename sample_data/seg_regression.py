@@ -1,0 +1,123 @@
+"""Regression table of the built-in segmenter on the labelled development cases.
+
+``python -m sample_data.seg_regression [--shared ../shared] [--cases AF_3mm,...]`` runs
+:func:`pipeline.segment.cli.segment` (built-in backend) and the QC gate on
+
+- the ICRP-110 cases of :func:`sample_data.icrp110.development_cases` (real anatomy),
+- the TotalSegmentator example CT (reference labels on its top 30 slices: kidneys, liver,
+  spleen; its levels L2, L1, T12 are used for the level check),
+- the sample patient (small preset, seed 0),
+
+and prints one line per case: Dice per organ, whether L2, L3, L4 are at the right level,
+the QC verdict (with the failing checks) and the time. A case where the segmenter refuses
+(one line) is reported as refused, never as a success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_case", "main", "ORGANS"]
+
+ORGANS = ("kidney_left", "kidney_right", "liver", "spleen")
+
+
+def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4")) -> dict:
+    from pipeline.errors import SpectdoseError
+    from pipeline.segment.cli import run_gate, segment
+    from pipeline.segment.evaluate import compare_labels, compare_levels
+
+    t = time.perf_counter()
+    row = {"case": name}
+    try:
+        labels, info = segment(ct, spect=spect)
+    except SpectdoseError as exc:
+        row.update(refused=str(exc), seconds=time.perf_counter() - t)
+        return row
+    row["seconds"] = time.perf_counter() - t
+    organs = compare_labels(labels, ref)
+    row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
+    test_levels = {n: float(np.mean(v)) for n, v in info.get("levels_z_mm", {}).items()}
+    lv = compare_levels(test_levels, ref_levels, names=evaluate_levels)
+    row["levels"] = {n: r["match"] if r["status"] != "no reference" else None for n, r in lv.items()}
+    row["level_offset_mm"] = {n: r["offset_mm"] for n, r in lv.items()}
+    qc = run_gate(ct, labels, info, spect, mode="warn")
+    row["qc"] = qc["status"]
+    row["qc_failing"] = [f"{c['structure']}:{c['check']}" for c in qc["checks"] if c["status"] == "fail"]
+    row["qc_warn"] = [f"{c['structure']}:{c['check']}" for c in qc["checks"] if c["status"] == "warn"]
+    return row
+
+
+def run_case(name: str, shared: Path) -> dict:
+    """One row of the table (see the module docstring)."""
+    from pipeline.imageio import read_image
+
+    if name == "totalseg":
+        d = shared / "data" / "totalseg_example"
+        ct, _ = read_image(d / "example_ct.nii.gz", unit="HU")
+        seg, _ = read_image(d / "example_seg.nii.gz", unit="label")
+        s = np.zeros(ct.shape, np.int16)
+        s[:, :, 82:] = np.asarray(seg.array)  # the 30-slice part is the full CT's slices 82-111
+        ref = np.zeros(ct.shape, np.uint16)
+        for tid, lid in ((3, 1), (2, 2), (5, 3), (1, 4)):
+            ref[s == tid] = lid
+        z = ct.world_grid()[..., 2]
+        levels = {}
+        for tid, n in ((30, "L2"), (31, "L1"), (32, "T12")):
+            zz = z[s == tid]
+            levels[n] = (float(zz.min()), float(zz.max()))
+        return _row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"))
+    if name.startswith("sample"):
+        import tempfile
+
+        from sample_data.anatomy import vertebra_z_ranges
+        from sample_data.generator import generate
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = generate(Path(tmp), preset="small", nuclide="Lu-177", seed=0, fmt="nifti", time_points_h=(24,))
+            ct, _ = read_image(out / "nifti" / "t24h_ct.nii.gz")
+            spect, _ = read_image(out / "nifti" / "t24h_spect.nii.gz")
+            ref, _ = read_image(out / "truth" / "labels.nii.gz")
+            levels = {n: tuple(v) for n, v in vertebra_z_ranges().items()}
+            return _row(name, ct, ref, levels, spect=spect)
+    from sample_data.icrp110 import load_case
+
+    ct, ref, levels = load_case(shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip", name)
+    return _row(name, ct, ref, {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")})
+
+
+def format_rows(rows) -> str:
+    head = f"{'case':<16}{'kidL':>6}{'kidR':>6}{'liver':>6}{'splee':>6}  levels      QC     s"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "refused" in r:
+            lines.append(f"{r['case']:<16} refused: {r['refused'][:110]}")
+            continue
+        d = "".join(f"{'-' if r['dice'][o] is None else format(r['dice'][o], '.2f'):>6}" for o in ORGANS)
+        lv = " ".join(f"{n}{'?' if ok is None else ('+' if ok else 'x')}" for n, ok in r["levels"].items())
+        fails = f" fail: {', '.join(r['qc_failing'])}" if r["qc_failing"] else ""
+        lines.append(f"{r['case']:<16}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sample_data.seg_regression", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared")
+    p.add_argument("--cases", default="AF_2mm,AF_3mm,AF_4mm,AM_2mm,AM_3mm,AM_4mm,AF_3mm_abdomen,totalseg,sample")
+    args = p.parse_args(argv)
+    rows = []
+    for name in args.cases.split(","):
+        rows.append(run_case(name, args.shared))
+        print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
