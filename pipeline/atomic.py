@@ -113,6 +113,10 @@ def read_json(path, what: str = "file"):
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, f"{what} not found") from None
+    except IsADirectoryError:
+        raise InputError(path, f"is a folder; expected the {what} (a JSON file)") from None
+    except UnicodeDecodeError:
+        raise InputError(path, f"{what} is not UTF-8 text (a binary file where JSON is expected)") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"{what} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
 

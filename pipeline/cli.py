@@ -83,6 +83,14 @@ def run_stage(prog: str, parser: argparse.ArgumentParser, func, argv) -> int:
     except SpectdoseError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError) as exc:
+        # a path of the wrong kind that no explicit check caught: still one line naming the file
+        print(f"{prog}: error: {exc.filename}: {exc.strerror.lower()}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"{prog}: error: an input text file is not UTF-8 text (a binary or DICOM file where a "
+              f"YAML/JSON/CSV file is expected?): {exc.reason} at byte {exc.start}", file=sys.stderr)
+        return 2
 
 
 def run() -> None:  # console-script entry point

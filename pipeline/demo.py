@@ -153,6 +153,9 @@ def _stage_error(patient_dir: Path) -> str:
 
 
 def _run(args) -> int:
+    from .cli_checks import check_patient_id
+
+    check_patient_id(args.patient_id)
     if args.cores < 1:
         raise InputError(None, "--cores must be at least 1")
     snakefile()  # fail before generating anything when the workflow is not there

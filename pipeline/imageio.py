@@ -206,6 +206,8 @@ def read_image(path, unit: str | None = None) -> tuple[Image, dict]:
     import nibabel as nib
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder; expected a NIfTI file (.nii.gz)")
     if not path.exists():
         raise InputError(path, "file not found")
     try:

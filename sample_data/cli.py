@@ -28,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    from pipeline.cli_checks import check_patient_id
+
     from .generator import generate
+
+    check_patient_id(args.patient_id)
 
     out = generate(args.out, preset=args.preset, nuclide=args.nuclide, seed=args.seed, noise=not args.noise_free,
                    deformed=args.deformed, fmt=args.format, time_points_h=args.time_points_h,

@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from ..atomic import atomic_dir, read_json
 from ..cli import run_stage
+from ..cli_checks import require_dir, require_file, require_output_dir
 from ..errors import InputError
 from ..imageio import make_sidecar, read_image, write_image
+from ..qc import Gate
 from .marrow import MarrowSettings
+from .plausibility import dose_checks
 from .radiobiology import LQParameters
 from .stage import DoseSettings, compute_dose
 
@@ -225,6 +229,14 @@ def _run(args) -> int:
 
     if args.dose_rate and args.register_dir is None:
         raise InputError(None, "--dose-rate needs --register-dir (the folder of the registered time points)")
+    require_dir(args.kinetics_dir, "kinetics folder")
+    require_file(args.ct, "reference CT")
+    require_file(args.labels, "label map")
+    if args.config is not None:
+        require_file(args.config, "configuration")
+    if args.register_dir is not None:
+        require_dir(args.register_dir, "register folder")
+    require_output_dir(args.out)
     tia_path = args.kinetics_dir / "tia.nii.gz"
     tia, tia_side = read_image(tia_path)
     ct, _ = read_image(args.ct, unit="HU")
@@ -256,6 +268,12 @@ def _run(args) -> int:
         decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads,
         activity_bq_per_ml=activity, marrow_voi_tia_mbq_h_per_ml=marrow_voi_concentration(fits_json, names))
 
+    gate = Gate(tia_path)
+    gate.extend(dose_checks(result, injected, decay.decay_constant_per_h,
+                            decay.electron_energy_mev + decay.photon_energy_mev, tia_path))
+    gate.raise_on_fail()
+    for line in gate.warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
     common = {"radionuclide": decay.nuclide, "method": settings.method,
               "sources": [tia_side.get("patient_id", ""), tia_path.name]}
     kernel_prov = None if kernel is None else {"nuclide": kernel.nuclide, "medium": kernel.medium,
@@ -289,7 +307,9 @@ def _run(args) -> int:
                             "correction of the kinetics stage changes; the EANM marrow dose uses the VOI's "
                             "organ-level TIA (corrected when asked there)"}
         write_json(tmp / "dose_provenance.json", {"assumptions": result.assumptions, "settings": _jsonable(asdict(settings)),
-                                                  "injected_activity_mbq": injected, "kinetics": kinetics, **common})
+                                                  "injected_activity_mbq": injected, "kinetics": kinetics,
+                                                  "energy_balance": result.energy_balance, "qc": gate.to_list(),
+                                                  "qc_summary": gate.summary(), **common})
         for job in volumes:
             job.result()  # re-raise a failed write here
     for o in result.organs:

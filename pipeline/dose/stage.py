@@ -95,6 +95,8 @@ class DoseResult:
     assumptions: dict
     dose_rate: dict = field(default_factory=dict)
     """Time point id -> (Image of the dose rate in Gy/h on the dose grid, time in h after injection)."""
+    energy_balance: dict = field(default_factory=dict)
+    """Absorbed and emitted energy, J (:func:`pipeline.dose.plausibility.energy_balance`)."""
 
 
 def _kidneys_mean_gy(organs: list[OrganDose]) -> tuple[float, float] | None:
@@ -290,6 +292,7 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
         Both are reported.
     """
     from .doserate import dose_rate_gy_per_h
+    from .plausibility import energy_balance
 
     if tia.unit != "MBq*h/mL":
         raise ValueError(f"TIA map must be in MBq*h/mL, got {tia.unit!r}")
@@ -362,7 +365,10 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     if rates:
         assumptions["dose_rate"] = ("Gy/h from the activity at each time point, same kernels and density "
                                     "correction as the absorbed dose")
-    return DoseResult(dose_img, dose_ct, organs, edges, dvh, marrow, bed_rows, planning, assumptions, rates)
+    balance = energy_balance(dose, medium.density_g_per_ml, tia.array, tia.voxel_volume_ml,
+                             electron_energy_mev, photon_energy_mev, settings.min_density_g_per_ml)
+    return DoseResult(dose_img, dose_ct, organs, edges, dvh, marrow, bed_rows, planning, assumptions, rates,
+                      balance)
 
 
 def _g_factor(fit: dict, decay_constant_per_h: float, mu: float) -> float:

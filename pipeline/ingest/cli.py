@@ -37,14 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--injected-mbq", type=_positive, help="injected activity override, MBq")
     parser.add_argument("--injection-datetime", help="injection date-time override, ISO 8601 local time, "
                         "optionally with its UTC offset (e.g. 2026-03-28T22:00:00+01:00)")
+    parser.add_argument("--force-nuclide", action="store_true",
+                        help="use the radionuclide of --nuclide (or the manifest) even where the DICOM names "
+                             "another nuclide or half-life (otherwise an error)")
     parser.add_argument("--calibration-cps-per-mbq", type=_positive,
                         help="SPECT sensitivity, counts per second per MBq (for SPECT stored as counts)")
     return parser
 
 
 def _run(args) -> int:
+    from pipeline.cli_checks import check_patient_id, require_output_dir
+
     from .run import Overrides, plan_ingest, run_ingest
     from .timing import parse_iso_datetime
+
+    check_patient_id(args.patient_id)
+    require_output_dir(args.out)
 
     overrides = Overrides(
         radionuclide=args.nuclide,
@@ -52,15 +60,20 @@ def _run(args) -> int:
         injection_datetime=(None if args.injection_datetime is None
                             else parse_iso_datetime(args.injection_datetime, "--injection-datetime")),
         calibration_cps_per_mbq=args.calibration_cps_per_mbq,
+        force_nuclide=args.force_nuclide,
     )
     plan = plan_ingest(args.input, args.patient_id, overrides, args.time_point)
     for line in plan.notes:
         print(f"{PROG}: note: {plan.relative(line)}", file=sys.stderr)
     for line in plan.warnings + [w for tp in plan.time_points for w in tp.warnings]:
         print(f"{PROG}: warning: {plan.relative(line)}", file=sys.stderr)
+    for check in plan.qc:
+        if check.status == "warn":
+            print(f"{PROG}: warning: {plan.relative(check.describe())}", file=sys.stderr)
     print(f"{args.patient_id}: {plan.radionuclide}, {plan.injected_activity_mbq:g} MBq injected at "
           f"{plan.injection_datetime.isoformat()}")
-    run_ingest(plan, args.out, log=lambda line: print(f"{args.patient_id}: {line}"))
+    run_ingest(plan, args.out, log=lambda line: print(f"{args.patient_id}: {line}"),
+               warn=lambda line: print(f"{PROG}: warning: {line}", file=sys.stderr))
     print(f"{args.patient_id}: wrote {args.out}")
     return 0
 

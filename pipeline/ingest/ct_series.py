@@ -9,6 +9,7 @@ from pipeline.image import Image
 
 from .geometry import affine_from_dicom, slice_normal, sort_slices
 from .pixels import read_pixels
+from .units import rescale_number
 
 __all__ = ["read_ct_series", "common_plane", "stacked_slices"]
 
@@ -89,8 +90,8 @@ def read_ct_series(files, headers) -> Image:
         if rtype not in ("HU", "US"):
             raise InputError(path, f"CT RescaleType {rtype!r} is not Hounsfield units")
     order, affine, shape = stacked_slices(files, headers)
-    slopes = np.array([float(headers[n].get("RescaleSlope", 1) or 1) for n in order])
-    intercepts = np.array([float(headers[n].get("RescaleIntercept", 0) or 0) for n in order])
+    slopes = np.array([rescale_number(headers[n], "RescaleSlope", 1.0, files[n], nonzero=True) for n in order])
+    intercepts = np.array([rescale_number(headers[n], "RescaleIntercept", 0.0, files[n]) for n in order])
     integer = bool(np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts)))
     out = np.empty(shape, np.int16 if integer else np.float32)
     for k, n in enumerate(order):

@@ -99,6 +99,11 @@ def read_manifest(path) -> Manifest:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "manifest not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder; expected the manifest YAML file") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a manifest: the file is not UTF-8 text (a DICOM file? give the manifest "
+                         "YAML or the folder that holds the DICOM files)") from None
     except yaml.YAMLError as exc:
         raise InputError(path, f"manifest is not valid YAML ({exc})") from None
     if not isinstance(data, dict):

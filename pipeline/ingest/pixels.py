@@ -81,8 +81,10 @@ def _decode_with_gdcm(path, ds, syntax, pydicom_error) -> np.ndarray:
     except Exception as exc:
         raise InputError(path, f"compressed pixel data ({name}) could not be decoded by pydicom "
                                f"({type(pydicom_error).__name__}) nor by GDCM ({type(exc).__name__}: {exc})") from None
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    from .units import rescale_number
+
+    slope = rescale_number(ds, "RescaleSlope", 1.0, path, nonzero=True)
+    intercept = rescale_number(ds, "RescaleIntercept", 0.0, path)
     stored = (values - intercept) / slope
     rounded = np.rint(stored)
     info = np.iinfo(dtype)

@@ -27,6 +27,7 @@ import numpy as np
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.errors import InputError
 from pipeline.image import Image
+from pipeline.qc import Gate
 from pipeline.imageio import make_sidecar, read_image, read_sidecar, write_image
 
 from .ct_series import read_ct_series
@@ -34,10 +35,17 @@ from .dicom_scan import DicomSeries, scan_folder
 from .manifest import read_manifest
 from .nm_series import read_emission_slices, read_nm_multiframe
 from .pairing import pair_spect_with_ct
+from .plausibility import ct_coverage_check, spacing_check, spect_checks, timing_checks
+from .resolve import (  # noqa: F401 (the agreement tolerances are re-exported)
+    ACTIVITY_AGREEMENT_RTOL,
+    INJECTION_AGREEMENT_S,
+    check_one_patient,
+    resolve_injection,
+    resolve_nuclide_of,
+)
 from .timing import (
     InjectionRecord,
     acquisition_datetime,
-    check_half_life,
     format_utc_offset,
     injection_record,
     on_clock_of,
@@ -52,10 +60,6 @@ from .units import acquisition_duration_s, counts_to_bq_per_ml, decay_correction
 __all__ = ["Overrides", "PlannedTimePoint", "Plan", "plan_ingest", "run_ingest", "ingest",
            "time_point_id_from_hours"]
 
-#: Injection records of different series must agree within this (s) to be one injection.
-INJECTION_AGREEMENT_S = 60.0
-#: Injected activities of different series must agree within this relative tolerance.
-ACTIVITY_AGREEMENT_RTOL = 0.01
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,15 @@ class Overrides:
     """User overrides (command line over manifest over DICOM); ``None`` = not given.
 
     ``injection_datetime`` is timezone-aware when its UTC offset is known.
+    ``force_nuclide``: use ``radionuclide`` even where the DICOM names another
+    nuclide or half-life (otherwise an error).
     """
 
     radionuclide: str | None = None
     injected_activity_mbq: float | None = None
     injection_datetime: dt.datetime | None = None
     calibration_cps_per_mbq: float | None = None
+    force_nuclide: bool = False
 
 
 @dataclass
@@ -120,6 +127,7 @@ class Plan:
     warnings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     selected_time_point: str | None = None
+    qc: list = field(default_factory=list)
 
     def relative(self, text: str) -> str:
         """``text`` with the input folder prefix removed from paths (keeps logs short)."""
@@ -178,6 +186,8 @@ def _sessions_in_folder(folder: Path, plan_notes: list, acquisition_override=Non
 
 def _nifti_session(spec) -> PlannedTimePoint:
     for p in (spec.ct, spec.spect):
+        if p.is_dir():
+            raise InputError(p, f"time point {spec.id}: is a folder; expected a NIfTI file (.nii.gz)")
         if not p.exists():
             raise InputError(p, f"time point {spec.id}: file not found")
     side = read_sidecar(spec.spect)
@@ -190,137 +200,6 @@ def _nifti_session(spec) -> PlannedTimePoint:
     pairing = {"method": "manifest"}
     return PlannedTimePoint(spec.id, acq, spec.spect, spec.ct, pairing,
                             sidecar_nuclide=side.get("radionuclide") or None)
-
-
-def _resolve_nuclide(sessions, overrides: Overrides, where, warnings):
-    records = [(tp.spect_path, tp.injection) for tp in sessions if tp.injection is not None]
-    found = {}
-    for path, rec in records:
-        if rec.nuclide is not None:
-            found.setdefault(resolve_nuclide(rec.nuclide, path), path)
-    if overrides.radionuclide:
-        nuclide = resolve_nuclide(overrides.radionuclide, where)
-        for name, path in found.items():
-            if name != nuclide:
-                warnings.append(f"{path}: DICOM says {name}; the override {nuclide} is used")
-    elif len(found) > 1:
-        (a, pa), (b, pb) = list(found.items())[:2]
-        raise InputError(pb, f"radionuclide {b} contradicts {a} of {pa}; give --nuclide")
-    elif found:
-        nuclide = next(iter(found))
-    else:
-        raise InputError(where, "no radionuclide (no RadionuclideCodeSequence and no override); give --nuclide")
-    half_life_h = check_half_life(nuclide, None, where)
-    for path, rec in records:
-        if rec.half_life_h is None:
-            continue
-        try:
-            check_half_life(nuclide, rec.half_life_h, path)
-        except InputError as exc:
-            if not overrides.radionuclide:
-                raise
-            warnings.append(f"{exc} (override {nuclide} kept)")
-    return nuclide, half_life_h
-
-
-def _agreed_injection(complete, sessions, warnings):
-    """The injection time that the complete records agree on: ``(path, datetime)``.
-
-    Records agree within :data:`INJECTION_AGREEMENT_S`, in UTC when both have
-    an offset. Records with the same wall-clock time but different UTC offsets
-    (a series written after a daylight-saving switch stamps the injection with
-    the new offset) are taken with the offset of the earliest scan, with a
-    warning.
-
-    Raises
-    ------
-    InputError
-        Records that contradict each other.
-    """
-    path0, when = complete[0]
-    offsets = set()
-    for path, other in complete[1:]:
-        if abs(seconds_between(when, other)) <= INJECTION_AGREEMENT_S:
-            continue
-        if abs(seconds_between(wall_clock(when), wall_clock(other))) > INJECTION_AGREEMENT_S:
-            raise InputError(path, f"injection time {other.isoformat()} contradicts "
-                             f"{when.isoformat()} of {path0}; give --injection-datetime")
-        offsets.update({format_utc_offset(when), format_utc_offset(other)})
-    if offsets:
-        acquired = {tp.spect_path: wall_clock(tp.acquisition_datetime) for tp in sessions}
-        path0, when = min(complete, key=lambda pr: acquired[pr[0]])
-        warnings.append(f"{path0}: injection time {wall_clock(when).isoformat()} is stored with different UTC "
-                        f"offsets ({', '.join(sorted(offsets))}) by different series (daylight saving?); the "
-                        f"offset of the earliest scan ({format_utc_offset(when)}) is used; give "
-                        "--injection-datetime with its UTC offset to be sure")
-    return path0, when
-
-
-def _resolve_injection(sessions, overrides: Overrides, where, warnings, sources):
-    """Injection date-time and activity; ``sources`` names where each override came from."""
-    records = [(tp.spect_path, tp.injection) for tp in sessions if tp.injection is not None]
-    if overrides.injection_datetime is not None:
-        override_source = sources["injection_datetime"]
-        when, source = overrides.injection_datetime, override_source
-        for path, rec in records:
-            if rec.datetime_is_complete and abs(seconds_between(when, rec.injection_datetime)) > \
-                    INJECTION_AGREEMENT_S:
-                warnings.append(f"{path}: DICOM injection time {rec.injection_datetime.isoformat()} differs "
-                                f"from the {override_source} value {when.isoformat()}, which is used")
-                break
-    else:
-        complete = [(p, r.injection_datetime) for p, r in records if r.datetime_is_complete]
-        partial = [(p, r.injection_datetime) for p, r in records
-                   if r.injection_datetime is not None and not r.datetime_is_complete]
-        if complete:
-            path0, when = _agreed_injection(complete, sessions, warnings)
-            source = "RadiopharmaceuticalStartDateTime"
-        elif partial:
-            path0, when = min(partial, key=lambda pr: wall_clock(pr[1]))
-            source = "acquisition date + RadiopharmaceuticalStartTime"
-            warnings.append(f"{path0}: injection date-time built from a date and a time of day "
-                            f"({when.isoformat()}); give --injection-datetime to be sure")
-        else:
-            raise InputError(where, "missing injection record (no RadiopharmaceuticalStartDateTime/Time); "
-                             "give --injection-datetime")
-    if overrides.injected_activity_mbq is not None:
-        override_source = sources["injected_activity_mbq"]
-        activity, activity_source = float(overrides.injected_activity_mbq), override_source
-        for path, rec in records:
-            if rec.injected_activity_mbq is not None and \
-                    abs(rec.injected_activity_mbq / activity - 1.0) > ACTIVITY_AGREEMENT_RTOL:
-                warnings.append(f"{path}: DICOM injected activity {rec.injected_activity_mbq:g} MBq differs "
-                                f"from the {override_source} value {activity:g} MBq, which is used")
-                break
-    else:
-        values = [(p, r.injected_activity_mbq) for p, r in records if r.injected_activity_mbq is not None]
-        if not values:
-            raise InputError(where, "missing injected activity (no RadionuclideTotalDose); give --injected-mbq")
-        path0, activity = values[0]
-        activity_note = next(r.activity_note for p, r in records if p == path0)
-        for path, other in values[1:]:
-            if abs(other / activity - 1.0) > ACTIVITY_AGREEMENT_RTOL:
-                raise InputError(path, f"injected activity {other:g} MBq contradicts {activity:g} MBq of "
-                                 f"{path0}; give --injected-mbq")
-        activity_source = f"RadionuclideTotalDose: {activity_note}"
-    return when, source, activity, activity_source
-
-
-def _check_one_patient(sessions):
-    """All DICOM series carry the same PatientID (empty ids are not compared; ids never printed)."""
-    first = None
-    for tp in sessions:
-        for series in (tp.spect, tp.ct):
-            if not isinstance(series, DicomSeries):
-                continue
-            pid = str(series.first.get("PatientID", "") or "")
-            if not pid:
-                continue
-            if first is None:
-                first = (pid, series.files[0])
-            elif pid != first[0]:
-                raise InputError(series.files[0], f"PatientID differs from that of {first[1]}: series of "
-                                 "more than one patient; give one patient's scans")
 
 
 def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
@@ -349,7 +228,8 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
     if not input_path.exists():
         raise InputError(input_path, "input not found (expected a manifest YAML file or a DICOM folder)")
     reference = None
-    sources = {"injection_datetime": "command line", "injected_activity_mbq": "command line"}
+    sources = {"injection_datetime": "command line", "injected_activity_mbq": "command line",
+               "radionuclide": "command line"}
     if input_path.is_dir():
         sessions = _sessions_in_folder(input_path, notes)
         from_folder = True
@@ -363,7 +243,10 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
             sources["injection_datetime"] = "manifest"
         if overrides.injected_activity_mbq is None:
             sources["injected_activity_mbq"] = "manifest"
+        if not overrides.radionuclide:
+            sources["radionuclide"] = f"manifest {input_path.name}"
         overrides = Overrides(
+            force_nuclide=overrides.force_nuclide,
             radionuclide=overrides.radionuclide or manifest.radionuclide,
             injected_activity_mbq=(overrides.injected_activity_mbq if overrides.injected_activity_mbq
                                    is not None else manifest.injected_activity_mbq),
@@ -385,7 +268,7 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
             else:
                 sessions.append(_nifti_session(spec))
         from_folder = False
-    _check_one_patient(sessions)
+    check_one_patient(sessions)
     seen_series = {}
     for tp in sessions:
         if isinstance(tp.spect, DicomSeries):
@@ -394,11 +277,11 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
                 raise InputError(tp.spect_path, f"the same SPECT series is listed for time points "
                                  f"{seen_series[uid]} and {tp.id}")
             seen_series[uid] = tp.id
-    nuclide, half_life_h = _resolve_nuclide(sessions, overrides, input_path, warnings)
+    nuclide, half_life_h = resolve_nuclide_of(sessions, overrides, input_path, warnings, sources)
     for tp in sessions:  # NIfTI sidecars naming another nuclide
         if tp.sidecar_nuclide and resolve_nuclide(tp.sidecar_nuclide, tp.spect_path) != nuclide:
             tp.warnings.append(f"{tp.spect_path}: sidecar says {tp.sidecar_nuclide}; {nuclide} is used")
-    when, when_source, activity, activity_source = _resolve_injection(sessions, overrides, input_path, warnings,
+    when, when_source, activity, activity_source = resolve_injection(sessions, overrides, input_path, warnings,
                                                                       sources)
     for tp in sessions:
         tp.time_s = seconds_between(when, tp.acquisition_datetime)  # UTC when both have an offset
@@ -420,14 +303,19 @@ def plan_ingest(input_path, patient_id: str, overrides: Overrides | None = None,
                              f"({tp.time_h:.2f} h) and {other.spect_path} ({other.time_h:.2f} h)")
         by_id[tp.id] = tp
     ordered = sorted(sessions, key=lambda t: t.time_s)
+    checks = timing_checks(ordered, half_life_h)
     if time_point is not None:
         if time_point not in by_id:
             raise InputError(input_path, f"no time point {time_point!r}; found {[t.id for t in ordered]}")
         ordered = [by_id[time_point]]
+        checks = [c for c in checks if c.subject == time_point]  # another scan's date never blocks this one
+    gate = Gate(input_path)
+    gate.extend(checks)
+    gate.raise_on_fail()
     notes.extend(n for tp in ordered for n in tp.notes)
     return Plan(input_path, patient_id, nuclide, half_life_h, activity, when, calibration, reference,
                 ordered, {"injection_datetime": when_source, "injected_activity_mbq": activity_source},
-                warnings, notes, time_point)
+                warnings, notes, time_point, qc=gate.checks)
 
 
 # --------------------------------------------------------------------------- running
@@ -520,7 +408,23 @@ def _manifest_json(plan: Plan, written: list) -> dict:
     }
 
 
-def run_ingest(plan: Plan, out_dir, log=None) -> list:
+def _spect_gate(plan: Plan, tp: PlannedTimePoint, spect: Image, ct: Image) -> list:
+    """Pixel-level checks of one time point (:mod:`.plausibility`); raises on a failed check."""
+    gate = Gate(tp.spect_path)
+    spacing = None
+    if isinstance(tp.spect, DicomSeries):
+        spacing = gate.add(spacing_check(tp.spect, float(spect.voxel_size_mm[2]), tp.id))
+    gate.extend(spect_checks(spect, tp.time_h, plan.injected_activity_mbq, plan.half_life_h, tp.id, tp.spect_path))
+    gate.add(ct_coverage_check(spect, ct, spacing, tp.id, tp.spect_path))
+    gate.raise_on_fail()
+    return gate.checks
+
+
+def _qc_entry(plan: Plan, checks) -> list:
+    return [{**c.to_dict(), "path": None if c.path is None else plan.relative(c.path)} for c in checks]
+
+
+def run_ingest(plan: Plan, out_dir, log=None, warn=None) -> list:
     """Read pixels and write every time point of ``plan`` into ``out_dir``.
 
     With one time point selected in the plan, only ``out_dir/<tp>/`` is
@@ -532,6 +436,13 @@ def run_ingest(plan: Plan, out_dir, log=None) -> list:
     out_dir : path
     log : callable, optional
         Called with one line of text per time point written.
+    warn : callable, optional
+        Called with one line per warning of the plausibility gate (pixel level).
+
+    Raises
+    ------
+    InputError
+        A failed plausibility check (:mod:`.plausibility`); nothing is written.
 
     Returns
     -------
@@ -542,11 +453,18 @@ def run_ingest(plan: Plan, out_dir, log=None) -> list:
     whole = plan.selected_time_point is None
     target = out_dir if whole else out_dir / plan.time_points[0].id
     written = []
+    all_checks = list(plan.qc)
     with atomic_dir(target) as tmp:
         for tp in plan.time_points:
             tp_dir = tmp / tp.id if whole else tmp
             ct, ct_info = _load_ct(tp)
             spect, spect_info = _load_spect(plan, tp)
+            checks = _spect_gate(plan, tp, spect, ct)
+            all_checks += checks
+            tp_checks = [c for c in plan.qc if c.subject == tp.id] + checks
+            for c in checks:  # recorded under "qc" (status warn), printed, not repeated under "warnings"
+                if c.status == "warn" and warn is not None:
+                    warn(plan.relative(c.describe()))
             common = _common_fields(plan, tp)
             warnings = [plan.relative(w) for w in tp.warnings]
             write_image(tp_dir / "ct.nii.gz", ct, {**make_sidecar("ct_hounsfield", "HU"), **common, **ct_info})
@@ -561,13 +479,17 @@ def run_ingest(plan: Plan, out_dir, log=None) -> list:
                      "decay_correction": spect_info["decay_correction"], "warnings": warnings,
                      "notes": list(tp.notes)}
             write_json(tp_dir / "timepoint.json", {**make_sidecar("time_point", "n/a"), **entry,
-                                                   "ct": "ct.nii.gz", "spect": "spect.nii.gz"})
+                                                   "ct": "ct.nii.gz", "spect": "spect.nii.gz",
+                                                   "qc": _qc_entry(plan, tp_checks)})
             written.append(entry)
             if log is not None:
                 log(f"{tp.id}: {tp.time_h:.4f} h after injection, {total_mbq:.2f} MBq in the SPECT field of "
                     f"view, CT {ct.shape}, SPECT {spect.shape}")
         if whole:
-            write_json(tmp / "manifest.json", _manifest_json(plan, written))
+            gate = Gate()
+            gate.extend(all_checks)
+            write_json(tmp / "manifest.json", {**_manifest_json(plan, written), "qc": _qc_entry(plan, all_checks),
+                                               "qc_summary": gate.summary()})
     return written
 
 

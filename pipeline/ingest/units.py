@@ -39,7 +39,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 
-__all__ = ["ValueScale", "value_scale", "counts_to_bq_per_ml", "acquisition_duration_s",
+__all__ = ["ValueScale", "value_scale", "rescale_number", "counts_to_bq_per_ml", "acquisition_duration_s",
            "decay_correction_factor"]
 
 _RWV_UNITS = {"bq/ml": ("Bq/mL", 1.0), "kbq/ml": ("Bq/mL", 1e3), "mbq/ml": ("Bq/mL", 1e6),
@@ -66,6 +66,33 @@ class ValueScale:
     intercept: float
     unit: str
     source: str
+
+
+def rescale_number(ds, key: str, default: float, path, nonzero: bool = False) -> float:
+    """A rescale attribute (slope or intercept) of ``ds``; ``default`` when absent or empty.
+
+    A slope of zero maps every stored value to the intercept: the image content
+    is lost, and no default may silently replace it. Non-finite values are
+    never a scale.
+
+    Raises
+    ------
+    InputError
+        Not a number, not finite, or zero when ``nonzero``.
+    """
+    raw = ds.get(key)
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return float(default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InputError(path, f"{key} is not a number: {raw!r}") from None
+    if not math.isfinite(value):
+        raise InputError(path, f"{key} is {value}: stored values cannot be scaled")
+    if nonzero and value == 0.0:
+        raise InputError(path, f"{key} is 0: every voxel would take the intercept value (the image "
+                         "content is lost); fix the export")
+    return value
 
 
 def _rwvm(ds):
@@ -103,15 +130,15 @@ def value_scale(ds, path) -> ValueScale:
             value = str(code.get("CodeValue", "")).strip().lower() if code is not None else ""
             if value in _RWV_UNITS:
                 unit, factor = _RWV_UNITS[value]
-                slope = float(item.get("RealWorldValueSlope", 1.0)) * factor
-                intercept = float(item.get("RealWorldValueIntercept", 0.0)) * factor
+                slope = rescale_number(item, "RealWorldValueSlope", 1.0, path, nonzero=True) * factor
+                intercept = rescale_number(item, "RealWorldValueIntercept", 0.0, path) * factor
                 return ValueScale(slope, intercept, unit, f"Real World Value Mapping ({code.get('CodeValue')})")
         units = [str((it.get("MeasurementUnitsCodeSequence") or [{}])[0].get("CodeValue", "?")) for it in seq]
         if not ds.get("Units"):
             raise InputError(path, f"Real World Value Mapping in units {units} is neither activity "
                              "concentration nor counts")
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    slope = rescale_number(ds, "RescaleSlope", 1.0, path, nonzero=True)
+    intercept = rescale_number(ds, "RescaleIntercept", 0.0, path)
     units_attr = str(ds.get("Units", "") or "").strip().upper()
     if units_attr:
         if units_attr not in _UNITS_ATTR:

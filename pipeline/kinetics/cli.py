@@ -23,16 +23,20 @@ import argparse
 import csv
 import io
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_dir, read_json, write_json, write_text
 from ..cli import run_stage
+from ..cli_checks import require_dir, require_file, require_output_dir
 from ..errors import InputError
 from ..imageio import make_sidecar, read_image, read_sidecar, write_image
+from ..qc import Gate
 from .fitting import ErrorModel
 from .models import MODEL_NAMES
+from .plausibility import kinetics_checks
 from .stage import KineticsOptions, compute_kinetics
 from .voxel import STATUS_CODES
 
@@ -165,6 +169,11 @@ def _run(args) -> int:
 
     from .plots import tac_figure
 
+    require_dir(args.register_dir, "register folder")
+    require_file(args.labels, "label map")
+    if args.label_names is not None:
+        require_file(args.label_names, "label vocabulary")
+    require_output_dir(args.out)
     images, tps, times, nuclide, injected = read_register_dir(args.register_dir)
     decay = load_decay(nuclide)
     labels, _ = read_image(args.labels, unit="label")
@@ -181,6 +190,11 @@ def _run(args) -> int:
         smooth_fwhm_mm=args.smooth_fwhm_mm, occupancy=args.occupancy, recovery=dict(args.recovery),
         population_effective_half_life_h=dict(args.population_teff_h), pvc=args.pvc, psf_fwhm_mm=args.psf_fwhm_mm)
     res = compute_kinetics(images, times, labels, decay.decay_constant_per_h, label_names=names, options=options)
+    gate = Gate(args.register_dir)
+    gate.extend(kinetics_checks(res, injected, args.register_dir))
+    gate.raise_on_fail()
+    for line in gate.warnings:
+        print(f"spectdose kinetics: warning: {line}", file=sys.stderr)
 
     patient = images[0].meta.get("patient_id") or Path(args.register_dir).resolve().parent.name
     rec = dict(options.recovery)
@@ -245,6 +259,8 @@ def _run(args) -> int:
             **({"partial_volume_correction": pvc.describe(res.label_names)} if pvc is not None else {}),
             "voxel_status_codes": {str(k): v for k, v in STATUS_CODES.items()},
             "warnings": list(res.warnings),
+            "qc": gate.to_list(),
+            "qc_summary": gate.summary(),
         }
         write_json(tmp / "fits.json", fits)
         common = dict(radionuclide=decay.nuclide, patient_id=patient, sources=sources,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import run_stage
+from ..cli_checks import require_dir, require_output_dir
 from ..errors import InputError
 
 __all__ = ["build_parser", "main", "parse_region"]
@@ -100,6 +101,8 @@ def _run(args) -> int:
     from .rigid import RigidSettings
     from .stage import RegisterOptions, find_time_points, run_register
 
+    require_dir(args.ingest_dir, "ingest folder")
+    require_output_dir(args.out)
     region = None
     if args.region:
         reference_ct = None

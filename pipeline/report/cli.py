@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from ..cli import run_stage
+from ..cli_checks import require_output_dir
 from ..errors import InputError
 from .build import build_report
 
@@ -30,8 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    if args.patient_dir.exists() and not args.patient_dir.is_dir():
+        raise InputError(args.patient_dir, "is a file; expected the folder of patient results")
     if not args.patient_dir.is_dir():
         raise InputError(args.patient_dir, "is not a folder of patient results")
+    if args.out.is_dir():
+        raise InputError(args.out, "is a folder; expected the HTML file to write")
+    require_output_dir(args.out.parent)
     write_text(args.out, build_report(args.patient_dir))
     print(f"report: {args.out}")
     return 0

@@ -238,6 +238,17 @@ def write_outputs(out_dir, ct: Image, labels: Image, info: dict, patient_id=None
 
 
 def _run(args) -> int:
+    from ..cli_checks import check_patient_id, require_file, require_output_dir
+
+    if args.patient_id is not None:
+        check_patient_id(args.patient_id)
+    require_file(args.ct, "CT")
+    for path, what in ((args.spect, "SPECT"), (args.evaluate, "reference label map"),
+                       (args.reference_mapping, "reference mapping"), (args.reference_levels, "reference levels"),
+                       (args.mapping, "mask mapping")):
+        if path:
+            require_file(path, what)
+    require_output_dir(args.out)
     ct, _ = read_image(args.ct, unit="HU")
     spect = None
     if args.spect:

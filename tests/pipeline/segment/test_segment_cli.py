@@ -76,3 +76,16 @@ def test_failing_qc_gate_exits_2_with_one_line_and_writes_nothing(tmp_path, phan
     assert err[0].startswith(f"spectdose segment: error: {masks}: kidney_left: volume_ml (3.5")
     assert "expected 70-300 mL" in err[0] and "--qc warn" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_folder_for_ct_and_bad_patient_id_are_one_line_errors(tmp_path, phantom_axial, capsys):
+    labels, ct = phantom_axial
+    ct_path, masks = _write_inputs(tmp_path, labels, ct)
+    rc = main(["--ct", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is a folder; expected the CT" in err[0]
+    rc = main(["--ct", str(ct_path), "--backend", "nifti", "--masks", str(masks), "--out", str(tmp_path / "o"),
+               "--patient-id", "../x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not a valid patient id" in err[0]
+    assert not (tmp_path / "o").exists()
