@@ -62,6 +62,9 @@ class BuiltinOptions:
         Lesion threshold as a fraction of the hottest voxel outside the organs.
     working_voxel_mm : float
         In-plane voxel size of the working grid (block mean), mm.
+    vertebra_level : str or (str, float), optional
+        Manual level anchor, e.g. ``"L3@-215"``: the vertebra whose body contains
+        z = -215 mm (RAS+ superior) is L3; overrides the level vote.
     """
 
     lumbar_count: int = 5
@@ -71,6 +74,7 @@ class BuiltinOptions:
     lesions_from_spect: bool = False
     lesion_threshold: float = 0.4
     working_voxel_mm: float = 2.0
+    vertebra_level: str | tuple | None = None
 
 
 @dataclass
@@ -80,6 +84,7 @@ class BuiltinResult:
     labels: Image
     vertebrae: dict = field(default_factory=dict)  # name -> {"k_range_ct": [lo, hi], "rib_bearing": bool}
     notes: list = field(default_factory=list)
+    level_vote: dict = field(default_factory=dict)  # the spine vote (pipeline.segment.levels), for qc.json
 
 
 # --------------------------------------------------------------------------- geometry helpers
@@ -401,8 +406,14 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     sm = ndi.gaussian_filter(work, sigma=tuple(float(np.clip(2.5 / v, 0.5, 1.5)) for v in vs))
     bone = (sm > 180.0) & body
 
-    spine = analyse_spine(work, body, vs, lumbar_count=options.lumbar_count)
+    try:
+        spine = analyse_spine(work, body, vs, lumbar_count=options.lumbar_count,
+                              affine=_ras_order_affine(ct, tr, f), anchor_level=options.vertebra_level)
+    except ValueError as exc:  # a manual anchor that names no vertebra
+        raise InputError(None, f"built-in segmenter: {exc}") from None
     notes += spine.notes
+    if spine.levels.get("decision") == "fail":
+        raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
     names = [v.name for v in spine.vertebrae]
     missing = [n for n in ("L2", "L3", "L4") if n not in names]
     if missing:
@@ -466,7 +477,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                               [v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[:3]],
                           "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.array(
                               [v.centre_xy[0], v.centre_xy[1], k, 1.0]))[2]) for k in (v.k_lo - 0.5, v.k_hi + 0.5))]}
-    return BuiltinResult(out, levels, notes)
+    return BuiltinResult(out, levels, notes, spine.levels)
 
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):

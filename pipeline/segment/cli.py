@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marrow-sphere-radius-mm", type=float, default=8.0)
     p.add_argument("--lumbar-count", type=int, default=5,
                    help="number of lumbar vertebrae (built-in; 6 or 4 for transitional anatomy)")
+    p.add_argument("--vertebra-level", metavar="NAME@Z_MM",
+                   help="manual level anchor, e.g. L3@-215: the vertebra whose body contains z = -215 mm "
+                        "(RAS+, superior coordinate of the CT) is L3; overrides the level vote")
     p.add_argument("--lesions-from-spect", action="store_true", help="built-in: SPECT hot spots as lesions")
     p.add_argument("--qc", choices=("fail", "warn"), default="fail",
                    help="what a failing QC check does: stop the stage (fail, default) or go on with a "
@@ -88,7 +91,8 @@ def organs_csv(rows) -> str:
 
 def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, masks=None, mapping=None,
             marrow_method: str = "eroded", marrow_margin_mm: float = 4.0, marrow_sphere_radius_mm: float = 8.0,
-            lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None, absent_organs=()):
+            lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None, absent_organs=(),
+            vertebra_level=None):
     """Label map on the CT grid from one backend.
 
     Returns
@@ -109,10 +113,11 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
 
         opts = BuiltinOptions(lumbar_count=lumbar_count, marrow_method=marrow_method,
                               marrow_margin_mm=marrow_margin_mm, marrow_sphere_radius_mm=marrow_sphere_radius_mm,
-                              lesions_from_spect=lesions_from_spect)
+                              lesions_from_spect=lesions_from_spect, vertebra_level=vertebra_level)
         res = segment_builtin(ct, spect, opts)
         notes += res.notes
         info["vertebrae"] = res.vertebrae
+        info["level_vote"] = res.level_vote
         info["levels_z_mm"] = {n: tuple(v["z_range_ras_mm"]) for n, v in res.vertebrae.items() if n != "?"}
         lab = np.asarray(res.labels.array)
         present = {L.FIXED_LABELS[i] for i in L.FIXED_LABELS if np.any(lab == i)}
@@ -131,7 +136,7 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
             structures = import_masks.read_totalsegmentator_folder(folder, ct, notes)
             notes.append("masks: TotalSegmentator task 'total' run offline on the CT")
             labels = assemble.assemble_labels(ct, structures, ct_path, notes, full_vertebrae=True, **marrow_kw)
-        _independent_levels(ct, info, lumbar_count)
+        _independent_levels(ct, info, lumbar_count, vertebra_level)
         return labels, info
     if masks is None:
         raise InputError(None, f"--backend {backend} needs --masks")
@@ -148,16 +153,21 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
     else:
         raise InputError(None, f"unknown backend {backend!r}")
     labels = assemble.assemble_labels(ct, structures, masks, notes, full_vertebrae=full, **marrow_kw)
-    _independent_levels(ct, info, lumbar_count)
+    _independent_levels(ct, info, lumbar_count, vertebra_level)
     return labels, info
 
 
-def _independent_levels(ct: Image, info: dict, lumbar_count: int) -> None:
-    """Levels found on the CT alone, for the QC gate to check the imported L2-L4 mask against."""
+def _independent_levels(ct: Image, info: dict, lumbar_count: int, vertebra_level=None) -> None:
+    """Levels found on the CT alone, for the QC gate to check the imported L2-L4 mask against
+    (none when the CT's own level vote refuses: the check is then skipped, said in qc.json)."""
     from .spine_ct import spine_levels_mm
 
-    levels, spine = spine_levels_mm(ct, lumbar_count=lumbar_count)
+    try:
+        levels, spine = spine_levels_mm(ct, lumbar_count=lumbar_count, anchor_level=vertebra_level)
+    except ValueError as exc:  # an anchor that names no vertebra
+        raise InputError("--vertebra-level", str(exc)) from None
     info["levels_z_mm"] = levels
+    info["level_vote"] = spine.levels
     info["notes"].extend(f"spine analysis of the CT (QC of the imported L2-L4): {n}" for n in spine.notes)
 
 
@@ -257,7 +267,7 @@ def _run(args) -> int:
                            marrow_method=args.marrow_method, marrow_margin_mm=args.marrow_margin_mm,
                            marrow_sphere_radius_mm=args.marrow_sphere_radius_mm, lumbar_count=args.lumbar_count,
                            lesions_from_spect=args.lesions_from_spect, ct_path=args.ct,
-                           absent_organs=args.absent_organ)
+                           absent_organs=args.absent_organ, vertebra_level=args.vertebra_level)
     for note in info["notes"]:
         print(f"note: {note}")
     qc = run_gate(ct, labels, info, spect, args.absent_organ, args.qc,

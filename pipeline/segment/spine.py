@@ -5,19 +5,23 @@ anterior, axis 2 superior) with voxel sizes in mm. Steps:
 
 1. vertebral-body centreline: in every axial slice, the thickest bone blob
    near the posterior midline (bone filled, then eroded by a disk so that only
-   the body survives);
-2. discs: minima of the eroded body area along the spine (a disc has no bone);
-   a candidate closer than ``min_pitch_mm`` to a deeper one is dropped;
-3. levels: the sacrum is the highest of the three lowest segments that is wide
-   (sacral alae: more than half of its slices wider than ``sacrum_width_mm``), else the lowest segment when it is long
-   (fused S1-S5, >= 1.6 times the median segment); L5 is the vertebra above it, then L4,
-   ... (``lumbar_count`` lumbar vertebrae); independently, rib heads (bone
-   components that leave the spine laterally and reach far from it) mark the
-   rib-bearing vertebrae; the lowest rib-bearing vertebra should be the one
-   above L1 (T12). Disagreement is reported, and the sacrum count wins.
-   Without a sacrum in the field of view, levels are counted down from the
-   lowest rib-bearing vertebra (T12). A top segment cut by the field of view is
-   left unnamed.
+   the body survives), smoothed along the spine;
+2. discs: minima of the eroded body area along the spine, measured in planes
+   perpendicular to the local spine axis (the centreline's tangent), not in
+   axial slices: the lumbar lordosis tilts the discs (L5-S1 by 30 degrees and
+   more) and an axial slice through a tilted disc still cuts bone. A candidate
+   closer than ``min_pitch_mm`` to a deeper one is dropped; a segment (bone
+   between two discs) is one vertebra;
+3. levels: a vote of independent evidences (:mod:`pipeline.segment.levels`):
+   the sacrum (the highest of the three lowest segments that is wide, sacral
+   alae: more than half of its slices wider than ``sacrum_width_mm``; else the
+   lowest segment when it is long, fused S1-S5, >= 1.6 times the median
+   segment), the iliac crests (intercristal line at L4 or L4-L5), the lowest
+   rib-bearing vertebra (T12), with the body heights as a consistency check
+   and an optional manual anchor. When the evidences disagree, no segment is
+   named and ``levels["decision"]`` is ``"fail"`` (the built-in segmenter
+   refuses). A top or bottom segment cut by the field of view is not counted
+   as a vertebra of known extent (the top one is left unnamed).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.signal import find_peaks
+
+from . import levels as LV
 
 __all__ = ["Vertebra", "SpineResult", "analyse_spine", "level_names"]
 
@@ -44,7 +50,13 @@ class Vertebra:
 
 @dataclass
 class SpineResult:
-    """Outcome of :func:`analyse_spine`."""
+    """Outcome of :func:`analyse_spine`.
+
+    ``levels`` is the vote (:meth:`pipeline.segment.levels.LevelVote.to_dict`):
+    ``evidence`` (per evidence: name, available, proposes {"L2".."L4": [z_lo,
+    z_hi] mm}, agrees, detail), ``decision`` (pass, warn, fail) and ``message``;
+    the ``levels`` entry of segment/qc.json.
+    """
 
     vertebrae: list[Vertebra]
     disc_k: list[int]
@@ -53,6 +65,7 @@ class SpineResult:
     sacrum_found: bool
     lowest_rib_bearing: str | None
     notes: list[str] = field(default_factory=list)
+    levels: dict = field(default_factory=dict)
 
     def by_name(self, name: str) -> Vertebra | None:
         for v in self.vertebrae:
@@ -94,10 +107,17 @@ def _largest(mask: np.ndarray):
     return lab == i, float(sizes[i - 1])
 
 
+def _box(c, half_vox, shape):
+    """Slices of a 2-D box of half sizes ``half_vox`` around ``c`` clipped to ``shape``."""
+    return tuple(slice(max(0, int(c[a] - half_vox[a])), min(shape[a], int(c[a] + half_vox[a]) + 2))
+                 for a in range(2))
+
+
 def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count: int = 5,
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
-                  sacrum_width_mm: float = 95.0) -> SpineResult:
-    """Find the vertebral bodies and name them.
+                  sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
+                  lumbar_count_manual: bool | None = None) -> SpineResult:
+    """Find the vertebral bodies and name them by a vote of evidences.
 
     Parameters
     ----------
@@ -116,9 +136,24 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         in the thoraco-lumbar spine).
     sacrum_width_mm : float
         Lateral width of the spine's bone blob above which a segment is the sacrum.
+    affine : (4, 4) array, optional
+        Index -> RAS+ mm of this grid (for the z values of the vote and of
+        ``anchor_level``); without it z is ``k * voxel_size_mm[2]``.
+    anchor_level : str or (str, float), optional
+        Manual level: ``"L3@-215"`` or ``("L3", -215.0)``: the vertebra whose
+        body contains z = -215 mm (RAS+ superior) is L3. Overrides the vote.
+    lumbar_count_manual : bool, optional
+        Whether the operator set ``lumbar_count`` (default: ``lumbar_count != 5``).
     """
     vs = np.asarray(voxel_size_mm, float)
     nx, ny, nz = ct.shape
+    if lumbar_count_manual is None:
+        lumbar_count_manual = lumbar_count != 5
+    aff = np.asarray(affine, float) if affine is not None else np.diag([vs[0], vs[1], vs[2], 1.0])
+
+    def z_of(k):
+        return float(aff[2, 2] * k + aff[2, 3])
+
     notes: list[str] = []
     sm = ndi.uniform_filter(ct.astype(np.float32), size=(3, 3, 1))
     bone = (sm > bone_hu) & body
@@ -126,67 +161,78 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     # 1. coarse centreline: thick bone near the posterior midline
     xs = [ndi.center_of_mass(body[:, :, k])[0] for k in range(nz) if body[:, :, k].any()]
     x_mid = float(np.median(xs)) if xs else nx / 2
-    half_x = 30.0 / vs[0]
-    disk6 = _disk(6.0 / vs[0])
-    cent0 = np.full((nz, 2), np.nan)
-    for k in range(nz):
-        b = body[:, :, k]
-        if b.sum() < 50:
-            continue
-        ys = np.flatnonzero(b.any(axis=0))
-        y_mid = 0.5 * (ys[0] + ys[-1])
-        m = bone[:, :, k].copy()
-        m[: max(0, int(x_mid - half_x))] = False
-        m[int(x_mid + half_x) + 1:] = False
-        m[:, int(y_mid) + 1:] = False  # posterior half (axis 1 runs anterior)
-        m = ndi.binary_fill_holes(m)
-        e, size = _largest(ndi.binary_erosion(m, disk6))
-        if e is not None and size * vs[0] * vs[1] > 40.0:
-            cent0[k] = ndi.center_of_mass(e)
+    cent0 = _coarse_centreline(body, bone, x_mid, vs)
+    # second pass around the spine's own median x (the body's centre of mass moves with the arms and
+    # with the field of view; the spine does not)
+    if np.sum(~np.isnan(cent0[:, 0])) >= 5:
+        cent0 = _coarse_centreline(body, bone, float(np.nanmedian(cent0[:, 0])), vs)
     half = max(2, int(round(15.0 / vs[2])))
     cx = _running_median(cent0[:, 0], half)
     cy = _running_median(cent0[:, 1], half)
 
-    # 2. body area profile along the centreline (disk erosion: only bodies survive)
+    # 2a. body area in planes perpendicular to the local spine axis (tilt-robust disc profile)
     disk8 = _disk(8.0 / vs[0])
-    X, Y = np.mgrid[0:nx, 0:ny]
-    area = np.zeros(nz)
+    area = _oblique_area_profile(sm, cx, cy, vs, bone_hu, disk8)
+    # 2b. axial body masks (for the L2-L4 bodies) and the lateral width (sacral alae)
+    near_half = (36.0 / vs[0] + 1, 36.0 / vs[1] + 1)
+    wide_half = (130.0 / vs[0], 90.0 / vs[1])
     centre = np.full((nz, 2), np.nan)
     width = np.zeros(nz)
+    area_ax = np.zeros(nz)
     body_mask = np.zeros(ct.shape, bool)
     for k in range(nz):
         if np.isnan(cx[k]):
             continue
+        bx = _box((cx[k], cy[k]), near_half, (nx, ny))
+        X, Y = np.mgrid[bx[0], bx[1]]
         near = ((X - cx[k]) * vs[0]) ** 2 + ((Y - cy[k]) * vs[1]) ** 2 <= 35.0 ** 2
+        smk = sm[bx + (k,)]
         # fill the cortical shell; the spinal canal (CSF < 60 HU) stays out although the arch closes it
-        filled = ndi.binary_fill_holes(bone[:, :, k] & near) & (sm[:, :, k] > 60.0)
+        filled = ndi.binary_fill_holes(bone[bx + (k,)] & near) & (smk > 60.0)
         e = ndi.binary_erosion(filled, disk8)
         if not e.any():
             continue
         lab, n = ndi.label(e)
-        # the blob nearest to the centreline
         coms = ndi.center_of_mass(e, lab, np.arange(1, n + 1))
-        d = [((c[0] - cx[k]) * vs[0]) ** 2 + ((c[1] - cy[k]) * vs[1]) ** 2 for c in coms]
+        d = [((c[0] + bx[0].start - cx[k]) * vs[0]) ** 2 + ((c[1] + bx[1].start - cy[k]) * vs[1]) ** 2
+             for c in coms]
         i = int(np.argmin(d)) + 1
         blob = lab == i
-        area[k] = blob.sum() * vs[0] * vs[1]
-        centre[k] = coms[i - 1]
+        area_ax[k] = blob.sum() * vs[0] * vs[1]
+        centre[k] = (coms[i - 1][0] + bx[0].start, coms[i - 1][1] + bx[1].start)
         # vertebral body = opening of the filled bone that contains the blob
         # its outline from the unsmoothed CT (the 3x3 mean spreads the cortex into the fat around it)
-        raw = ndi.binary_fill_holes((ct[:, :, k] > bone_hu) & near) & (sm[:, :, k] > 60.0)
+        raw = ndi.binary_fill_holes((ct[bx + (k,)] > bone_hu) & near) & (smk > 60.0)
         opened = ndi.binary_dilation(blob, disk8) & filled & raw
-        body_mask[:, :, k] = ndi.binary_fill_holes(opened)
+        body_mask[bx + (k,)] = ndi.binary_fill_holes(opened)
         # lateral width of the whole spine bone blob (for the sacral alae)
-        full = ndi.binary_fill_holes(bone[:, :, k])
+        bw = _box(centre[k], wide_half, (nx, ny))
+        full = ndi.binary_fill_holes(bone[bw + (k,)])
         flab, _ = ndi.label(full)
-        cidx = flab[int(round(centre[k][0])), int(round(centre[k][1]))]
+        cidx = flab[int(round(centre[k][0])) - bw[0].start, int(round(centre[k][1])) - bw[1].start]
         if cidx:
             cols = np.flatnonzero((flab == cidx).any(axis=1))
             width[k] = (cols[-1] - cols[0] + 1) * vs[0]
-
-    prof = ndi.uniform_filter1d(area, 3)
-    cand, _ = find_peaks(-prof, prominence=0.25 * max(np.percentile(prof[prof > 0], 50), 1.0)
-                         if np.any(prof > 0) else 1.0)
+    # depth relative to the local body area (running median over +-40 mm): the same disc is found
+    # whatever the field of view holds (a global median would depend on the thoracic share).
+    # The oblique profile where it is reliable (its local level at least 40 % of the axial one: a
+    # thin cortex around osteopenic trabecular bone, < 150 HU, does not survive the interpolation
+    # and the filled body vanishes), else the axial one.
+    w40 = max(2, int(round(40.0 / vs[2])))
+    area_ob = np.where(area_ax > 0, np.nan_to_num(area, nan=0.0), 0.0)
+    prof_ax = ndi.uniform_filter1d(area_ax, 3)
+    prof_ob = ndi.uniform_filter1d(area_ob, 3)
+    loc_ax = _running_median(np.where(prof_ax > 0, prof_ax, np.nan), w40)
+    loc_ob = _running_median(np.where(prof_ob > 0, prof_ob, np.nan), w40)
+    loc_ax = np.where(np.isnan(loc_ax), 1.0, np.maximum(loc_ax, 1.0))
+    loc_ob = np.where(np.isnan(loc_ob), 0.0, loc_ob)
+    reliable = loc_ob >= 0.4 * loc_ax
+    prof = np.where(reliable, prof_ob / np.maximum(loc_ob, 1.0), prof_ax / loc_ax)
+    area = np.where(reliable, area_ob, area_ax)
+    if not reliable[area_ax > 0].all():
+        notes.append(f"discs: oblique (tilt-corrected) body profile unreliable on "
+                     f"{np.sum(~reliable & (area_ax > 0))} slices (thin cortex); axial profile used there")
+    cand, _ = find_peaks(-prof, prominence=0.25)
     # keep the deepest minima at least min_pitch_mm apart
     order = sorted(cand, key=lambda k: prof[k])
     discs: list[int] = []
@@ -210,108 +256,246 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     if segments and segments[-1][1] >= nz - 1 - max(1, int(round(5.0 / vs[2]))):
         notes.append("the top vertebra is cut by the field of view and is left unnamed")
         segments.pop()
+    seg_z = [tuple(sorted((z_of(lo - 0.5), z_of(hi + 0.5)))) for lo, hi in segments]
 
-    # 3. rib heads -> rib-bearing segments
-    rib_bearing = _rib_bearing_segments(bone, centre, segments, vs)
-
-    # sacrum: the highest of the lowest three segments that is wide (alae; a narrowing of the
-    # lower sacrum can look like a disc), else the lowest segment when it is long (fused S1-S5)
-    sacrum_idx = None
-    lengths = [hi - lo + 1 for lo, hi in segments]
-    median_len = float(np.median(lengths)) if lengths else 0.0
-    for s, (k_lo, k_hi) in enumerate(segments[:3]):
-        w = width[k_lo:k_hi + 1]
-        w = w[w > 0]
-        if w.size and np.mean(w > sacrum_width_mm) >= 0.55:
-            sacrum_idx = s
-    if sacrum_idx is None and segments and lengths[0] >= 1.6 * median_len and len(segments) >= 4:
-        sacrum_idx = 0
-    names = ["?"] * len(segments)
+    # 3. evidences
+    comps = _lateral_components(bone, centre, vs)
+    rib_bearing = _rib_bearing_segments(comps, segments, vs)
     ribs_idx = [s for s, r in enumerate(rib_bearing) if r]
     lowest_rib = min(ribs_idx) if ribs_idx else None
-    if sacrum_idx is not None:
-        names[sacrum_idx] = "S1"
-        above = level_names(len(segments) - sacrum_idx - 1, lumbar_count)
-        for j, nm in enumerate(above):
-            names[sacrum_idx + 1 + j] = nm
-        if lowest_rib is not None:
-            expected = sacrum_idx + lumbar_count + 1
-            if lowest_rib != expected:
-                notes.append(
-                    f"level cross-check failed: the lowest rib-bearing vertebra is {names[lowest_rib]} "
-                    f"counting {lumbar_count} lumbar vertebrae up from the sacrum (expected T12); "
-                    "check the anatomy and set --lumbar-count if it is transitional")
-            else:
-                notes.append("levels: counted up from the sacrum; the lowest rib-bearing vertebra is T12 (agrees)")
-        else:
-            notes.append("levels: counted up from the sacrum; no rib-bearing vertebra in the field of view to cross-check")
-    elif lowest_rib is not None:
-        names[lowest_rib] = "T12"
-        below = [f"L{i}" for i in range(1, lumbar_count + 1)]
-        for j in range(lowest_rib - 1, -1, -1):
-            n = lowest_rib - 1 - j
-            names[j] = below[n] if n < len(below) else "S1"
-        for j in range(lowest_rib + 1, len(segments)):
-            t = 12 - (j - lowest_rib)
-            names[j] = f"T{t}" if t >= 1 else "?"
-        notes.append("levels: no sacrum found; counted down from the lowest rib-bearing vertebra (T12)")
+    ev_sacrum = _sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count)
+    ev_crest = _crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz)
+    ev_ribs = LV.Evidence("ribs", available=lowest_rib is not None)
+    if lowest_rib is not None:
+        ev_ribs.l1_index = lowest_rib - 1
+        ev_ribs.detail = f"lowest rib-bearing segment {lowest_rib} (z {seg_z[lowest_rib][0]:.0f}..{seg_z[lowest_rib][1]:.0f} mm) is T12"
+        ev_ribs.values = {"rib_bearing_segments": ribs_idx}
     else:
-        notes.append("levels: neither the sacrum nor a rib-bearing vertebra was found; levels unknown")
+        ev_ribs.detail = "no rib head on a detected vertebra in the field of view"
+    manual = None
+    if anchor_level is not None:
+        name, z_anchor = LV.parse_vertebra_level(anchor_level)
+        s = _segment_at(seg_z, z_anchor)
+        if s is None:
+            raise ValueError(f"vertebra level {name}@{z_anchor:g}: no detected vertebral body within 10 mm of "
+                             f"z = {z_anchor:g} mm (bodies found: "
+                             + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in seg_z) + ")")
+        manual = LV.Evidence("manual", True, s - LV.position_of(name, lumbar_count),
+                             detail=f"{name}@{z_anchor:g} mm")
+    evidences = [ev_sacrum, ev_crest, ev_ribs]
+    result = LV.vote(evidences, seg_z, lumbar_count, manual, lumbar_count_manual)
+    ev_h = LV.body_height_check(seg_z, result.l1_index, lumbar_count)
+    result.evidence.append(ev_h)
+    if ev_h.available and ev_h.agrees is False and result.decision == "pass":
+        result.decision = "warn"
+        result.message += f"; body heights inconsistent ({ev_h.detail})"
+
+    l1 = result.l1_index
+    names = [LV.name_at(s - l1, lumbar_count) if l1 is not None else "?" for s in range(len(segments))]
+    # human-readable notes (the vote is in ``levels``)
+    for e in result.evidence:
+        if e.available and e.l1_index is not None:
+            notes.append(f"levels evidence {e.name}: {e.detail}; proposes "
+                         + ", ".join(f"{n} {z[0]:.0f}..{z[1]:.0f} mm" for n, z in e.proposes.items())
+                         + {True: " (agrees)", False: " (disagrees)", None: ""}[e.agrees])
+    if ev_sacrum.available and l1 is not None and ev_sacrum.agrees:
+        if ev_ribs.available:
+            notes.append("levels: counted up from the sacrum; the lowest rib-bearing vertebra is T12 (agrees)")
+        else:
+            notes.append("levels: counted up from the sacrum; no rib-bearing vertebra in the field of view to "
+                         "cross-check")
+    elif ev_ribs.available and ev_ribs.agrees and l1 is not None:
+        notes.append("levels: no sacrum found; counted down from the lowest rib-bearing vertebra (T12)")
+    notes.append(f"levels vote: {result.decision}: {result.message}")
 
     vertebrae = []
     for (k_lo, k_hi), nm, rb in zip(segments, names, rib_bearing):
         c = np.nanmedian(centre[k_lo:k_hi + 1], axis=0)
         vertebrae.append(Vertebra(nm, int(k_lo), int(k_hi), (float(c[0]), float(c[1])), bool(rb)))
     lowest_name = names[lowest_rib] if lowest_rib is not None else None
-    return SpineResult(vertebrae, discs, centre, body_mask, sacrum_idx is not None, lowest_name, notes)
+    sacrum_named = ev_sacrum.available and l1 is not None and names[ev_sacrum.values["segment"]] == "S1"
+    return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
+                       result.to_dict())
 
 
-def _rib_bearing_segments(bone, centre, segments, vs) -> list[bool]:
-    """For each segment, whether a rib head (rib component starting at the spine) lies in it.
+def _coarse_centreline(body, bone, x_mid, vs, half_x_mm: float = 30.0):
+    """Per slice, the centre of the thickest bone blob within +-30 mm of x_mid in the posterior half."""
+    nx, ny, nz = body.shape
+    half_x = half_x_mm / vs[0]
+    disk6 = _disk(6.0 / vs[0])
+    cent0 = np.full((nz, 2), np.nan)
+    x0, x1 = max(0, int(x_mid - half_x)), int(x_mid + half_x) + 1
+    for k in range(nz):
+        b = body[:, :, k]
+        if b.sum() < 50:
+            continue
+        ys = np.flatnonzero(b.any(axis=0))
+        y_mid = 0.5 * (ys[0] + ys[-1])
+        m = bone[x0:x1, : int(y_mid) + 1, k]  # posterior half (axis 1 runs anterior)
+        if not m.any():
+            continue
+        m = ndi.binary_fill_holes(m)
+        e, size = _largest(ndi.binary_erosion(m, disk6))
+        if e is not None and size * vs[0] * vs[1] > 40.0:
+            c = ndi.center_of_mass(e)
+            cent0[k] = (c[0] + x0, c[1])
+    return cent0
 
-    Ribs are cut from the spine by removing a cylinder of 22 mm radius around
-    the body centre and a posterior box behind it; a remaining bone component
-    is a rib when it starts within 60 mm of the body centre (its head, at the
-    body or the transverse process), reaches more than 70 mm from the spine,
-    is longer than 60 mm and holds 0.3-60 mL of bone.
+
+def _segment_at(seg_z, z, tol_mm: float = 10.0):
+    """Index of the segment whose z range contains ``z`` (or the nearest within ``tol_mm``)."""
+    best, best_d = None, np.inf
+    for s, (a, b) in enumerate(seg_z):
+        d = 0.0 if a <= z <= b else min(abs(z - a), abs(z - b))
+        if d < best_d:
+            best, best_d = s, d
+    return best if best_d <= tol_mm else None
+
+
+def _oblique_area_profile(sm, cx, cy, vs, bone_hu, disk8, half_mm: float = 36.0):
+    """Eroded vertebral-body area (mm^2) in the plane perpendicular to the spine axis at each slice.
+
+    The axis is the tangent of the (smoothed) body centreline (cx, cy per slice);
+    the plane is sampled on a square grid of the in-plane voxel size by linear
+    interpolation. NaN where the centreline is unknown.
+    """
+    nz = sm.shape[2]
+    out = np.full(nz, np.nan)
+    ok = ~np.isnan(cx)
+    if ok.sum() < 3:
+        return out
+    kk = np.arange(nz)
+    px = np.interp(kk, kk[ok], cx[ok])
+    py = np.interp(kk, kk[ok], cy[ok])
+    # tangent over +-10 mm (the centreline is already a running median)
+    h = max(1, int(round(10.0 / vs[2])))
+    step = float(vs[0])
+    n = int(half_mm / step)
+    a = np.arange(-n, n + 1) * step
+    A, B = np.meshgrid(a, a, indexing="ij")
+    ks = np.flatnonzero(ok)
+    coords = np.empty((3, ks.size, A.size), np.float32)
+    for j, k in enumerate(ks):
+        k0, k1 = max(0, k - h), min(nz - 1, k + h)
+        t = np.array([(px[k1] - px[k0]) * vs[0], (py[k1] - py[k0]) * vs[1], (k1 - k0) * vs[2]])
+        t /= np.linalg.norm(t)
+        e1 = np.array([1.0, 0.0, 0.0]) - t[0] * t
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(t, e1)
+        p = (np.array([px[k] * vs[0], py[k] * vs[1], k * vs[2]])[:, None]
+             + e1[:, None] * A.ravel()[None] + e2[:, None] * B.ravel()[None])
+        coords[:, j] = p / vs[:, None]
+    planes = ndi.map_coordinates(sm, coords.reshape(3, -1), order=1, cval=-1000.0)
+    planes = planes.reshape(ks.size, A.shape[0], A.shape[1])
+    near = A ** 2 + B ** 2 <= 35.0 ** 2
+    cidx = (n, n)
+    for j, k in enumerate(ks):
+        pl = planes[j]
+        filled = ndi.binary_fill_holes((pl > bone_hu) & near) & (pl > 60.0)
+        e = ndi.binary_erosion(filled, disk8)
+        if not e.any():
+            out[k] = 0.0
+            continue
+        lab, nlab = ndi.label(e)
+        coms = ndi.center_of_mass(e, lab, np.arange(1, nlab + 1))
+        d = [(c[0] - cidx[0]) ** 2 + (c[1] - cidx[1]) ** 2 for c in coms]
+        i = int(np.argmin(d)) + 1
+        out[k] = float((lab == i).sum()) * step * step
+    return out
+
+
+def _sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count) -> "LV.Evidence":
+    """S1: the highest of the lowest three segments that is wide (alae; a narrowing of the lower
+    sacrum can look like a disc), else the lowest segment when it is long (fused S1-S5)."""
+    ev = LV.Evidence("sacrum", available=False)
+    sacrum_idx, how = None, ""
+    lengths = [hi - lo + 1 for lo, hi in segments]
+    median_len = float(np.median(lengths)) if lengths else 0.0
+    for s, (k_lo, k_hi) in enumerate(segments[:3]):
+        w = width[k_lo:k_hi + 1]
+        w = w[w > 0]
+        if w.size and np.mean(w > sacrum_width_mm) >= 0.55:
+            sacrum_idx, how = s, f"wide alae (median width {np.median(w):.0f} mm > {sacrum_width_mm:.0f} mm)"
+    # (a segment cut by the bottom of the field of view can only look shorter than it is)
+    if sacrum_idx is None and segments and lengths[0] >= 1.6 * median_len and len(segments) >= 4:
+        sacrum_idx, how = 0, "long fused lowest segment"
+    if sacrum_idx is None:
+        ev.detail = "no wide (alae) or long fused segment among the lowest three"
+        return ev
+    ev.available = True
+    ev.l1_index = sacrum_idx + lumbar_count
+    ev.detail = f"segment {sacrum_idx} is S1: {how}"
+    ev.values = {"segment": sacrum_idx}
+    return ev
+
+
+def _lateral_components(bone, centre, vs):
+    """Bone components outside the spine (ribs, pelvis...) with their distance to the spine axis.
+
+    The spine is cut out as a cylinder of 22 mm radius around the body centre
+    and a posterior box (arch, transverse and spinous processes).
     """
     nx, ny, nz = bone.shape
-    cutmask = np.zeros(bone.shape, bool)
+    c = centre.copy()
+    ok = ~np.isnan(c[:, 0])
+    if ok.sum() == 0:
+        return None
+    kk = np.arange(nz)
+    for a in range(2):
+        c[:, a] = np.interp(kk, kk[ok], c[ok, a])
     X, Y = np.mgrid[0:nx, 0:ny]
-    dist_xy = np.full(bone.shape, np.inf, dtype=np.float32)
+    cutmask = np.zeros(bone.shape, bool)
+    dist_xy = np.empty(bone.shape, dtype=np.float32)
+    dx_all = np.empty(bone.shape, dtype=np.float32)
     for k in range(nz):
-        if np.isnan(centre[k, 0]):
-            continue
-        dx = (X - centre[k, 0]) * vs[0]
-        dy = (Y - centre[k, 1]) * vs[1]
+        dx = (X - c[k, 0]) * vs[0]
+        dy = (Y - c[k, 1]) * vs[1]
         d = np.sqrt(dx ** 2 + dy ** 2)
         dist_xy[:, :, k] = d
-        # vertebral body and the posterior arch (transverse and spinous processes) up to 40 mm behind
-        cutmask[:, :, k] = (d < 22.0) | ((np.abs(dx) < 28.0) & (dy < 0) & (dy > -70.0))
+        dx_all[:, :, k] = dx
+        # vertebral body and the posterior arch (transverse and spinous processes) up to 70 mm behind;
+        # only where the spine was seen
+        if ok[k]:
+            cutmask[:, :, k] = (d < 22.0) | ((np.abs(dx) < 28.0) & (dy < 0) & (dy > -70.0))
     rest = bone & ~cutmask
     lab, n = ndi.label(rest)
+    return dict(lab=lab, n=n, objs=ndi.find_objects(lab), dist=dist_xy, dx=dx_all, spine_ok=ok)
+
+
+def _rib_bearing_segments(comps, segments, vs) -> list[bool]:
+    """For each segment, whether a rib head (rib component starting at the spine) lies in it.
+
+    A bone component outside the spine (:func:`_lateral_components`) is a rib
+    when it starts within 60 mm of the body centre (its head, at the body or
+    the transverse process), reaches more than 70 mm from the spine, is longer
+    than 60 mm, at most 150 mm high and holds 0.3-60 mL of bone. A lumbar
+    transverse process reaches about 55 mm from the body centre and is not
+    taken; a floating 12th rib shorter than 60 mm is missed (the vote then sees
+    the ribs disagree with the sacrum and the iliac crests).
+    """
     result = [False] * len(segments)
-    if n == 0:
+    if comps is None or comps["n"] == 0:
         return result
-    objs = ndi.find_objects(lab)
-    for i, sl in enumerate(objs, start=1):
+    lab, dist_xy = comps["lab"], comps["dist"]
+    for i, sl in enumerate(comps["objs"], start=1):
+        if sl is None:
+            continue
         comp = lab[sl] == i
         vol_ml = comp.sum() * np.prod(vs) / 1000.0
         if vol_ml < 0.3 or vol_ml > 60.0:  # fragments; pelvis, scapula and arm bones are bigger
             continue
         d = dist_xy[sl][comp]
-        if not np.isfinite(d).any() or d.min() > 60.0 or d.max() < 70.0:
+        if d.min() > 60.0 or d.max() < 70.0:
             continue
         ext = [(s.stop - s.start) * v for s, v in zip(sl, vs)]
         if max(ext) < 60.0:
             continue
-        # the rib head: the component's voxels nearest the spine
-        idx = np.argwhere(comp)
-        near = idx[d <= d.min() + 5.0]
-        k_head = float(np.median(near[:, 2])) + sl[2].start
         # the pelvis (iliac wings) also touches the sacrum: a rib is thin in z near its head
         if ext[2] > 150.0:
             continue
+        idx = np.argwhere(comp)
+        near = idx[d <= d.min() + 5.0]
+        k_head = float(np.median(near[:, 2])) + sl[2].start
         best, best_d = None, np.inf
         for s, (k_lo, k_hi) in enumerate(segments):
             if k_lo <= k_head <= k_hi:
@@ -323,3 +507,79 @@ def _rib_bearing_segments(bone, centre, segments, vs) -> list[bool]:
         if best is not None and best_d * vs[2] <= 10.0:
             result[best] = True
     return result
+
+
+def _crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz) -> "LV.Evidence":
+    """Intercristal line: the highest points of the iliac wings.
+
+    An iliac bone is a component outside the spine of more than 60 mL that
+    comes within 60 mm of the spine axis (sacroiliac joint / alae) and reaches
+    down to the lowest slices where the spine is seen (the shoulder girdle,
+    also big and near the spine, does not). Its crest on each side is its
+    highest voxel 40-150 mm lateral to the spine. A crest in the top 5 mm of
+    the volume is cut by the field of view (not available).
+    """
+    ev = LV.Evidence("iliac_crests", available=False)
+    if comps is None or comps["n"] == 0 or not segments or valid.size == 0:
+        ev.detail = "no bone outside the spine"
+        return ev
+    lab, dist_xy, dxa = comps["lab"], comps["dist"], comps["dx"]
+    k_reach = int(valid[0]) + int(round(10.0 / vs[2]))
+    # large components near the sacrum, restricted to 40-150 mm lateral (cuts off the arms, which may
+    # hang down to the pelvis from a shoulder girdle that touches the upper thoracic spine)
+    big = []
+    for i, sl in enumerate(comps["objs"], start=1):
+        if sl is None or sl[2].start > k_reach:
+            continue
+        comp = lab[sl] == i
+        if comp.sum() * np.prod(vs) / 1000.0 >= 60.0 and dist_xy[sl][comp].min() <= 60.0:
+            big.append(i)
+    top = {"right": -1, "left": -1}
+    if big:
+        sel = np.isin(lab, big) & (np.abs(dxa) > 40.0) & (np.abs(dxa) < 150.0)
+        sub, n_sub = ndi.label(sel)
+        for j, sl in enumerate(ndi.find_objects(sub), start=1):
+            if sl is None or sl[2].start > k_reach:
+                continue
+            comp = sub[sl] == j
+            if comp.sum() * np.prod(vs) / 1000.0 < 20.0:
+                continue
+            dx = dxa[sl][comp]
+            kk = np.nonzero(comp)[2] + sl[2].start
+            for side, m in (("right", dx > 0), ("left", dx < 0)):
+                if m.any():
+                    top[side] = max(top[side], int(kk[m].max()))
+    found = {s: k for s, k in top.items() if k >= 0}
+    if not found:
+        ev.detail = "no iliac wing (large bone near the sacrum reaching the bottom of the spine)"
+        return ev
+    cut = int(round(5.0 / vs[2]))
+    if any(k >= nz - 1 - cut for k in found.values()):
+        ev.detail = "iliac wing reaches the top of the field of view"
+        return ev
+    zs = {s: z_of(k + 0.5) for s, k in found.items()}
+    if len(zs) == 2 and abs(zs["right"] - zs["left"]) > 25.0:
+        ev.detail = f"crests {zs['right']:.0f} and {zs['left']:.0f} mm differ by more than 25 mm (tilted pelvis?)"
+        ev.values = {"crest_z_mm": {s: round(z, 1) for s, z in zs.items()}}
+        return ev
+    z_ic = float(np.mean(list(zs.values())))
+    ev.values = {"intercristal_z_mm": round(z_ic, 1), "crest_z_mm": {s: round(z, 1) for s, z in zs.items()}}
+    # the vertebra two above the sacrum (L4): body contains the line, or its lower endplate lies at most
+    # CREST_BELOW_MM above it (L4-L5 disc, top of L5)
+    s_hit = None
+    for s, (a, b) in enumerate(seg_z):
+        upper = seg_z[s + 1][0] - LV.CREST_BELOW_MM if s + 1 < len(seg_z) else b
+        if a - LV.CREST_BELOW_MM <= z_ic < upper:
+            s_hit = s
+            break
+    if s_hit is None:
+        ev.detail = f"intercristal line z {z_ic:.0f} mm is not on a detected vertebra"
+        return ev
+    if s_hit == 0 and seg_z[0][0] - z_ic > 0 and segments[0][0] <= max(1, int(round(5.0 / vs[2]))):
+        ev.detail = f"intercristal line z {z_ic:.0f} mm is below the field of view's lowest vertebra"
+        return ev
+    ev.available = True
+    ev.l1_index = s_hit + lumbar_count - 2
+    ev.detail = (f"intercristal line z {z_ic:.0f} mm ({'both sides' if len(zs) == 2 else 'one side: ' + next(iter(zs))}) "
+                 f"on segment {s_hit}: L{lumbar_count - 1} body or the disc below (Chakraverty 2007)")
+    return ev

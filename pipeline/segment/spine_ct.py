@@ -31,8 +31,9 @@ def levels_from_spine(spine, affine) -> dict:
     return out
 
 
-def spine_levels_mm(ct: Image, lumbar_count: int = 5, working_voxel_mm: float = 2.0):
-    """Analyse the spine of ``ct`` and return its levels in mm and the spine result.
+def spine_levels_mm(ct: Image, lumbar_count: int = 5, working_voxel_mm: float = 2.0, anchor_level=None):
+    """Analyse the spine of ``ct`` (the level vote of :mod:`pipeline.segment.levels`) and return
+    its levels in mm and the spine result. A refused vote names no level (empty dict).
 
     Returns
     -------
@@ -49,5 +50,6 @@ def spine_levels_mm(ct: Image, lumbar_count: int = 5, working_voxel_mm: float = 
     work = _block_mean(work, f) if f != (1, 1, 1) else work
     vsw = vs * np.array(f)
     body = _body(work, vsw)
-    spine = analyse_spine(work, body, vsw, lumbar_count=lumbar_count)
-    return levels_from_spine(spine, ras_order_affine(ct, tr, f)), spine
+    affine = ras_order_affine(ct, tr, f)
+    spine = analyse_spine(work, body, vsw, lumbar_count=lumbar_count, affine=affine, anchor_level=anchor_level)
+    return levels_from_spine(spine, affine), spine

@@ -154,3 +154,23 @@ def test_segment_evaluate_prints_and_writes_the_agreement_with_a_reference(sampl
     assert all(ev["levels"][n]["match"] for n in ("L2", "L3", "L4"))
     text = capsys.readouterr().out
     assert "kidney_left" in text and "L3" in text
+
+
+def test_builtin_qc_json_records_the_level_vote_and_the_anchor_overrides_it(sample, tmp_path):
+    from pipeline.segment.cli import main
+
+    ct = str(sample["out"] / "nifti" / "t24h_ct.nii.gz")
+    out = tmp_path / "seg"
+    assert main(["--ct", ct, "--out", str(out)]) == 0
+    vote = json.loads((out / "qc.json").read_text())["levels"]
+    assert vote["decision"] == "pass"
+    agreeing = [e["name"] for e in vote["evidence"] if e.get("available") and e.get("agrees")]
+    assert len(agreeing) >= 2, vote
+    # the anchor names the vertebra at the truth L3 centre; it is recorded as the manual evidence
+    from sample_data.anatomy import vertebra_z_ranges
+
+    z3 = 0.5 * sum(vertebra_z_ranges()["L3"])
+    out2 = tmp_path / "seg2"
+    assert main(["--ct", ct, "--out", str(out2), "--vertebra-level", f"L3@{z3:.0f}"]) == 0
+    vote2 = json.loads((out2 / "qc.json").read_text())["levels"]
+    assert any(e["name"] == "manual" for e in vote2["evidence"])
