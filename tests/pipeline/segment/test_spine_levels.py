@@ -148,19 +148,19 @@ def test_sample_patient_anchor_override_renames_and_is_recorded(small_ct):
 
 
 def test_builtin_refuses_a_constructed_disagreement(small_ct, monkeypatch):
-    import pipeline.segment.spine as S
+    import pipeline.segment.spine_landmarks as S
     from pipeline.segment.builtin import BuiltinOptions, segment_builtin
 
     sp0, zr0 = _analyse(small_ct)
     z3 = 0.5 * sum(zr0["L3"])
-    real = S._crest_evidence
+    real = S.crest_evidence
 
     def shifted(*a, **kw):
         e = real(*a, **kw)
         e.l1_index = e.l1_index + 1  # the crest one level higher than it is
         return e
 
-    monkeypatch.setattr(S, "_crest_evidence", shifted)
+    monkeypatch.setattr(S, "crest_evidence", shifted)
     with pytest.raises(InputError) as exc:
         segment_builtin(small_ct)
     msg = str(exc.value)

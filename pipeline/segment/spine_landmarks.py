@@ -1,0 +1,207 @@
+"""Landmarks of the vertebral level vote: the sacrum, rib heads and iliac crests.
+
+Each function turns what :func:`pipeline.segment.spine.analyse_spine` measured
+(segments between discs, lateral bone components) into one
+:class:`pipeline.segment.levels.Evidence` or a per-segment flag. Working grid
+in RAS order (axis 2 superior), voxel sizes in mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from . import levels as LV
+
+__all__ = ["segment_at", "sacrum_evidence", "lateral_components", "rib_bearing_segments", "crest_evidence"]
+
+
+def segment_at(seg_z, z, tol_mm: float = 10.0):
+    """Index of the segment whose z range contains ``z`` (or the nearest within ``tol_mm``)."""
+    best, best_d = None, np.inf
+    for s, (a, b) in enumerate(seg_z):
+        d = 0.0 if a <= z <= b else min(abs(z - a), abs(z - b))
+        if d < best_d:
+            best, best_d = s, d
+    return best if best_d <= tol_mm else None
+
+
+def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count) -> "LV.Evidence":
+    """S1: the highest of the lowest three segments that is wide (alae; a narrowing of the lower
+    sacrum can look like a disc), else the lowest segment when it is long (fused S1-S5)."""
+    ev = LV.Evidence("sacrum", available=False)
+    sacrum_idx, how = None, ""
+    lengths = [hi - lo + 1 for lo, hi in segments]
+    median_len = float(np.median(lengths)) if lengths else 0.0
+    for s, (k_lo, k_hi) in enumerate(segments[:3]):
+        w = width[k_lo:k_hi + 1]
+        w = w[w > 0]
+        if w.size and np.mean(w > sacrum_width_mm) >= 0.55:
+            sacrum_idx, how = s, f"wide alae (median width {np.median(w):.0f} mm > {sacrum_width_mm:.0f} mm)"
+    # (a segment cut by the bottom of the field of view can only look shorter than it is)
+    if sacrum_idx is None and segments and lengths[0] >= 1.6 * median_len and len(segments) >= 4:
+        sacrum_idx, how = 0, "long fused lowest segment"
+    if sacrum_idx is None:
+        ev.detail = "no wide (alae) or long fused segment among the lowest three"
+        return ev
+    ev.available = True
+    ev.l1_index = sacrum_idx + lumbar_count
+    ev.detail = f"segment {sacrum_idx} is S1: {how}"
+    ev.values = {"segment": sacrum_idx}
+    return ev
+
+
+def lateral_components(bone, centre, vs):
+    """Bone components outside the spine (ribs, pelvis...) with their distance to the spine axis.
+
+    The spine is cut out as a cylinder of 22 mm radius around the body centre
+    and a posterior box (arch, transverse and spinous processes).
+    """
+    nx, ny, nz = bone.shape
+    c = centre.copy()
+    ok = ~np.isnan(c[:, 0])
+    if ok.sum() == 0:
+        return None
+    kk = np.arange(nz)
+    for a in range(2):
+        c[:, a] = np.interp(kk, kk[ok], c[ok, a])
+    X, Y = np.mgrid[0:nx, 0:ny]
+    cutmask = np.zeros(bone.shape, bool)
+    dist_xy = np.empty(bone.shape, dtype=np.float32)
+    dx_all = np.empty(bone.shape, dtype=np.float32)
+    for k in range(nz):
+        dx = (X - c[k, 0]) * vs[0]
+        dy = (Y - c[k, 1]) * vs[1]
+        d = np.sqrt(dx ** 2 + dy ** 2)
+        dist_xy[:, :, k] = d
+        dx_all[:, :, k] = dx
+        # vertebral body and the posterior arch (transverse and spinous processes) up to 70 mm behind;
+        # only where the spine was seen
+        if ok[k]:
+            cutmask[:, :, k] = (d < 22.0) | ((np.abs(dx) < 28.0) & (dy < 0) & (dy > -70.0))
+    rest = bone & ~cutmask
+    lab, n = ndi.label(rest)
+    return dict(lab=lab, n=n, objs=ndi.find_objects(lab), dist=dist_xy, dx=dx_all, spine_ok=ok)
+
+
+def rib_bearing_segments(comps, segments, vs) -> list[bool]:
+    """For each segment, whether a rib head (rib component starting at the spine) lies in it.
+
+    A bone component outside the spine (:func:`_lateral_components`) is a rib
+    when it starts within 60 mm of the body centre (its head, at the body or
+    the transverse process), reaches more than 70 mm from the spine, is longer
+    than 60 mm, at most 150 mm high and holds 0.3-60 mL of bone. A lumbar
+    transverse process reaches about 55 mm from the body centre and is not
+    taken; a floating 12th rib shorter than 60 mm is missed (the vote then sees
+    the ribs disagree with the sacrum and the iliac crests).
+    """
+    result = [False] * len(segments)
+    if comps is None or comps["n"] == 0:
+        return result
+    lab, dist_xy = comps["lab"], comps["dist"]
+    for i, sl in enumerate(comps["objs"], start=1):
+        if sl is None:
+            continue
+        comp = lab[sl] == i
+        vol_ml = comp.sum() * np.prod(vs) / 1000.0
+        if vol_ml < 0.3 or vol_ml > 60.0:  # fragments; pelvis, scapula and arm bones are bigger
+            continue
+        d = dist_xy[sl][comp]
+        if d.min() > 60.0 or d.max() < 70.0:
+            continue
+        ext = [(s.stop - s.start) * v for s, v in zip(sl, vs)]
+        if max(ext) < 60.0:
+            continue
+        # the pelvis (iliac wings) also touches the sacrum: a rib is thin in z near its head
+        if ext[2] > 150.0:
+            continue
+        idx = np.argwhere(comp)
+        near = idx[d <= d.min() + 5.0]
+        k_head = float(np.median(near[:, 2])) + sl[2].start
+        best, best_d = None, np.inf
+        for s, (k_lo, k_hi) in enumerate(segments):
+            if k_lo <= k_head <= k_hi:
+                best, best_d = s, 0
+                break
+            dd = min(abs(k_head - k_lo), abs(k_head - k_hi))
+            if dd < best_d:
+                best, best_d = s, dd
+        if best is not None and best_d * vs[2] <= 10.0:
+            result[best] = True
+    return result
+
+
+def crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz) -> "LV.Evidence":
+    """Intercristal line: the highest points of the iliac wings.
+
+    An iliac bone is a component outside the spine of more than 60 mL that
+    comes within 60 mm of the spine axis (sacroiliac joint / alae) and reaches
+    down to the lowest slices where the spine is seen (the shoulder girdle,
+    also big and near the spine, does not). Its crest on each side is its
+    highest voxel 40-150 mm lateral to the spine. A crest in the top 5 mm of
+    the volume is cut by the field of view (not available).
+    """
+    ev = LV.Evidence("iliac_crests", available=False)
+    if comps is None or comps["n"] == 0 or not segments or valid.size == 0:
+        ev.detail = "no bone outside the spine"
+        return ev
+    lab, dist_xy, dxa = comps["lab"], comps["dist"], comps["dx"]
+    k_reach = int(valid[0]) + int(round(10.0 / vs[2]))
+    # large components near the sacrum, restricted to 40-150 mm lateral (cuts off the arms, which may
+    # hang down to the pelvis from a shoulder girdle that touches the upper thoracic spine)
+    big = []
+    for i, sl in enumerate(comps["objs"], start=1):
+        if sl is None or sl[2].start > k_reach:
+            continue
+        comp = lab[sl] == i
+        if comp.sum() * np.prod(vs) / 1000.0 >= 60.0 and dist_xy[sl][comp].min() <= 60.0:
+            big.append(i)
+    top = {"right": -1, "left": -1}
+    if big:
+        sel = np.isin(lab, big) & (np.abs(dxa) > 40.0) & (np.abs(dxa) < 150.0)
+        sub, n_sub = ndi.label(sel)
+        for j, sl in enumerate(ndi.find_objects(sub), start=1):
+            if sl is None or sl[2].start > k_reach:
+                continue
+            comp = sub[sl] == j
+            if comp.sum() * np.prod(vs) / 1000.0 < 20.0:
+                continue
+            dx = dxa[sl][comp]
+            kk = np.nonzero(comp)[2] + sl[2].start
+            for side, m in (("right", dx > 0), ("left", dx < 0)):
+                if m.any():
+                    top[side] = max(top[side], int(kk[m].max()))
+    found = {s: k for s, k in top.items() if k >= 0}
+    if not found:
+        ev.detail = "no iliac wing (large bone near the sacrum reaching the bottom of the spine)"
+        return ev
+    cut = int(round(5.0 / vs[2]))
+    if any(k >= nz - 1 - cut for k in found.values()):
+        ev.detail = "iliac wing reaches the top of the field of view"
+        return ev
+    zs = {s: z_of(k + 0.5) for s, k in found.items()}
+    if len(zs) == 2 and abs(zs["right"] - zs["left"]) > 25.0:
+        ev.detail = f"crests {zs['right']:.0f} and {zs['left']:.0f} mm differ by more than 25 mm (tilted pelvis?)"
+        ev.values = {"crest_z_mm": {s: round(z, 1) for s, z in zs.items()}}
+        return ev
+    z_ic = float(np.mean(list(zs.values())))
+    ev.values = {"intercristal_z_mm": round(z_ic, 1), "crest_z_mm": {s: round(z, 1) for s, z in zs.items()}}
+    # the vertebra two above the sacrum (L4): body contains the line, or its lower endplate lies at most
+    # CREST_BELOW_MM above it (L4-L5 disc, top of L5)
+    s_hit = None
+    for s, (a, b) in enumerate(seg_z):
+        upper = seg_z[s + 1][0] - LV.CREST_BELOW_MM if s + 1 < len(seg_z) else b
+        if a - LV.CREST_BELOW_MM <= z_ic < upper:
+            s_hit = s
+            break
+    if s_hit is None:
+        ev.detail = f"intercristal line z {z_ic:.0f} mm is not on a detected vertebra"
+        return ev
+    if s_hit == 0 and seg_z[0][0] - z_ic > 0 and segments[0][0] <= max(1, int(round(5.0 / vs[2]))):
+        ev.detail = f"intercristal line z {z_ic:.0f} mm is below the field of view's lowest vertebra"
+        return ev
+    ev.available = True
+    ev.l1_index = s_hit + lumbar_count - 2
+    ev.detail = (f"intercristal line z {z_ic:.0f} mm ({'both sides' if len(zs) == 2 else 'one side: ' + next(iter(zs))}) "
+                 f"on segment {s_hit}: L{lumbar_count - 1} body or the disc below (Chakraverty 2007)")
+    return ev
