@@ -101,3 +101,36 @@ def test_recoverable_input_gives_the_unmodified_result(case, corpus_base, tmp_pa
         np.testing.assert_allclose(got.array, ref.array, rtol=0, atol=1e-5 * float(ref.array.max()))
     qc = json.loads((out / "manifest.json").read_text())["qc_summary"]
     assert qc["fail"] == 0
+
+
+def _doses(ingest_dir: Path, sample: Path, root: Path) -> dict:
+    """kinetics -> dose on an ingest folder (truth labels, noise-free CT): organ mean doses (Gy)."""
+    import csv
+
+    from pipeline.dose.cli import main as dose_main
+    from pipeline.kinetics.cli import main as kinetics_main
+
+    labels = str(sample / "truth" / "labels.nii.gz")
+    assert kinetics_main(["--register-dir", str(ingest_dir), "--labels", labels, "--out", str(root / "kinetics"),
+                          "--voxel-method", "organ-shape"]) == 0
+    assert dose_main(["--kinetics-dir", str(root / "kinetics"), "--labels", labels,
+                      "--ct", str(sample / "truth" / "ct_noisefree.nii.gz"), "--out", str(root / "dose")]) == 0
+    rows = csv.DictReader((root / "dose" / "organ_doses.csv").open())
+    return {r["name"]: float(r["mean_gy"]) for r in rows}
+
+
+@pytest.fixture(scope="session")
+def baseline_doses(corpus_base, tmp_path_factory):
+    dicom, _, baseline = corpus_base
+    return _doses(baseline, dicom, tmp_path_factory.mktemp("baseline_dose"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", RUN, ids=[c.name for c in RUN])
+def test_recoverable_input_gives_the_same_organ_doses_within_1_percent(case, corpus_base, baseline_doses, tmp_path,
+                                                                      capsys):
+    code, err, out, _ = _run(case, corpus_base, tmp_path, capsys)
+    assert code == 0, err
+    doses = _doses(out, corpus_base[0], tmp_path)
+    for organ in ("kidney_left", "kidney_right", "liver", "spleen", "marrow_L2L4"):
+        assert doses[organ] == pytest.approx(baseline_doses[organ], rel=0.01), organ
