@@ -185,3 +185,23 @@ def test_dicom_folder_patient_is_ingested_by_a_checkpoint(two_patient_workdir):
     # Its time points are known only after the checkpoint: no register job for P03 yet.
     assert not [j for j in jobs if j.rule == "register" and j.wildcards["patient"] == "P03"]
     assert "checkpoint jobs" in result.stdout + result.stderr
+
+
+def test_segment_qc_mode_absent_organs_and_vertebra_level_reach_the_segment_stage(two_patient_workdir, base_jobs):
+    from wf_helpers import write_config
+
+    segment = _job(base_jobs, "segment", patient="P01").shell
+    assert "--qc fail" in segment and "--vertebra-level" not in segment and "--absent-organ" not in segment
+    sheet = two_patient_workdir / "patients.tsv"
+    lines = sheet.read_text().splitlines()
+    header = lines[0].split("\t")
+    row = lines[1].split("\t")  # P01
+    row[header.index("vertebra_level")] = "L3@-215"
+    sheet.write_text("\n".join([lines[0], "\t".join(row), lines[2]]) + "\n")
+    write_config(two_patient_workdir, segment={"backend": "builtin", "qc": "warn", "absent_organs": ["spleen"]})
+    jobs = _dry_run(two_patient_workdir)
+    segment = _job(jobs, "segment", patient="P01").shell
+    assert "--vertebra-level L3@-215" in segment and "--qc warn" in segment
+    assert "--absent-organ spleen" in segment
+    assert "--vertebra-level" not in _job(jobs, "segment", patient="P02").shell
+    assert "results/P01/segment/qc.json" in _job(jobs, "report", patient="P01").inputs

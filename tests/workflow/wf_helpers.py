@@ -27,7 +27,7 @@ STAGE_MODULES = (
 )
 
 SHEET_COLUMNS = ("patient_id", "input", "radionuclide", "sex", "injected_mbq", "injection_datetime",
-                 "calibration_cps_per_mbq", "reference_time_point", "masks")
+                 "calibration_cps_per_mbq", "reference_time_point", "masks", "vertebra_level")
 
 
 def missing_stages() -> list[str]:

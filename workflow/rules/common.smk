@@ -331,7 +331,12 @@ def kinetics_flags():
 
 
 def segment_masks_flag(wildcards, input):
-    return _flags([("--masks", input.masks)]) if "masks" in input.keys() else ""
+    """--masks from the sheet's masks column, --vertebra-level from its vertebra_level column."""
+    row = PATIENTS[wildcards.patient].row
+    pairs = [("--masks", input.masks)] if "masks" in input.keys() else []
+    if row.get("vertebra_level"):
+        pairs.append(("--vertebra-level", row["vertebra_level"]))
+    return _flags(pairs)
 
 
 def dose_config_file():
