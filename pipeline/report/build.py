@@ -135,12 +135,16 @@ def _segment_gate(path: Path) -> str:
         head += " (failing checks overridden with segment.qc: warn)"
     head += f" - {len(checks)} checks, {len(bad)} not passed.</p>"
     parts = [head]
+
+    def shown(v):  # three significant digits: the checks' ranges are not finer than that
+        return f"{v:.3g}" if isinstance(v, float) else v
+
     if bad:
         parts.append("<ul>" + "".join(
             f"<li class=\"qc{esc(c['status'])}\">{esc(c['status']).upper()}: {esc(c['structure'])}: "
-            f"{esc(c['check'])} = {esc(c['value'])} {esc(c['unit'])} (expected {esc(c['expected'])})"
+            f"{esc(c['check'])} = {esc(shown(c['value']))} {esc(c['unit'])} (expected {esc(c['expected'])})"
             f"{(' - ' + esc(c['note'])) if c.get('note') else ''}</li>" for c in bad) + "</ul>")
-    rows = [{k: c.get(k) for k in ("structure", "check", "value", "unit", "status", "expected", "source")}
+    rows = [{k: shown(c.get(k)) for k in ("structure", "check", "value", "unit", "status", "expected", "source")}
             for c in checks]
     parts.append(table(rows, caption="All checks (segment/qc.json)"))
     return "".join(parts)

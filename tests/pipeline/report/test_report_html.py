@@ -204,5 +204,5 @@ def test_segmentation_gate_warnings_are_red_and_named(tmp_path):
     p.feed(page)
     red = [a for t, a in p.tags if a.get("class") == "qcwarn"]
     assert len(red) == 2  # the verdict line and the one warning
-    assert "WARN: spleen: volume_ml = 812.0 mL (expected 50-700 mL)" in p.sections["segmentation"]
+    assert "WARN: spleen: volume_ml = 812 mL (expected 50-700 mL)" in p.sections["segmentation"]
     assert "Segmentation QC gate: WARN" in p.sections["segmentation"]
