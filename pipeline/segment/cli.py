@@ -171,27 +171,36 @@ def _independent_levels(ct: Image, info: dict, lumbar_count: int, vertebra_level
     info["notes"].extend(f"spine analysis of the CT (QC of the imported L2-L4): {n}" for n in spine.notes)
 
 
+class GateFailure(InputError):
+    """The QC gate failed; ``record`` is the QC record for the rejected masks."""
+
+    def __init__(self, path, problem, record):
+        super().__init__(path, problem)
+        self.record = record
+
+
 def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, absent_organs=(),
              mode: str = "fail", source=None) -> dict:
     """Run the QC gate on ``labels``; raise on a failing check unless ``mode`` is ``"warn"``.
 
     Returns the QC record (dict for ``qc.json``). In ``warn`` mode failing
     checks are kept as ``fail`` in the record, and ``overridden`` says so.
+    Raises :class:`GateFailure` (an InputError carrying the record) otherwise.
     """
     from .gate import check_segmentation
 
     res = check_segmentation(ct, labels, spect=spect, levels=info.get("levels_z_mm"),
                              absent_organs=tuple(absent_organs))
     fails = res.by_status("fail")
+    record = res.as_dict()
+    record.update(mode=mode, overridden=bool(fails) and mode == "warn", backend=info.get("backend"),
+                  levels=info.get("level_vote"))
     if fails and mode != "warn":
         more = f" (+{len(fails) - 1} more failing: " + ", ".join(
             f"{c.structure} {c.check}" for c in fails[1:]) + ")" if len(fails) > 1 else ""
-        raise InputError(source, fails[0].line() + more
-                         + "; check the masks, then rerun with --qc warn (workflow: segment.qc: warn) "
-                           "to go on")
-    record = res.as_dict()
-    record.update(mode=mode, overridden=bool(fails), backend=info.get("backend"),
-                  levels=info.get("level_vote"))
+        raise GateFailure(source, fails[0].line() + more
+                          + "; check the masks, then rerun with --qc warn (workflow: segment.qc: warn) "
+                            "to go on", record)
     return record
 
 
@@ -270,8 +279,15 @@ def _run(args) -> int:
                            absent_organs=args.absent_organ, vertebra_level=args.vertebra_level)
     for note in info["notes"]:
         print(f"note: {note}")
-    qc = run_gate(ct, labels, info, spect, args.absent_organ, args.qc,
-                  source=args.masks if args.masks else args.ct)
+    try:
+        qc = run_gate(ct, labels, info, spect, args.absent_organ, args.qc,
+                      source=args.masks if args.masks else args.ct)
+    except GateFailure as exc:
+        # the rejected masks, their QC record and figure go beside the output folder (never into it),
+        # so that the physicist can look before deciding on --qc warn
+        rejected = Path(str(args.out).rstrip("/") + "_rejected")
+        write_outputs(rejected, ct, labels, info, args.patient_id, qc=exc.record)
+        raise InputError(exc.path, f"{exc.problem}; the rejected masks and qc.png are in {rejected}") from None
     evaluation = _evaluate(args, ct, labels, info) if args.evaluate else None
     write_outputs(args.out, ct, labels, info, args.patient_id, sources=(Path(args.ct).name,
                   Path(args.spect).name if args.spect else None, Path(args.masks).name if args.masks else None),

@@ -76,6 +76,11 @@ def test_failing_qc_gate_exits_2_with_one_line_and_writes_nothing(tmp_path, phan
     assert err[0].startswith(f"spectdose segment: error: {masks}: kidney_left: volume_ml (3.5")
     assert "expected 70-300 mL" in err[0] and "--qc warn" in err[0]
     assert not (tmp_path / "o").exists()
+    # the rejected masks are kept beside it, with their QC record, for the physicist to look at
+    rejected = tmp_path / "o_rejected"
+    assert f"rejected masks and qc.png are in {rejected}" in err[0]
+    qc = json.loads((rejected / "qc.json").read_text())
+    assert qc["status"] == "fail" and not qc["overridden"] and (rejected / "qc.png").is_file()
 
 
 def test_folder_for_ct_and_bad_patient_id_are_one_line_errors(tmp_path, phantom_axial, capsys):
