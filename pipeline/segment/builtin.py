@@ -39,6 +39,7 @@ from ..grid import bounding_box
 from ..image import Image
 from . import labels as L
 from .marrow import ellipsoid_structure, marrow_voi
+from .orient import block_mean, from_ras_order, ras_order_affine, to_ras_order
 from .spine import analyse_spine
 
 __all__ = ["BuiltinOptions", "BuiltinResult", "segment_builtin"]
@@ -88,44 +89,6 @@ class BuiltinResult:
 
 
 # --------------------------------------------------------------------------- geometry helpers
-def _to_ras_order(image: Image):
-    """Array of ``image`` with axes permuted/flipped to RAS order, and the orientation transform."""
-    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
-
-    ornt = io_orientation(image.affine)
-    tr = ornt_transform(ornt, axcodes2ornt("RAS"))
-    arr = apply_orientation(np.asarray(image.array), tr)
-    perm = [int(np.flatnonzero(tr[:, 0] == ax)[0]) for ax in range(3)]
-    vs = image.voxel_size_mm[perm]
-    return arr, tr, vs
-
-
-def _from_ras_order(arr, image: Image):
-    """Inverse of :func:`_to_ras_order` for an array on the RAS-ordered grid."""
-    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
-
-    back = ornt_transform(axcodes2ornt("RAS"), io_orientation(image.affine))
-    return apply_orientation(arr, back)
-
-
-def _ras_order_affine(image: Image, tr, f) -> np.ndarray:
-    """Affine (index -> RAS+ mm) of the RAS-ordered working grid with block factors ``f``."""
-    from nibabel.orientations import inv_ornt_aff
-
-    aff = image.affine @ inv_ornt_aff(tr, image.shape)
-    scale = np.eye(4)
-    scale[:3, :3] = np.diag(f)
-    scale[:3, 3] = (np.asarray(f, float) - 1.0) / 2.0
-    return aff @ scale
-
-
-def _block_mean(arr, f):
-    sh = [s // g * g for s, g in zip(arr.shape, f)]
-    a = arr[: sh[0], : sh[1], : sh[2]]
-    a = a.reshape(sh[0] // f[0], f[0], sh[1] // f[1], f[1], sh[2] // f[2], f[2])
-    return a.mean(axis=(1, 3, 5), dtype=np.float32)
-
-
 def _upsample_labels(lab, f, shape):
     out = lab
     for ax, g in enumerate(f):
@@ -389,11 +352,11 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     BuiltinResult
         ``labels`` on the CT grid (uint16, DESIGN ids), vertebra levels, notes.
     """
-    arr, tr, vs_full = _to_ras_order(ct)
+    arr, tr, vs_full = to_ras_order(ct)
     arr = np.maximum(arr.astype(np.float32), -1024.0)
     f = tuple(int(max(1, round(options.working_voxel_mm / v))) if ax < 2 else 1
               for ax, v in enumerate(vs_full))
-    work = _block_mean(arr, f) if f != (1, 1, 1) else arr
+    work = block_mean(arr, f) if f != (1, 1, 1) else arr
     vs = vs_full * np.array(f)
     notes: list[str] = []
 
@@ -408,7 +371,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
 
     try:
         spine = analyse_spine(work, body, vs, lumbar_count=options.lumbar_count,
-                              affine=_ras_order_affine(ct, tr, f), anchor_level=options.vertebra_level)
+                              affine=ras_order_affine(ct, tr, f), anchor_level=options.vertebra_level)
     except ValueError as exc:  # a manual anchor that names no vertebra
         raise InputError(None, f"built-in segmenter: {exc}") from None
     notes += spine.notes
@@ -467,9 +430,9 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     lab[lesions > 0] = lesions[lesions > 0].astype(np.uint16)
 
     full = _upsample_labels(lab, f, arr.shape)
-    full = _from_ras_order(full, ct)
+    full = from_ras_order(full, ct)
     out = ct.with_array(np.ascontiguousarray(full.astype(np.uint16)), unit="label")
-    work_aff = _ras_order_affine(ct, tr, f)
+    work_aff = ras_order_affine(ct, tr, f)
     levels = {}
     for v in spine.vertebrae:
         levels[v.name] = {"k_range_working": [v.k_lo, v.k_hi], "rib_bearing": v.rib_bearing,
@@ -488,7 +451,7 @@ def _spect_on_working_grid(ct, spect, tr, f, shape):
     from nibabel.orientations import apply_orientation
 
     a = apply_orientation(on_ct, tr).astype(np.float32)
-    a = _block_mean(a, f) if f != (1, 1, 1) else a
+    a = block_mean(a, f) if f != (1, 1, 1) else a
     return a[: shape[0], : shape[1], : shape[2]]
 
 

@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 from ..image import Image
 from . import labels as L
 from .gate_ranges import RANGES, Limits
-from .orient import block_factors, ras_order_affine, to_ras_order
+from .orient import block_factors, block_mean, ras_order_affine, to_ras_order
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
@@ -140,8 +140,7 @@ def _working_grid(ct: Image, labels: Image, working_voxel_mm: float) -> _Grid:
     lab, _, _ = to_ras_order(labels)
     f = block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
     sh = [s // g * g for s, g in zip(arr.shape, f)]
-    a = np.maximum(arr[: sh[0], : sh[1], : sh[2]].astype(np.float32), -1024.0)
-    a = a.reshape(sh[0] // f[0], f[0], sh[1] // f[1], f[1], sh[2] // f[2], f[2]).mean(axis=(1, 3, 5))
+    a = block_mean(np.maximum(arr.astype(np.float32), -1024.0), f)
     lab = lab[f[0] // 2: sh[0]: f[0], f[1] // 2: sh[1]: f[1], f[2] // 2: sh[2]: f[2]]
     vsw = vs * np.array(f)
     # smooth to about 3 mm FWHM: low-dose noise (20-40 HU SD) would otherwise put soft tissue

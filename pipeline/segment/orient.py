@@ -15,7 +15,7 @@ import numpy as np
 
 from ..image import Image
 
-__all__ = ["to_ras_order", "from_ras_order", "ras_order_affine", "block_factors"]
+__all__ = ["to_ras_order", "from_ras_order", "ras_order_affine", "block_factors", "block_mean"]
 
 
 def to_ras_order(image: Image, array=None):
@@ -79,3 +79,12 @@ def block_factors(voxel_size_mm, working_voxel_mm: float = 2.0, slices: bool = F
     if not slices:
         f[2] = 1
     return tuple(f)
+
+
+def block_mean(arr: np.ndarray, factors) -> np.ndarray:
+    """Mean over blocks of ``factors`` voxels (float32); a partial block at the far end is dropped."""
+    f = tuple(int(g) for g in factors)
+    sh = [n // g * g for n, g in zip(arr.shape, f)]
+    a = arr[: sh[0], : sh[1], : sh[2]]
+    a = a.reshape(sh[0] // f[0], f[0], sh[1] // f[1], f[1], sh[2] // f[2], f[2])
+    return a.mean(axis=(1, 3, 5), dtype=np.float32)

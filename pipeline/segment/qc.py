@@ -12,20 +12,13 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..image import Image
+from .orient import to_ras_order
 
 __all__ = ["LABEL_COLOURS", "qc_figure"]
 
 #: Contour colour per label id (lesions: magenta).
 LABEL_COLOURS = {1: "tab:orange", 2: "tab:red", 3: "tab:green", 4: "tab:purple",
                  5: "yellow", 6: "tab:cyan", 7: "white"}
-
-
-def _ras_array(image: Image):
-    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
-
-    tr = ornt_transform(io_orientation(image.affine), axcodes2ornt("RAS"))
-    perm = [int(np.flatnonzero(tr[:, 0] == ax)[0]) for ax in range(3)]
-    return apply_orientation(np.asarray(image.array), tr), image.voxel_size_mm[perm]
 
 
 def qc_figure(path, ct: Image, labels: Image, vocabulary: dict[int, str], title: str = "") -> Path:
@@ -53,8 +46,8 @@ def qc_figure(path, ct: Image, labels: Image, vocabulary: dict[int, str], title:
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    a, vs = _ras_array(ct)
-    lab, _ = _ras_array(labels)
+    a, _, vs = to_ras_order(ct)
+    lab, _, _ = to_ras_order(labels)
 
     from scipy import ndimage as ndi
 

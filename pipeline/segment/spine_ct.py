@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..image import Image
-from .orient import block_factors, ras_order_affine, to_ras_order
+from .orient import block_factors, block_mean, ras_order_affine, to_ras_order
 
 __all__ = ["spine_levels_mm", "levels_from_spine"]
 
@@ -41,13 +41,13 @@ def spine_levels_mm(ct: Image, lumbar_count: int = 5, working_voxel_mm: float = 
         name -> (z_lo_mm, z_hi_mm).
     spine : pipeline.segment.spine.SpineResult
     """
-    from .builtin import _block_mean, _body
+    from .builtin import _body
     from .spine import analyse_spine
 
     arr, tr, vs = to_ras_order(ct)
     f = block_factors(vs, working_voxel_mm)
     work = np.maximum(arr.astype(np.float32), -1024.0)
-    work = _block_mean(work, f) if f != (1, 1, 1) else work
+    work = block_mean(work, f) if f != (1, 1, 1) else work
     vsw = vs * np.array(f)
     body = _body(work, vsw)
     affine = ras_order_affine(ct, tr, f)

@@ -95,14 +95,15 @@ def small_ct(tmp_path_factory):
 
 def _analyse(ct, z_range=None, **kw):
     """analyse_spine on the ~2 mm working grid of ``ct`` (optionally cut to a z range, mm)."""
-    from pipeline.segment.builtin import _block_mean, _body
+    from pipeline.segment.builtin import _body
+    from pipeline.segment.orient import block_mean
     from pipeline.segment.spine import analyse_spine
 
     arr, tr, vs = to_ras_order(ct)
     f = block_factors(vs, 2.0)
     aff = ras_order_affine(ct, tr, f)
     w = np.maximum(arr.astype(np.float32), -1024.0)
-    w = _block_mean(w, f) if f != (1, 1, 1) else w
+    w = block_mean(w, f) if f != (1, 1, 1) else w
     if z_range is not None:
         z = aff[2, 2] * np.arange(w.shape[2]) + aff[2, 3]
         ks = np.flatnonzero((z >= z_range[0]) & (z <= z_range[1]))
