@@ -1,1 +1,1 @@
-"""Per-patient HTML report (``spectdose report``)."""
+"""Per-patient dosimetry report (``spectdose report``): HTML, PDF, fused dose figures, viewer bundle."""

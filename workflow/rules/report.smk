@@ -1,5 +1,8 @@
-# Last stage, report: one self-contained HTML page per patient (`spectdose report`), built from
-# what the stages wrote.
+# Last stage, report (`spectdose report`): one self-contained HTML page per patient, built from
+# what the stages wrote, with fused CT/dose figures (report/figures/), the same report as PDF
+# (report/report.pdf, printed by headless Chromium when it is installed; without Chromium the
+# log says "HTML only") and a viewer bundle for ITK-SNAP and 3D Slicer (report/viewer/). The PDF
+# and the bundle are not declared outputs: the rule succeeds on a machine without Chromium.
 
 
 rule report:
@@ -10,6 +13,10 @@ rule report:
         bed="results/{patient}/dose/bed.csv",
         planning="results/{patient}/dose/planning.json",
         dose_sidecar="results/{patient}/dose/dose.json",
+        dose_ct="results/{patient}/dose/dose_ct.nii.gz",
+        labels="results/{patient}/segment/labels.nii.gz",
+        vocabulary="results/{patient}/segment/labels.json",
+        ct=reference_ct,
         provenance="results/{patient}/dose/dose_provenance.json",
         fits="results/{patient}/kinetics/fits.json",
         organs="results/{patient}/segment/organs.csv",

@@ -1,25 +1,21 @@
-"""spectdose report: a self-contained page built from whatever the stages wrote."""
+"""spectdose report: page one, detail sections, no raw structures, escaping, missing files, CLI."""
 
 from __future__ import annotations
 
 import base64
 import csv
-import json
 import re
 from html.parser import HTMLParser
 
-import numpy as np
 import pytest
 
-from pipeline.report.build import build_report
+from pipeline.report.build import SECTION_TITLES, build_report
 from pipeline.report.cli import main
-
-SECTIONS = ("scans", "organ-doses", "marrow", "bed", "planning", "dvh", "kinetics", "registration",
-            "segmentation", "assumptions", "provenance")
+from pipeline.report.numbers import PLUS_MINUS
 
 
-class _Collector(HTMLParser):
-    """Collects tags, attributes, table cells and section texts of a page."""
+class Collector(HTMLParser):
+    """Collects tags, table cells (text), section texts and the summary's organ table rows."""
 
     def __init__(self):
         super().__init__()
@@ -47,26 +43,22 @@ class _Collector(HTMLParser):
             self.sections[self._section] += data
 
 
-def _parse(text):
-    parser = _Collector()
+def parse(text):
+    parser = Collector()
     parser.feed(text)
     return parser
 
 
-def _png(path, seed):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(2, 2), dpi=40)
-    ax.plot(np.random.default_rng(seed).random(5))
-    fig.savefig(path)
-    plt.close(fig)
-    return path.read_bytes()
+def organ_table(text):
+    """Rows (lists of cell texts) of the page-one organ table."""
+    start = text.index("<caption>Organ doses</caption>")
+    body = text[start:text.index("</table>", start)]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+    return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r, flags=re.S)]
+            for r in rows]
 
 
-def _no_external_references(page):
+def no_external_references(page):
     for tag, attrs in page.tags:
         for key in ("src", "href"):
             value = attrs.get(key)
@@ -75,112 +67,115 @@ def _no_external_references(page):
         assert tag not in ("script", "link", "iframe")
 
 
-def test_empty_patient_folder_gives_a_page_where_every_section_is_not_available(tmp_path):
+def test_empty_patient_folder_gives_every_section_with_not_available(tmp_path):
     patient = tmp_path / "P1"
     patient.mkdir()
-    page = _parse(build_report(patient))
-    assert set(page.sections) == set(SECTIONS)
-    for anchor in SECTIONS:
+    page = parse(build_report(patient))
+    assert set(SECTION_TITLES) <= set(page.sections)
+    for anchor in SECTION_TITLES:
         if anchor != "provenance":  # software versions at report time are always known
             assert "Not available" in page.sections[anchor], anchor
-    _no_external_references(page)
+    assert "QC verdict: INCOMPLETE" in page.sections["summary"]
+    no_external_references(page)
 
 
-@pytest.fixture
-def patient_dir(tmp_path):
-    p = tmp_path / "results" / "P7"
-    for sub in ("dose", "kinetics", "segment", "register/t1h", "register/t24h", "ingest/t1h", "ingest/t24h"):
-        (p / sub).mkdir(parents=True)
-    rows = [{"label": "1", "name": "kidney_left", "mass_g": "151.2", "mean_gy": "3.412", "gy_per_gbq": "0.4611"},
-            {"label": "3", "name": "liver", "mass_g": "1650", "mean_gy": "0.98765", "gy_per_gbq": "0.1335"}]
-    with open(p / "dose" / "organ_doses.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (p / "dose" / "marrow.json").write_text(json.dumps(
-        {"absorbed_dose_gy": 0.123, "red_marrow_mass_g": 1170,
-         "assumptions": {"l2l4_share": 0.067, "note": "<script>alert(1)</script>"}}))
-    (p / "dose" / "planning.json").write_text(json.dumps({"limiting_organ": "kidneys", "activity_gbq": 18.5}))
-    (p / "dose" / "bed.csv").write_text("organ,bed_gy,eqd2_gy\nkidney_left,3.9,3.0\n")
-    (p / "dose" / "dose.json").write_text(json.dumps(
-        {"kernel": {"nuclide": "Lu-177", "provenance": {"engine": "ompmc 0.4.0"}}, "method": "convolution"}))
-    (p / "dose" / "dose_provenance.json").write_text(json.dumps(
-        {"assumptions": {"density_correction": "dose in water scaled by density"},
-         "settings": {"method": "convolution"},
-         "kinetics": {"partial_volume_correction": "gtm", "note": "voxel map not corrected"}}))
-    images = {
-        "dose/dvh.png": _png(p / "dose" / "dvh.png", 1),
-        "kinetics/tac_liver.png": _png(p / "kinetics" / "tac_liver.png", 2),
-        "segment/qc.png": _png(p / "segment" / "qc.png", 3),
-        "register/t24h/qc.png": _png(p / "register" / "t24h" / "qc.png", 4),
-    }
-    (p / "kinetics" / "fits.json").write_text(json.dumps({
-        "time_points": [{"id": "t1h", "time_h": 1.0}, {"id": "t24h", "time_h": 24.0}],
-        "organs": {"liver": {"method": "fit", "chosen_model": "mono_exp", "tia_mbq_h": 1234.5,
-                             "tia_relative_sd": 0.05, "warnings": []}},
-        "options": {"selection": "AICc"}, "warnings": ["only two time points"]}))
-    for tp, hours in (("t1h", 1.0), ("t24h", 24.0)):
-        (p / "register" / tp / "qc.json").write_text(json.dumps({"ncc_after": 0.93, "time_point": tp}))
-        (p / "ingest" / tp / "timepoint.json").write_text(json.dumps({"time_point": tp, "time_h": hours}))
-    return p, rows, images
+def test_page_one_has_the_facts_the_organ_table_the_planning_sentence_and_the_qc_verdict(patient_dir):
+    text = build_report(patient_dir)
+    summary = parse(text).sections["summary"]
+    for fact in ("P7", "Lu-177", "7.40 GBq (7400 MBq)", "2026-01-05 09:00:00", "t1h (1.00 h), t24h (24.0 h)",
+                 "voxel S-value convolution", "partial-volume correction: off"):
+        assert fact in summary, fact
+    rows = organ_table(text)
+    header, body = rows[0], {r[0]: r for r in rows[1:]}
+    assert header == ["Organ", "Mass (g)", "TIA (MBq h)", f"Mean dose (Gy) {PLUS_MINUS} SD",
+                      "Dose per activity (Gy/GBq)", "BED (Gy)", "Status against limit"]
+    kidney = body["Left kidney"]
+    # 3.05307 Gy with 4.95 % SD (0.151 Gy): two digits of uncertainty, value to the same place
+    assert kidney[1:5] == ["143", f"5060 {PLUS_MINUS} 250", f"3.05 {PLUS_MINUS} 0.15", f"0.413 {PLUS_MINUS} 0.020"]
+    assert kidney[6] == "below: 13 % of 23 Gy (dose); 8.2 % of 40 Gy (BED)"
+    assert body["Red marrow (EANM, whole body)"][3] == f"0.388 {PLUS_MINUS} 0.020"
+    assert body["Liver"][2] == "\u2013" and body["Liver"][6] == "no limit set"
+    assert ("The red marrow limits the activity to 38.2 GBq (2 Gy absorbed dose); at that activity the kidneys "
+            "would receive 14.8 Gy (BED 20.8 Gy).") in summary
+    assert "QC verdict: WARN" in summary
+    assert "WARN: spleen volume_ml" in summary  # the failing/warning check is named on page one
 
 
-def test_report_shows_the_stage_tables_exactly(patient_dir):
-    p, rows, _ = patient_dir
-    page = _parse(build_report(p))
-    # Every organ-dose cell appears exactly as the CSV has it; JSON floats with 6 digits.
-    for row in rows:
-        for value in row.values():
-            assert value in page.cells, value
-    assert "18.5" in page.cells and "kidneys" in page.cells
-    assert "1234.5" in page.cells[page.cells.index("TIA (MBq*h)"):]
-    assert "Not available" not in page.sections["organ-doses"]
-    assert "only two time points" in page.sections["kinetics"]
-    assert "ompmc 0.4.0" in page.sections["provenance"]
-    assert "dose in water scaled by density" in page.sections["assumptions"]
-    assert "gtm" in page.sections["assumptions"]
-    # The scans table is ordered by time after injection.
-    scans = page.sections["scans"]
-    assert scans.index("t1h") < scans.index("t24h")
+def test_warning_checks_are_red_and_linked_to_their_details(patient_dir):
+    page = parse(build_report(patient_dir))
+    links = [a for t, a in page.tags if t == "a" and a.get("class") == "qcwarn"]
+    assert [a["href"] for a in links] == ["#qc-segment"]
+    assert any(t == "h3" and a.get("id") == "qc-segment" for t, a in page.tags)
+    assert "WARN: spleen: volume_ml = 812 mL (expected 50-700 mL)" in page.sections["qc"]
 
 
-def test_figures_are_embedded_byte_for_byte(patient_dir):
-    p, _, images = patient_dir
-    text = build_report(p)
-    page = _parse(text)
-    embedded = [base64.b64decode(attrs["src"].split(",", 1)[1])
-                for tag, attrs in page.tags if tag == "img"]
-    for name, data in images.items():
-        assert data in embedded, name
-    _no_external_references(page)
-    # register/t1h/qc.png was not written: that figure says so, the rest of the section is there.
-    assert "Not available: t1h/qc.png was not written." in page.sections["registration"]
-    assert "0.93" in page.sections["registration"]
+def test_no_raw_python_or_json_structure_in_any_cell(patient_dir):
+    page = parse(build_report(patient_dir))
+    for cell in page.cells:
+        assert "{" not in cell and "'" not in cell and "[" not in cell, cell
+    # the decay-correction mapping of timepoint.json is shown as its note, not as a dict
+    assert "not decay corrected" in page.sections["scans"]
+
+
+def test_every_organ_dose_of_the_csv_is_printed_at_the_precision_its_uncertainty_allows(patient_dir):
+    text = build_report(patient_dir)
+    cells = parse(text).cells
+    with open(patient_dir / "dose" / "organ_doses.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            mean, sd = float(row["mean_gy"]), float(row["mean_gy"]) * float(row["mean_gy_relative_sd_kinetics"])
+            printed = [c for c in cells if c.endswith(f"{PLUS_MINUS} {c.split(PLUS_MINUS)[-1].strip()}")
+                       and c.split(PLUS_MINUS)[0].strip().replace(".", "").isdigit()]
+            shown = [c for c in printed if abs(float(c.split(PLUS_MINUS)[0]) - mean) <= 0.006 * mean]
+            assert shown, row["name"]
+            value, unc = (s.strip() for s in shown[0].split(PLUS_MINUS))
+            decimals = len(value.split(".")[1]) if "." in value else 0
+            assert abs(float(value) - mean) <= 0.5 * 10 ** -decimals + 1e-12
+            assert abs(float(unc) - sd) <= 0.5 * 10 ** -decimals + 1e-12
+            assert len(unc.replace(".", "").lstrip("0")) == 2  # two significant digits of uncertainty
 
 
 def test_text_from_files_is_escaped(patient_dir):
-    p, _, _ = patient_dir
-    text = build_report(p)
+    text = build_report(patient_dir)
     assert "<script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
-def test_unreadable_file_makes_its_section_not_available(patient_dir):
-    p, _, _ = patient_dir
-    (p / "dose" / "planning.json").write_text("{not json")
-    page = _parse(build_report(p))
-    assert "Not available" in page.sections["planning"]
-    assert "unreadable" in page.sections["planning"]
-    assert "Not available" not in page.sections["organ-doses"]
+def test_unreadable_file_makes_its_part_not_available(patient_dir):
+    (patient_dir / "dose" / "planning.json").write_text("{not json")
+    page = parse(build_report(patient_dir))
+    assert "Not available" in page.sections["planning"] and "unreadable" in page.sections["planning"]
+    assert "activity planning: dose/planning.json was not written" in page.sections["summary"]
+    assert "Left kidney" in page.sections["summary"]
 
 
-def test_cli_writes_the_page(patient_dir, tmp_path, capsys):
-    p, _, _ = patient_dir
+def test_figures_are_embedded_byte_for_byte(patient_dir, tmp_path):
+    figure = tmp_path / "fig.png"
+    figure.write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    page = parse(build_report(patient_dir, figures=[(figure, "fused dose")]))
+    embedded = [base64.b64decode(a["src"].split(",", 1)[1]) for t, a in page.tags if t == "img"]
+    assert figure.read_bytes() in embedded
+    assert "Not available: dose/dvh.png was not written." in page.sections["dose"]
+    no_external_references(page)
+
+
+def test_cli_writes_html_figures_and_viewer_and_says_when_there_is_no_pdf(patient_dir, tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setenv("SPECTDOSE_CHROMIUM", str(tmp_path / "no-such-chromium"))
     out = tmp_path / "out" / "report.html"
-    assert main(["--patient-dir", str(p), "--out", str(out)]) == 0
+    (out.parent).mkdir()
+    out.with_suffix(".pdf").write_text("stale")
+    assert main(["--patient-dir", str(patient_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "report: PDF not written: Chromium not found" in printed and "HTML only" in printed
+    assert not out.with_suffix(".pdf").exists()  # no stale PDF beside a new HTML
     text = out.read_text()
     assert text.startswith("<!DOCTYPE html>")
     assert "P7" in re.search(r"<title>(.*?)</title>", text).group(1)
+    for name in ("dose_kidneys.png", "dose_l3.png", "dose_mip.png"):
+        assert (out.parent / "figures" / name).stat().st_size > 10_000, name
+    assert text.count("<img") >= 3
+    assert (out.parent / "viewer" / "P7.itksnap").is_file()
 
 
 def test_cli_missing_patient_folder_is_one_clear_error(tmp_path, capsys):
@@ -191,18 +186,24 @@ def test_cli_missing_patient_folder_is_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_segmentation_gate_warnings_are_red_and_named(tmp_path):
-    seg = tmp_path / "P1" / "segment"
-    seg.mkdir(parents=True)
-    checks = [{"structure": "kidney_left", "check": "volume_ml", "value": 150.0, "unit": "mL", "status": "pass",
-               "expected": "70-300 mL", "source": "ICRP 89", "note": ""},
-              {"structure": "spleen", "check": "volume_ml", "value": 812.0, "unit": "mL", "status": "warn",
-               "expected": "50-700 mL", "source": "Prassopoulos 1997", "note": ""}]
-    (seg / "qc.json").write_text(json.dumps({"status": "warn", "overridden": False, "checks": checks}))
-    page = build_report(tmp_path / "P1")
-    p = _Collector()
-    p.feed(page)
-    red = [a for t, a in p.tags if a.get("class") == "qcwarn"]
-    assert len(red) == 2  # the verdict line and the one warning
-    assert "WARN: spleen: volume_ml = 812 mL (expected 50-700 mL)" in p.sections["segmentation"]
-    assert "Segmentation QC gate: WARN" in p.sections["segmentation"]
+def test_missing_volumes_leave_a_note_instead_of_the_fused_figures(tmp_path, capsys, monkeypatch):
+    from report_synthetic import make_patient
+
+    monkeypatch.setenv("SPECTDOSE_CHROMIUM", str(tmp_path / "none"))
+    patient = make_patient(tmp_path, with_volumes=False)
+    out = tmp_path / "rep" / "report.html"
+    assert main(["--patient-dir", str(patient), "--out", str(out), "--no-viewer"]) == 0
+    assert "fused dose figures: dose/dose_ct.nii.gz was not written" in out.read_text()
+    assert "Left kidney" in out.read_text()  # the rest of the page is there
+
+
+@pytest.mark.parametrize("pvc, expected", [("none", "partial-volume correction: off"),
+                                           ("gtm", "on (gtm, organ level: organ curves only)"),
+                                           ("rbv", "on (rbv, voxel level: corrects the dose maps)")])
+def test_method_line_says_whether_partial_volume_correction_changed_the_doses(patient_dir, pvc, expected):
+    import json
+
+    fits = json.loads((patient_dir / "kinetics" / "fits.json").read_text())
+    fits["options"]["pvc"] = pvc
+    (patient_dir / "kinetics" / "fits.json").write_text(json.dumps(fits))
+    assert expected in parse(build_report(patient_dir)).sections["summary"]
