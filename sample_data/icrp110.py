@@ -56,7 +56,7 @@ from pipeline.segment import labels as L
 
 __all__ = ["Phantom", "DevelopmentCase", "load_phantom", "orientation_from_anatomy", "make_ct",
            "lumbar_levels", "reference_labels", "development_cases", "load_case", "default_zip_path",
-           "fov_z_range", "hu_table", "main"]
+           "fov_z_range", "hu_table", "atlas_subjects", "main"]
 
 #: Phantom name -> (array shape (I, J, K), voxel size mm) as given by the .mhd headers.
 _FILES = {"AF": ((299, 137, 348), (1.775, 1.775, 4.84)),
@@ -667,6 +667,36 @@ def load_case(zip_path, case: str | DevelopmentCase, seed: int = 0, phantom: Pha
     ct = make_ct(ph, c.voxel_size_mm, c.noise_hu, seed=seed, z_range_mm=zr)
     ref, levels = reference_labels(ph, ct)
     return ct, ref, levels
+
+
+def atlas_subjects(zip_path=None, names=("AF", "AM"), voxel_mm: float = 4.0) -> list:
+    """The ICRP-110 phantoms as atlas subjects (:class:`pipeline.segment.atlas.AtlasSubject`).
+
+    Each: a noise-free CT of the trunk (:func:`make_ct`, no table, no colon gas) on an
+    isotropic ``voxel_mm`` grid and its reference labels (kidneys, liver, spleen,
+    L2-L4 bodies, body).
+
+    Parameters
+    ----------
+    zip_path : str or Path, optional
+        The OpenDose zip (default :func:`default_zip_path`).
+    names : sequence of str
+        Phantoms to use ("AF", "AM"); leave one out to test on it.
+    voxel_mm : float
+        Atlas voxel size, mm.
+    """
+    from pipeline.segment.atlas import AtlasSubject
+
+    zip_path = zip_path or default_zip_path()
+    out = []
+    for name in names:
+        ph = load_phantom(zip_path, name)
+        ct = make_ct(ph, (voxel_mm,) * 3, noise_hu=0.0, table=False, gas_fraction=0.0,
+                     z_range_mm=fov_z_range(ph, "trunk"))
+        ref, _ = reference_labels(ph, ct)
+        out.append(AtlasSubject(f"ICRP110_{name}", ct, ref,
+                                "ICRP Publication 110 adult reference phantom, OpenDose packaging (CC BY 4.0)"))
+    return out
 
 
 # --------------------------------------------------------------------------- command

@@ -12,7 +12,10 @@ and prints one line per case: Dice per organ, whether L2, L3, L4 are at the righ
 the QC verdict (with the failing checks) and the time. A case where the segmenter refuses
 (one line) is reported as refused, never as a success. ``--anchor`` gives the
 segmenter the reference L3 centre (``--vertebra-level``), to judge the organs
-apart from the level count.
+apart from the level count. ``--atlas loo|all`` finds the organs by atlas
+registration (:mod:`pipeline.segment.atlas_organs`) with the ICRP-110 phantoms:
+``loo`` leaves a case's own phantom out of the atlas (the honest test of a new
+patient), ``all`` keeps it (what a held-back case made from these phantoms would see).
 """
 
 from __future__ import annotations
@@ -28,18 +31,20 @@ __all__ = ["run_case", "main", "ORGANS"]
 ORGANS = ("kidney_left", "kidney_right", "liver", "spleen")
 
 
-def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False) -> dict:
+def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
+         atlas=()) -> dict:
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
     from pipeline.segment.evaluate import compare_labels, compare_levels
 
     t = time.perf_counter()
-    row = {"case": name + (" (anchor)" if anchor else "")}
+    row = {"case": name + (" (anchor)" if anchor else ""),
+           "atlas": ",".join(a.name.replace("ICRP110_", "") for a in atlas) or "rules"}
     level = None
     if anchor and "L3" in ref_levels:
         level = f"L3@{0.5 * sum(ref_levels['L3']):.1f}"  # the reference L3 centre, as a physicist would give it
     try:
-        labels, info = segment(ct, spect=spect, vertebra_level=level)
+        labels, info = segment(ct, spect=spect, vertebra_level=level, atlas=atlas)
     except SpectdoseError as exc:
         row.update(refused=str(exc), seconds=time.perf_counter() - t)
         return row
@@ -57,7 +62,16 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     return row
 
 
-def run_case(name: str, shared: Path, anchor: bool = False) -> dict:
+def _atlas_for(case: str, mode: str, subjects) -> tuple:
+    """Atlas subjects for a case: ``none``; ``all``; ``loo`` (an ICRP-110 case without its own phantom)."""
+    if mode == "none":
+        return ()
+    if mode == "loo" and case[:2] in ("AF", "AM"):
+        return tuple(s for s in subjects if not s.name.endswith("_" + case[:2]))
+    return tuple(subjects)
+
+
+def run_case(name: str, shared: Path, anchor: bool = False, atlas=()) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -76,7 +90,7 @@ def run_case(name: str, shared: Path, anchor: bool = False) -> dict:
             zz = z[s == tid]
             levels[n] = (float(zz.min()), float(zz.max()))
         return _row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"),
-                    anchor=anchor)
+                    anchor=anchor, atlas=atlas)
     if name.startswith("sample"):
         import tempfile
 
@@ -89,25 +103,25 @@ def run_case(name: str, shared: Path, anchor: bool = False) -> dict:
             spect, _ = read_image(out / "nifti" / "t24h_spect.nii.gz")
             ref, _ = read_image(out / "truth" / "labels.nii.gz")
             levels = {n: tuple(v) for n, v in vertebra_z_ranges().items()}
-            return _row(name, ct, ref, levels, spect=spect, anchor=anchor)
+            return _row(name, ct, ref, levels, spect=spect, anchor=anchor, atlas=atlas)
     from sample_data.icrp110 import load_case
 
     ct, ref, levels = load_case(shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip", name)
     return _row(name, ct, ref, {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")},
-                anchor=anchor)
+                anchor=anchor, atlas=atlas)
 
 
 def format_rows(rows) -> str:
-    head = f"{'case':<16}{'kidL':>6}{'kidR':>6}{'liver':>6}{'splee':>6}  levels      QC     s"
+    head = f"{'case':<24}{'atlas':<7}{'kidL':>6}{'kidR':>6}{'liver':>6}{'splee':>6}  levels      QC     s"
     lines = [head, "-" * len(head)]
     for r in rows:
         if "refused" in r:
-            lines.append(f"{r['case']:<16} refused: {r['refused'][:110]}")
+            lines.append(f"{r['case']:<24}{r.get('atlas', ''):<7} refused: {r['refused'][:110]}")
             continue
         d = "".join(f"{'-' if r['dice'][o] is None else format(r['dice'][o], '.2f'):>6}" for o in ORGANS)
         lv = " ".join(f"{n}{'?' if ok is None else ('+' if ok else 'x')}" for n, ok in r["levels"].items())
         fails = f" fail: {', '.join(r['qc_failing'])}" if r["qc_failing"] else ""
-        lines.append(f"{r['case']:<16}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}")
+        lines.append(f"{r['case']:<24}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}")
     return "\n".join(lines)
 
 
@@ -118,10 +132,18 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default="AF_2mm,AF_3mm,AF_4mm,AM_2mm,AM_3mm,AM_4mm,AF_3mm_abdomen,totalseg,sample")
     p.add_argument("--anchor", action="store_true",
                    help="give the reference L3 centre as --vertebra-level (organs judged apart from the levels)")
+    p.add_argument("--atlas", choices=("none", "loo", "all"), default="none",
+                   help="organs by atlas registration with the ICRP-110 phantoms: none (the rules), "
+                        "loo (an ICRP case without its own phantom: the honest test), all")
     args = p.parse_args(argv)
+    subjects = ()
+    if args.atlas != "none":
+        from sample_data.icrp110 import atlas_subjects
+
+        subjects = atlas_subjects(args.shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip")
     rows = []
     for name in args.cases.split(","):
-        rows.append(run_case(name, args.shared, args.anchor))
+        rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects)))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

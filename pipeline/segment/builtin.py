@@ -66,6 +66,10 @@ class BuiltinOptions:
     vertebra_level : str or (str, float), optional
         Manual level anchor, e.g. ``"L3@-215"``: the vertebra whose body contains
         z = -215 mm (RAS+ superior) is L3; overrides the level vote.
+    atlas : tuple of AtlasSubject
+        Labelled CTs (:mod:`pipeline.segment.atlas`); when given, kidneys, liver and
+        spleen come from atlas registration and the patient's CT numbers
+        (:func:`pipeline.segment.atlas_organs.atlas_organs`) instead of the rules.
     """
 
     lumbar_count: int = 5
@@ -76,6 +80,7 @@ class BuiltinOptions:
     lesion_threshold: float = 0.4
     working_voxel_mm: float = 2.0
     vertebra_level: str | tuple | None = None
+    atlas: tuple = ()
 
 
 @dataclass
@@ -86,6 +91,7 @@ class BuiltinResult:
     vertebrae: dict = field(default_factory=dict)  # name -> {"k_range_ct": [lo, hi], "rib_bearing": bool}
     notes: list = field(default_factory=list)
     level_vote: dict = field(default_factory=dict)  # the spine vote (pipeline.segment.levels), for qc.json
+    organ_method: dict = field(default_factory=dict)  # how kidneys, liver, spleen were found (rules or atlas record)
 
 
 # --------------------------------------------------------------------------- geometry helpers
@@ -391,15 +397,27 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         bodies[n] = m
     spine_x = float(np.nanmedian(spine.centre[:, 0]))
 
-    v4 = spine.by_name("L4")
-    # kidneys first (tight HU window, they hold the lowest soft-tissue HU), then liver and spleen
-    kidneys, knotes = _kidneys(sm, body, bone, vs, spine, np.zeros(work.shape, bool), spect_w)
-    notes += knotes
-    excl = kidneys["kidney_left"] | kidneys["kidney_right"]
-    liver = _organ_under_lung(sm, lungs, body, bone, vs, "right", spine_x, excl, k_min=v4.k_lo)
-    excl |= liver
-    spleen = _organ_under_lung(sm, lungs, body, bone, vs, "left", spine_x, excl, posterior_only=True,
-                               max_depth_mm=150.0, erode_mm=5.0, k_min=v4.k_lo)
+    if options.atlas:
+        from .atlas_organs import atlas_organs
+
+        work_img = Image(work, ras_order_affine(ct, tr, f), "HU")
+        masks, organ_method = atlas_organs(work_img, ct, options.atlas)
+        masks = {n: m & body & ~bone for n, m in masks.items()}
+        kidneys = {n: masks[n] for n in ("kidney_left", "kidney_right")}
+        liver, spleen = masks["liver"], masks["spleen"]
+        notes.append("kidneys, liver, spleen: atlas (" + ", ".join(
+            f"{n} {r['method']}" for n, r in organ_method["organs"].items()) + ")")
+    else:
+        organ_method = {"method": "rules"}
+        v4 = spine.by_name("L4")
+        # kidneys first (tight HU window, they hold the lowest soft-tissue HU), then liver and spleen
+        kidneys, knotes = _kidneys(sm, body, bone, vs, spine, np.zeros(work.shape, bool), spect_w)
+        notes += knotes
+        excl = kidneys["kidney_left"] | kidneys["kidney_right"]
+        liver = _organ_under_lung(sm, lungs, body, bone, vs, "right", spine_x, excl, k_min=v4.k_lo)
+        excl |= liver
+        spleen = _organ_under_lung(sm, lungs, body, bone, vs, "left", spine_x, excl, posterior_only=True,
+                                   max_depth_mm=150.0, erode_mm=5.0, k_min=v4.k_lo)
 
     lesions = np.zeros(work.shape, np.int32)
     if options.lesions_from_spect:
@@ -440,7 +458,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                               [v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[:3]],
                           "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.array(
                               [v.centre_xy[0], v.centre_xy[1], k, 1.0]))[2]) for k in (v.k_lo - 0.5, v.k_hi + 0.5))]}
-    return BuiltinResult(out, levels, notes, spine.levels)
+    return BuiltinResult(out, levels, notes, spine.levels, organ_method)
 
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="manual level anchor, e.g. L3@-215: the vertebra whose body contains z = -215 mm "
                         "(RAS+, superior coordinate of the CT) is L3; overrides the level vote")
     p.add_argument("--lesions-from-spect", action="store_true", help="built-in: SPECT hot spots as lesions")
+    p.add_argument("--atlas", default="none", metavar="PATH|auto|none",
+                   help="built-in: kidneys, liver and spleen by atlas registration: a folder of labelled CTs "
+                        "(<name>/ct.nii.gz + labels.nii.gz) or the OpenDose ICRP-110 zip; 'auto' uses "
+                        "$SPECTDOSE_ATLAS or ../shared/data/icrp110/ beside spectdose when present "
+                        "(default none: the rules)")
     p.add_argument("--qc", choices=("fail", "warn"), default="fail",
                    help="what a failing QC check does: stop the stage (fail, default) or go on with a "
                         "warning after a physicist has looked at the masks (warn)")
@@ -92,7 +97,7 @@ def organs_csv(rows) -> str:
 def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, masks=None, mapping=None,
             marrow_method: str = "eroded", marrow_margin_mm: float = 4.0, marrow_sphere_radius_mm: float = 8.0,
             lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None, absent_organs=(),
-            vertebra_level=None):
+            vertebra_level=None, atlas=()):
     """Label map on the CT grid from one backend.
 
     Returns
@@ -113,9 +118,11 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
 
         opts = BuiltinOptions(lumbar_count=lumbar_count, marrow_method=marrow_method,
                               marrow_margin_mm=marrow_margin_mm, marrow_sphere_radius_mm=marrow_sphere_radius_mm,
-                              lesions_from_spect=lesions_from_spect, vertebra_level=vertebra_level)
+                              lesions_from_spect=lesions_from_spect, vertebra_level=vertebra_level,
+                              atlas=tuple(atlas))
         res = segment_builtin(ct, spect, opts)
         notes += res.notes
+        info["organ_method"] = res.organ_method
         info["vertebrae"] = res.vertebrae
         info["level_vote"] = res.level_vote
         info["levels_z_mm"] = {n: tuple(v["z_range_ras_mm"]) for n, v in res.vertebrae.items() if n != "?"}
@@ -194,7 +201,7 @@ def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, a
     fails = res.by_status("fail")
     record = res.as_dict()
     record.update(mode=mode, overridden=bool(fails) and mode == "warn", backend=info.get("backend"),
-                  levels=info.get("level_vote"))
+                  levels=info.get("level_vote"), organ_method=info.get("organ_method"))
     if fails and mode != "warn":
         more = f" (+{len(fails) - 1} more failing: " + ", ".join(
             f"{c.structure} {c.check}" for c in fails[1:]) + ")" if len(fails) > 1 else ""
@@ -272,11 +279,18 @@ def _run(args) -> int:
     spect = None
     if args.spect:
         spect, _ = read_image(args.spect, unit="Bq/mL")
+    atlas = ()
+    if args.backend == "builtin":
+        from .atlas import load_atlas
+
+        atlas = load_atlas(args.atlas)
+        if str(args.atlas).lower() != "none" and not atlas:
+            print("note: no atlas found (--atlas auto): kidneys, liver and spleen by the rules")
     labels, info = segment(ct, args.backend, spect=spect, masks=args.masks, mapping=args.mapping,
                            marrow_method=args.marrow_method, marrow_margin_mm=args.marrow_margin_mm,
                            marrow_sphere_radius_mm=args.marrow_sphere_radius_mm, lumbar_count=args.lumbar_count,
                            lesions_from_spect=args.lesions_from_spect, ct_path=args.ct,
-                           absent_organs=args.absent_organ, vertebra_level=args.vertebra_level)
+                           absent_organs=args.absent_organ, vertebra_level=args.vertebra_level, atlas=atlas)
     for note in info["notes"]:
         print(f"note: {note}")
     try:

@@ -1,0 +1,379 @@
+"""Atlas registration of labelled CTs onto a patient's CT (kidneys, liver, spleen).
+
+Each atlas subject is a CT (HU) with organ labels (DESIGN ids). For a target CT:
+
+1. both are brought to a working grid (``working_mm``, axis-aligned, HU clipped to
+   [-1000, 1000], lightly smoothed);
+2. the superior-inferior offset is found by matching slice profiles (fraction of the
+   body that is lung, fraction that is bone) over every shift, so that an abdominal
+   field of view finds its place in a trunk atlas without any landmark;
+3. an affine transform (Mattes mutual information, target body mask, three
+   resolution levels) and a deformable one (fast symmetric-forces demons on HU
+   clipped to [-300, 300], three levels) map the target grid onto the atlas;
+4. each organ's indicator is smoothed and carried onto the target grid: a prior
+   probability per organ, averaged over the atlas subjects.
+
+:mod:`pipeline.segment.atlas_refine` turns the priors and the target CT into masks.
+The atlas subjects are read from a folder (:func:`read_atlas`), made for example by
+``python -m sample_data.icrp110_atlas`` from the ICRP-110 phantoms.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from ..errors import InputError
+from ..image import Image
+from ..imageio import read_image, to_sitk, write_image
+from . import labels as L
+
+__all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
+           "organ_priors", "z_offset_from_profiles", "warped_ct", "resolve_atlas_source", "load_atlas",
+           "ATLAS_ORGANS"]
+
+#: The organs an atlas carries onto the target (DESIGN ids).
+ATLAS_ORGANS = {"kidney_left": L.KIDNEY_LEFT, "kidney_right": L.KIDNEY_RIGHT, "liver": L.LIVER,
+                "spleen": L.SPLEEN}
+
+
+@dataclass(frozen=True)
+class AtlasSubject:
+    """One labelled CT of the atlas.
+
+    Attributes
+    ----------
+    name : str
+    ct : Image
+        HU.
+    labels : Image
+        DESIGN ids on the CT grid (at least the organs of :data:`ATLAS_ORGANS`).
+    source : str
+        Provenance (data set, licence) of the subject.
+    """
+
+    name: str
+    ct: Image
+    labels: Image
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class AtlasOptions:
+    """Settings of the atlas registration.
+
+    Parameters
+    ----------
+    working_mm : float
+        Isotropic voxel size of the registration grid, mm.
+    z_search_mm : float
+        Largest superior-inferior shift tried by the profile match, mm (either way).
+    demons_iterations : int
+        Demons iterations per resolution level.
+    demons_sigma_vox : float
+        Gaussian regularisation of the demons displacement field, working voxels (SD).
+    prior_sigma_mm : float
+        Smoothing of each warped organ indicator before it becomes a prior, mm (SD).
+    margin_mm : float, optional
+        When given, the registration uses only the patient's slab from this far below
+        the atlas organs to this far above them (twice that on the atlas side), mm.
+        Default None (whole field of view): on the ICRP-110 phantoms a 100 mm slab
+        registered worse (kidney Dice 0.58 against 0.77) for a third less time.
+    """
+
+    working_mm: float = 4.0
+    z_search_mm: float = 600.0
+    demons_iterations: int = 100
+    demons_sigma_vox: float = 2.0
+    prior_sigma_mm: float = 3.0
+    margin_mm: float | None = None
+
+
+# --------------------------------------------------------------------------- atlas folder
+def write_atlas_subject(folder, subject: AtlasSubject) -> Path:
+    """Write one subject as ``<folder>/<name>/{ct,labels}.nii.gz`` and ``subject.json``."""
+    out = Path(folder) / subject.name
+    out.mkdir(parents=True, exist_ok=True)
+    write_image(out / "ct.nii.gz", subject.ct, quantity="CT", dtype=np.int16)
+    write_image(out / "labels.nii.gz", subject.labels, quantity="labels", dtype=np.uint8)
+    (out / "subject.json").write_text(json.dumps({"name": subject.name, "source": subject.source}, indent=1))
+    return out
+
+
+def read_atlas(folder) -> list[AtlasSubject]:
+    """All subjects of an atlas folder (sub-folders with ``ct.nii.gz`` and ``labels.nii.gz``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "atlas folder not found")
+    subjects = []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if not (d / "ct.nii.gz").is_file() or not (d / "labels.nii.gz").is_file():
+            continue
+        ct, _ = read_image(d / "ct.nii.gz", unit="HU")
+        lab, _ = read_image(d / "labels.nii.gz", unit="label")
+        meta = json.loads((d / "subject.json").read_text()) if (d / "subject.json").is_file() else {}
+        subjects.append(AtlasSubject(d.name, ct, lab, meta.get("source", "")))
+    if not subjects:
+        raise InputError(folder, "atlas folder holds no subject (<name>/ct.nii.gz + labels.nii.gz)")
+    return subjects
+
+
+# --------------------------------------------------------------------------- working grid
+def _axis_aligned(img: sitk.Image, spacing_mm: float, default: float, interp=sitk.sitkLinear) -> sitk.Image:
+    """``img`` resampled on an identity-direction grid of ``spacing_mm`` covering it."""
+    size = np.array(img.GetSize())
+    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)])
+    pts = np.array([img.TransformContinuousIndexToPhysicalPoint([float(c) for c in cc]) for cc in corners])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    n = np.maximum(1, np.round((hi - lo) / spacing_mm).astype(int) + 1)
+    return sitk.Resample(img, [int(v) for v in n], sitk.Transform(), interp, [float(v) for v in lo],
+                         (spacing_mm,) * 3, (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), default)
+
+
+def _working(ct: Image, spacing_mm: float) -> sitk.Image:
+    s = sitk.Cast(to_sitk(ct), sitk.sitkFloat32)
+    s = sitk.SmoothingRecursiveGaussian(s, 0.5 * spacing_mm)
+    s = _axis_aligned(s, spacing_mm, -1000.0)
+    return sitk.Clamp(s, sitk.sitkFloat32, -1000.0, 1000.0)
+
+
+def _body_mask(a: np.ndarray) -> np.ndarray:
+    """Body on a working array (z, y, x): > -400 HU, largest component, holes filled per slice."""
+    m = a > -400.0
+    lab, n = ndi.label(m)
+    if n == 0:
+        return m
+    sizes = ndi.sum_labels(m, lab, np.arange(1, n + 1))
+    m = lab == int(np.argmax(sizes)) + 1
+    for k in range(m.shape[0]):
+        m[k] = ndi.binary_fill_holes(m[k])
+    return m
+
+
+def _profiles(a: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Per slice (z, y, x array): fraction of the body that is lung and that is bone, shape (nz, 2)."""
+    area = np.maximum(body.sum(axis=(1, 2)), 1)
+    lung = ((a < -500.0) & body).sum(axis=(1, 2)) / area
+    bone = ((a > 200.0) & body).sum(axis=(1, 2)) / area
+    p = np.stack([lung, 4.0 * bone], axis=1)  # bone fractions are about a quarter of lung fractions
+    p[body.sum(axis=(1, 2)) < 0.02 * body.sum(axis=(1, 2)).max()] = np.nan  # no body in the slice
+    return p
+
+
+def z_offset_from_profiles(target: sitk.Image, atlas: sitk.Image, search_mm: float) -> tuple[float, float]:
+    """Superior-inferior shift (mm) that best aligns the atlas's slice profiles to the target's.
+
+    Both images on identity-direction grids of the same spacing. The shift ``dz`` maps a
+    target point ``z`` to atlas ``z + dz``. Returns ``(dz_mm, cost)`` (mean squared
+    profile difference over the target's slices).
+    """
+    sp = target.GetSpacing()[2]
+    ta, aa = sitk.GetArrayViewFromImage(target), sitk.GetArrayViewFromImage(atlas)
+    pt, pa = _profiles(ta, _body_mask(ta)), _profiles(aa, _body_mask(aa))
+    zt = target.GetOrigin()[2] + sp * np.arange(ta.shape[0])
+    za0 = atlas.GetOrigin()[2]
+    best = (0.0, np.inf)
+    valid_t = ~np.isnan(pt[:, 0])
+    for dz in np.arange(-search_mm, search_mm + 0.5 * sp, sp):
+        ka = np.round((zt + dz - za0) / sp).astype(int)
+        ok = valid_t & (ka >= 0) & (ka < pa.shape[0])
+        if ok.sum() < 0.8 * valid_t.sum():
+            continue
+        d = pt[ok] - pa[ka[ok]]
+        d = d[~np.isnan(d).any(axis=1)]
+        if len(d) < 0.8 * valid_t.sum():
+            continue
+        cost = float(np.mean(d ** 2))
+        if cost < best[1]:
+            best = (float(dz), cost)
+    if not np.isfinite(best[1]):
+        raise InputError(None, "atlas: the CT's field of view overlaps no atlas subject")
+    return best
+
+
+# --------------------------------------------------------------------------- registration
+def _crop_z(img: sitk.Image, z_lo: float, z_hi: float) -> sitk.Image:
+    """Slices of an identity-direction image whose centres lie in [z_lo, z_hi] mm (at least 8)."""
+    n = img.GetSize()[2]
+    z = img.GetOrigin()[2] + img.GetSpacing()[2] * np.arange(n)
+    k = np.flatnonzero((z >= z_lo) & (z <= z_hi))
+    if k.size < 8:
+        return img
+    return img[:, :, int(k[0]):int(k[-1]) + 1]
+
+
+def _translation_init(fixed: sitk.Image, moving: sitk.Image, dz: float) -> sitk.AffineTransform:
+    """Affine (fixed -> moving points) with the profile shift in z and body centroids in x, y."""
+    fa, ma = sitk.GetArrayViewFromImage(fixed), sitk.GetArrayViewFromImage(moving)
+    fb = _body_mask(fa)
+    zf = fixed.GetOrigin()[2] + fixed.GetSpacing()[2] * np.arange(fa.shape[0])
+    km = np.round((zf + dz - moving.GetOrigin()[2]) / moving.GetSpacing()[2]).astype(int)
+    ok = (km >= 0) & (km < ma.shape[0])
+    mb = _body_mask(np.asarray(ma)[np.clip(km, 0, ma.shape[0] - 1)]) & ok[:, None, None]
+    fb = fb & ok[:, None, None]
+    cf = np.array(fixed.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.argwhere(fb).mean(0)[::-1]]))
+    cm_idx = np.argwhere(mb).mean(0)[::-1]
+    cm = np.array(moving.TransformContinuousIndexToPhysicalPoint([cm_idx[0], cm_idx[1], 0.0]))
+    t = sitk.AffineTransform(3)
+    t.SetCenter([float(v) for v in cf])
+    t.SetTranslation([float(cm[0] - cf[0]), float(cm[1] - cf[1]), float(dz)])
+    return t
+
+
+def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOptions = AtlasOptions()):
+    """Transform mapping target points to the atlas subject's (affine then demons).
+
+    Returns
+    -------
+    transform : sitk.CompositeTransform
+        Target physical point -> atlas physical point.
+    info : dict
+        ``dz_mm`` (profile shift), ``profile_cost``, ``affine_metric`` (Mattes MI),
+        ``demons_rms_change``.
+    """
+    sp = options.working_mm
+    fixed = _working(target_ct, sp)
+    moving = _working(subject.ct, sp)
+    dz, cost = z_offset_from_profiles(fixed, moving, options.z_search_mm)
+    # register only the slab that holds the atlas organs (plus margins): the rest of a
+    # trunk or whole-body CT costs time and does not move the organs
+    lab = np.asarray(subject.labels.array)
+    organ = np.isin(lab, list(ATLAS_ORGANS.values()))
+    if organ.any() and options.margin_mm is not None:
+        zs = subject.labels.index_to_world(np.argwhere(organ).astype(float))[:, 2]  # RAS z = LPS z
+        lo_a, hi_a = float(zs.min()), float(zs.max())
+        fixed = _crop_z(fixed, lo_a - dz - options.margin_mm, hi_a - dz + options.margin_mm)
+        moving = _crop_z(moving, lo_a - 2.0 * options.margin_mm, hi_a + 2.0 * options.margin_mm)
+    init = _translation_init(fixed, moving, dz)
+
+    fa = sitk.GetArrayFromImage(fixed)
+    fmask = sitk.GetImageFromArray(ndi.binary_dilation(_body_mask(fa), iterations=2).astype(np.uint8))
+    fmask.CopyInformation(fixed)
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(32)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(0.25, 1)
+    reg.SetMetricFixedMask(fmask)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, 150, relaxationFactor=0.7)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([4, 2, 1])
+    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    reg.SetInitialTransform(init, inPlace=False)
+    affine = reg.Execute(fixed, moving)
+    affine_metric = float(reg.GetMetricValue())
+
+    moved = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, -1000.0)
+    f2 = sitk.Clamp(fixed, sitk.sitkFloat32, -300.0, 300.0)
+    m2 = sitk.Clamp(moved, sitk.sitkFloat32, -300.0, 300.0)
+    demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+    demons.SetNumberOfIterations(options.demons_iterations)
+    demons.SetStandardDeviations(options.demons_sigma_vox)
+    disp = None
+    for shrink in (4, 2, 1):
+        fs = sitk.Shrink(f2, [shrink] * 3) if shrink > 1 else f2
+        ms = sitk.Shrink(m2, [shrink] * 3) if shrink > 1 else m2
+        if disp is None:
+            disp = demons.Execute(fs, ms)
+        else:
+            start = sitk.Resample(disp, fs, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+            disp = demons.Execute(fs, ms, start)
+    disp = sitk.Resample(disp, f2, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+    field = sitk.DisplacementFieldTransform(sitk.Cast(disp, sitk.sitkVectorFloat64))
+    comp = sitk.CompositeTransform(3)
+    comp.AddTransform(affine)
+    comp.AddTransform(field)  # the last added acts first: target -> (demons) -> (affine) -> atlas
+    info = {"subject": subject.name, "dz_mm": dz, "profile_cost": cost, "affine_metric": affine_metric,
+            "demons_rms_change": float(demons.GetRMSChange())}
+    return comp, info
+
+
+def organ_priors(grid: Image, subjects, transforms, options: AtlasOptions = AtlasOptions()) -> dict:
+    """Prior probability of each atlas organ on ``grid`` (mean over the subjects).
+
+    Parameters
+    ----------
+    grid : Image
+        Geometry of the output (its array is not used).
+    subjects : sequence of AtlasSubject
+    transforms : sequence of sitk.Transform
+        Target -> subject transforms (:func:`register_subject`).
+
+    Returns
+    -------
+    dict
+        Organ name -> float32 array on ``grid``, values in [0, 1].
+    """
+    ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
+    out = {name: np.zeros(grid.shape, np.float32) for name in ATLAS_ORGANS}
+    for subject, tr in zip(subjects, transforms):
+        lab = np.asarray(subject.labels.array)
+        vs = np.asarray(subject.labels.voxel_size_mm, float)
+        for name, lid in ATLAS_ORGANS.items():
+            ind = ndi.gaussian_filter((lab == lid).astype(np.float32), options.prior_sigma_mm / vs)
+            s = to_sitk(subject.labels.with_array(ind, unit="1"))
+            w = sitk.Resample(s, ref, tr, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+            out[name] += sitk.GetArrayFromImage(w).transpose(2, 1, 0) / len(subjects)
+    return out
+
+
+def warped_ct(grid: Image, subject: AtlasSubject, transform) -> np.ndarray:
+    """The subject's CT carried onto ``grid`` (HU, linear interpolation, -1000 outside)."""
+    ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
+    s = sitk.Cast(to_sitk(subject.ct), sitk.sitkFloat32)
+    w = sitk.Resample(s, ref, transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(w).transpose(2, 1, 0)
+
+
+def resolve_atlas_source(source):
+    """Where the atlas comes from: a folder, the ICRP-110 OpenDose zip, or nothing.
+
+    ``source`` ``None`` or ``"none"``: no atlas. ``"auto"``: the path in the environment
+    variable ``SPECTDOSE_ATLAS`` when set, else the OpenDose ICRP-110 zip at
+    ``../shared/data/icrp110/Input_GateLab_2019-04-02.zip`` beside the spectdose folder
+    when it is there, else no atlas. Any other value: that path (it must exist).
+
+    Returns
+    -------
+    Path or None
+    """
+    import os
+
+    if source is None or str(source).lower() == "none":
+        return None
+    if str(source).lower() == "auto":
+        env = os.environ.get("SPECTDOSE_ATLAS")
+        if env:
+            return resolve_atlas_source(env)
+        from sample_data.icrp110 import default_zip_path
+
+        p = default_zip_path()
+        return p if p.is_file() else None
+    p = Path(source)
+    if not p.exists():
+        raise InputError(p, "atlas not found (a folder of <name>/ct.nii.gz + labels.nii.gz, or the ICRP-110 zip)")
+    return p
+
+
+def load_atlas(source) -> tuple:
+    """Atlas subjects from :func:`resolve_atlas_source` (empty tuple: no atlas).
+
+    A ``.zip`` is read as the OpenDose ICRP-110 archive (both adult phantoms,
+    :func:`sample_data.icrp110.atlas_subjects`); a folder with :func:`read_atlas`.
+    """
+    p = resolve_atlas_source(source)
+    if p is None:
+        return ()
+    if p.is_file() and p.suffix == ".zip":
+        from sample_data.icrp110 import atlas_subjects
+
+        try:
+            return tuple(atlas_subjects(p))
+        except (KeyError, OSError, ValueError) as exc:
+            raise InputError(p, f"not a readable ICRP-110 OpenDose archive ({exc})") from None
+    return tuple(read_atlas(p))

@@ -1,0 +1,154 @@
+"""Atlas registration and the CT-based organ refinement on synthetic torsos with a known answer.
+
+The synthetic torso: an elliptic body of soft tissue (40 HU) in air, a fat layer, lungs
+(-850 HU) in the upper part, a spine (bone, 400 HU) and two "kidneys" (30 HU) in fat.
+The atlas is the same torso moved and stretched by a known amount, so the organs it
+carries must land on the target's; tolerances are a voxel or two of the 4 mm working grid.
+"""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from pipeline.errors import InputError
+from pipeline.image import Image, affine_from_geometry
+from pipeline.segment import labels as L
+from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, organ_priors, read_atlas,
+                                    register_subject, resolve_atlas_source, write_atlas_subject,
+                                    z_offset_from_profiles)
+from pipeline.segment.atlas_organs import atlas_organs
+from pipeline.segment.atlas_refine import intensity_model, refine_organs
+
+
+def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scale=1.0, noise=0.0, seed=0,
+          kidney_dz_mm=0.0):
+    """(ct Image, labels Image) of a synthetic torso; everything moved by ``shift_mm`` and scaled by
+    ``scale``; the kidneys (CT and labels) moved by ``kidney_dz_mm`` more along z."""
+    vs = np.asarray(vs)
+    c = (np.array(shape) - 1) / 2.0 * vs
+    g = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs)], indexing="ij")
+    x, y, z = (g[i] - c[i] - shift_mm[i] for i in range(3))
+    x, y, z = x / scale, y / scale, z / scale
+    ct = np.full(shape, -1000.0, np.float32)
+    lab = np.zeros(shape, np.uint8)
+    body = (x / 130.0) ** 2 + (y / 95.0) ** 2 < 1.0
+    ct[body] = -100.0  # fat
+    inner = (x / 115.0) ** 2 + (y / 80.0) ** 2 < 1.0
+    ct[inner] = 40.0
+    lab[body] = L.BODY
+    lungs = inner & (z > 40.0) & (np.abs(x) > 25.0) & ((np.abs(x) - 65.0) ** 2 / 40.0 ** 2 + y ** 2 / 55.0 ** 2 < 1)
+    ct[lungs] = -850.0
+    fat_pad = inner & (z < 30.0) & (z > -90.0) & (np.abs(x) > 25.0) & (np.abs(x) < 100.0) & (y < -5.0)
+    ct[fat_pad] = -100.0
+    spine = ((x / 18.0) ** 2 + ((y + 45.0) / 18.0) ** 2 < 1.0)
+    ct[spine & body] = 400.0
+    for side, lid in ((1.0, L.KIDNEY_LEFT), (-1.0, L.KIDNEY_RIGHT)):
+        k = ((x - side * 62.0) / 28.0) ** 2 + ((y + 40.0) / 22.0) ** 2 + ((z + 30.0 - kidney_dz_mm) / 50.0) ** 2 < 1.0
+        ct[k] = 30.0
+        lab[k] = lid
+    liver = inner & ~lungs & (x < -10.0) & (z > -20.0) & (z < 40.0) & (y > -30.0)
+    ct[liver] = 60.0
+    lab[liver] = L.LIVER
+    spleen = ((x - 80.0) / 25.0) ** 2 + ((y + 10.0) / 30.0) ** 2 + ((z - 15.0) / 35.0) ** 2 < 1.0
+    ct[spleen & ~lungs] = 50.0
+    lab[spleen & ~lungs] = L.SPLEEN
+    if noise:
+        ct = ct + np.random.default_rng(seed).normal(0, noise, shape).astype(np.float32)
+    aff = affine_from_geometry((0.0, 0.0, 0.0), np.eye(3), vs)
+    return Image(ct, aff, "HU"), Image(lab, aff, "label")
+
+
+def dice(a, b):
+    return 2.0 * np.sum(a & b) / max(1, a.sum() + b.sum())
+
+
+def test_profile_match_finds_the_superior_inferior_shift_of_a_cropped_field_of_view():
+    ct, _ = torso()
+    full = sitk.Cast(sitk.GetImageFromArray(np.transpose(np.asarray(ct.array), (2, 1, 0))), sitk.sitkFloat32)
+    full.SetSpacing((5.0, 5.0, 5.0))
+    crop = full[:, :, 20:55]  # a shorter field of view, 100 mm above the atlas's first slice
+    dz, _ = z_offset_from_profiles(crop, full, 300.0)
+    # crop's slice 0 sits at z = 100 mm in both: the shift that maps the crop onto the atlas is 0
+    assert abs(dz) <= 5.0
+    moved = sitk.Image(crop)
+    moved.SetOrigin((0.0, 0.0, crop.GetOrigin()[2] - 60.0))
+    dz, _ = z_offset_from_profiles(moved, full, 300.0)
+    assert abs(dz - 60.0) <= 5.0
+
+
+def test_intensity_model_ignores_fat_and_gas_in_a_misplaced_atlas_organ():
+    rng = np.random.default_rng(1)
+    organ = rng.normal(30.0, 10.0, 3000)
+    fat = rng.normal(-100.0, 10.0, 2000)  # 40 % of the training voxels are fat
+    gas = np.full(200, -900.0)
+    mu, sd = intensity_model(np.concatenate([organ, fat, gas]), min_sd_hu=5.0)
+    assert abs(mu - 30.0) < 3.0  # a median of all would be about -5 HU
+    assert 7.0 < sd < 14.0
+
+
+def test_refinement_moves_a_shifted_prior_onto_the_organ_the_ct_shows():
+    ct, lab = torso(vs=(3.0, 3.0, 3.0), shape=(96, 72, 110), noise=15.0)
+    truth = np.asarray(lab.array) == L.KIDNEY_LEFT
+    from scipy import ndimage as ndi
+
+    prior = ndi.shift(truth.astype(np.float32), (3.0, 0.0, 2.0), order=1)  # 9 mm and 6 mm off
+    prior = np.clip(ndi.gaussian_filter(prior, 0.7), 0, 1) ** 0.6
+    masks, models = refine_organs(np.asarray(ct.array), ct.voxel_size_mm, {"kidney_left": prior})
+    assert dice(prior > 0.5, truth) < 0.85
+    assert dice(masks["kidney_left"], truth) > 0.9
+    assert abs(models["kidney_left"]["median_hu"] - 30.0) < 6.0
+    shift = np.array(models["kidney_left"]["shift_mm"])
+    assert np.allclose(shift, (-9.0, 0.0, -6.0), atol=3.5)
+
+
+@pytest.fixture(scope="module")
+def moved_atlas():
+    target_ct, target_lab = torso(noise=10.0, seed=2)
+    atlas_ct, atlas_lab = torso(shape=(60, 44, 90), shift_mm=(6.0, -4.0, 45.0), scale=1.06)
+    return target_ct, target_lab, AtlasSubject("moved", atlas_ct, atlas_lab, "synthetic")
+
+
+def test_registration_carries_the_atlas_organs_onto_the_target(moved_atlas):
+    target_ct, target_lab, subject = moved_atlas
+    tr, info = register_subject(target_ct, subject, AtlasOptions(working_mm=5.0, demons_iterations=30))
+    # the profile match: the atlas grid is 100 mm longer (its centre 50 mm higher) and its organs
+    # sit 45 mm above that centre, so a target point is 95 mm lower than its atlas twin
+    assert abs(info["dz_mm"] - 95.0) <= 15.0
+    pri = organ_priors(target_ct, [subject], [tr], AtlasOptions(prior_sigma_mm=0.5))
+    lab = np.asarray(target_lab.array)
+    for name, lid in (("kidney_left", L.KIDNEY_LEFT), ("kidney_right", L.KIDNEY_RIGHT), ("liver", L.LIVER)):
+        assert dice(pri[name] > 0.5, lab == lid) > 0.8, name
+
+
+def test_fusion_prefers_the_subject_whose_anatomy_matches(moved_atlas):
+    target_ct, target_lab, good = moved_atlas
+    # a person whose kidneys lie 35 mm lower (relative to lungs and spine) than the target's
+    bad_ct, bad_lab = torso(shape=(60, 44, 90), shift_mm=(0.0, 0.0, 45.0), kidney_dz_mm=-35.0)
+    bad = AtlasSubject("bad", bad_ct, bad_lab, "synthetic")
+    masks, record = atlas_organs(target_ct, target_ct, [good, bad], AtlasOptions(working_mm=5.0,
+                                                                                demons_iterations=30))
+    kl = record["organs"]["kidney_left"]
+    assert kl["mad_hu"]["moved"] < kl["mad_hu"]["bad"]
+    assert kl["weights"]["moved"] > 0.5
+    lab = np.asarray(target_lab.array)
+    assert dice(masks["kidney_left"], lab == L.KIDNEY_LEFT) > 0.8
+    owners = sum(m.astype(int) for m in masks.values())
+    assert owners.max() <= 1  # no voxel in two organs
+
+
+def test_atlas_folder_round_trip_and_sources(tmp_path, monkeypatch):
+    ct, lab = torso(shape=(20, 16, 20))
+    write_atlas_subject(tmp_path / "atlas", AtlasSubject("s1", ct, lab, "synthetic test"))
+    (subject,) = read_atlas(tmp_path / "atlas")
+    assert subject.name == "s1" and subject.source == "synthetic test"
+    assert np.array_equal(np.asarray(subject.labels.array), np.asarray(lab.array))
+    assert np.allclose(np.asarray(subject.ct.array), np.round(np.asarray(ct.array)), atol=0.5)
+    assert resolve_atlas_source("none") is None and load_atlas(None) == ()
+    monkeypatch.setenv("SPECTDOSE_ATLAS", str(tmp_path / "atlas"))
+    assert resolve_atlas_source("auto") == tmp_path / "atlas"
+    assert len(load_atlas("auto")) == 1
+    with pytest.raises(InputError, match="atlas not found"):
+        resolve_atlas_source(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no subject"):
+        read_atlas(tmp_path / "empty")
