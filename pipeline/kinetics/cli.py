@@ -13,7 +13,8 @@ JSON beside it, ``{"labels": {"1": "kidney_left", ...}}``). Writes into OUT
   weight, effective half-lives), the chosen one, the model-free and
   single-time-point estimates, fallbacks and warnings, and the voxel-sum check;
 - ``tac_<name>.png`` per label;
-- ``tia.nii.gz`` (MBq*h/mL), ``tia_quality.nii.gz`` (relative RMS deviation of
+- ``tia.nii.gz`` (MBq*h/mL; with ``--pvc rbv|iy`` of the partial-volume corrected images, and
+  ``tia_uncorrected.nii.gz`` beside it), ``tia_quality.nii.gz`` (relative RMS deviation of
   the voxel fit), ``tia_status.nii.gz`` (status codes), each with a sidecar.
 """
 
@@ -82,13 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-tail", type=int, default=3, help="time points of the voxel tail fit (default 3)")
     p.add_argument("--occupancy", choices=("fractional", "nearest"), default="fractional",
                    help="labels on the SPECT grid: fractional occupancy (default) or nearest neighbour")
-    p.add_argument("--pvc", choices=("none", "rc", "gtm"), default="none",
-                   help="automatic organ-level partial-volume correction from the labels and a Gaussian PSF: "
-                        "recovery coefficient per label (spill-out only) or geometric transfer matrix "
-                        "(Rousset 1998; spill-out and spill-in); default none. --recovery wins for its structure; "
-                        "the voxel TIA map is not corrected")
-    p.add_argument("--psf-fwhm-mm", type=float, default=None,
-                   help="FWHM of the SPECT point-spread function, mm (isotropic Gaussian; required with --pvc)")
+    p.add_argument("--pvc", choices=("none", "rc", "gtm", "rbv", "iy"), default="none",
+                   help="automatic partial-volume correction from the labels and a Gaussian PSF. Organ level (the "
+                        "voxel TIA map is not corrected): rc (recovery coefficient per label, spill-out only) or gtm "
+                        "(geometric transfer matrix, Rousset 1998). Voxel level (every SPECT corrected before the "
+                        "organ curves and the voxel fits, so the TIA map and the doses follow; the uncorrected map "
+                        "is written as tia_uncorrected.nii.gz): rbv (region-based voxel-wise, Thomas 2011) or iy "
+                        "(iterative Yang). Default none. --recovery wins for its structure's organ curve")
+    p.add_argument("--psf-fwhm-mm", type=float, nargs="+", default=None, metavar="MM",
+                   help="FWHM of the SPECT point-spread function, mm: one value (isotropic) or three along the "
+                        "SPECT grid axes i, j, k (rbv, iy); required with --pvc")
+    p.add_argument("--psf-source", default=None,
+                   help="where the PSF FWHM comes from (e.g. 'sphere phantom 2026-01-10, MELP, OSEM 4x8 + RR'); "
+                        "recorded in fits.json")
     return p
 
 
@@ -184,11 +191,16 @@ def _run(args) -> int:
         raise InputError(args.label_names, "no label names found")
     if not 0 < args.relative_sd < 1:
         raise InputError(None, f"--relative-sd must be in (0, 1), got {args.relative_sd}")
+    fwhm = args.psf_fwhm_mm
+    if fwhm is not None and len(fwhm) not in (1, 3):
+        raise InputError(None, f"--psf-fwhm-mm takes 1 or 3 values, got {len(fwhm)}")
+    fwhm = None if fwhm is None else (fwhm[0] if len(fwhm) == 1 else tuple(fwhm))
     options = KineticsOptions(
         models=tuple(dict.fromkeys(args.models)), error_model=ErrorModel(relative_sd=args.relative_sd),
         head=args.head, tail=args.tail, voxel_method=args.voxel_method, n_tail=args.n_tail,
         smooth_fwhm_mm=args.smooth_fwhm_mm, occupancy=args.occupancy, recovery=dict(args.recovery),
-        population_effective_half_life_h=dict(args.population_teff_h), pvc=args.pvc, psf_fwhm_mm=args.psf_fwhm_mm)
+        population_effective_half_life_h=dict(args.population_teff_h), pvc=args.pvc, psf_fwhm_mm=fwhm,
+        psf_source=args.psf_source)
     res = compute_kinetics(images, times, labels, decay.decay_constant_per_h, label_names=names, options=options)
     gate = Gate(args.register_dir)
     gate.extend(kinetics_checks(res, injected, args.register_dir))
@@ -203,16 +215,21 @@ def _run(args) -> int:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         pvc = res.partial_volume
+        vp = res.voxel_pvc
+        fwhm_txt = None if vp is None else "x".join(f"{v:g}" for v in vp.fwhm_mm)
         header = ["label", "name", "volume_ml", "time_point", "time_h", "activity_mbq",
                   "activity_uncorrected_mbq", "recovery_coefficient"]
-        if pvc is not None:  # extra columns only with an automatic correction (default layout unchanged)
+        if pvc is not None or vp is not None:  # extra columns only with an automatic correction (default layout unchanged)
             header += ["correction", "psf_fwhm_mm", "pvc_recovery_coefficient"]
         w.writerow(header)
         for i, name in res.label_names.items():
             for n, tp in enumerate(tps):
                 row = [i, name, f"{res.volume_ml[i]:.4f}", tp, f"{times[n]:.6g}",
                        f"{res.activity_mbq[i][n]:.6g}", f"{res.activity_uncorrected_mbq[i][n]:.6g}"]
-                if pvc is None:
+                if vp is not None:  # factor measured / corrected at this time point
+                    a, u = res.activity_mbq[i][n], res.activity_uncorrected_mbq[i][n]
+                    row += [f"{u / a:.6g}" if a != 0 else "", res.correction[i], fwhm_txt, ""]
+                elif pvc is None:
                     row.append(rec.get(name, 1.0))
                 else:  # effective factor measured / corrected at this time point (constant unless gtm)
                     a, u = res.activity_mbq[i][n], res.activity_uncorrected_mbq[i][n]
@@ -238,6 +255,16 @@ def _run(args) -> int:
                     ("pvc_recovery_coefficient" if pvc.method == "rc" else "gtm_diagonal"): pvc.recovery.get(i),
                     "activity_measured_mbq": [float(x) for x in res.activity_uncorrected_mbq[i]],
                     "activity_corrected_mbq": [float(x) for x in res.activity_mbq[i]]})
+            if vp is not None:
+                a, u = res.activity_mbq[i], res.activity_uncorrected_mbq[i]
+                if res.correction[i] != "manual":
+                    organs[name]["recovery_coefficient"] = None
+                organs[name].update({
+                    "correction": res.correction[i],
+                    "pvc_correction_factor": [float(x / y) if y != 0 else None for x, y in zip(a, u)],
+                    "pvc_small_region": i in vp.small_regions,
+                    "activity_measured_mbq": [float(x) for x in u],
+                    "activity_corrected_mbq": [float(x) for x in a]})
             tac_figure(res.fits[i], name, tmp / f"tac_{_safe(name)}.png")
         fits = {
             "patient_id": patient,
@@ -257,6 +284,7 @@ def _run(args) -> int:
             },
             "organs": organs,
             **({"partial_volume_correction": pvc.describe(res.label_names)} if pvc is not None else {}),
+            **({"partial_volume_correction": _voxel_pvc_json(res, tps, args.psf_source)} if vp is not None else {}),
             "voxel_status_codes": {str(k): v for k, v in STATUS_CODES.items()},
             "warnings": list(res.warnings),
             "qc": gate.to_list(),
@@ -269,7 +297,14 @@ def _run(args) -> int:
             "time_integrated_activity_concentration", "MBq*h/mL", method=f"voxel {res.voxel_method}",
             integration="0 to infinity", smooth_fwhm_mm=options.smooth_fwhm_mm,
             **({"partial_volume_correction": "none (organ-level correction only, see fits.json)"}
-               if pvc is not None else {}), **common))
+               if pvc is not None else {}),
+            **({"partial_volume_correction": f"voxel level, {vp.method}, PSF FWHM {fwhm_txt} mm (see fits.json)",
+                "uncorrected_map": "tia_uncorrected.nii.gz"} if vp is not None else {}), **common))
+        if vp is not None:
+            write_image(tmp / "tia_uncorrected.nii.gz", res.tia_uncorrected, make_sidecar(
+                "time_integrated_activity_concentration", "MBq*h/mL", method=f"voxel {res.voxel_method}",
+                integration="0 to infinity", smooth_fwhm_mm=options.smooth_fwhm_mm,
+                partial_volume_correction="none (the map tia.nii.gz is corrected)", **common))
         write_image(tmp / "tia_quality.nii.gz", res.quality, make_sidecar(
             "fit_quality", "1", method=f"voxel {res.voxel_method}",
             definition="relative RMS deviation of the voxel model from its fitted points", **common))
@@ -280,6 +315,20 @@ def _run(args) -> int:
         sd_txt = f" +- {sd:.4g}" if sd is not None and np.isfinite(sd) else ""
         print(f"{name:16s} TIA {o['tia_mbq_h']:.5g}{sd_txt} MBq*h  ({o['method']})")
     return 0
+
+
+def _voxel_pvc_json(res, tps, psf_source) -> dict:
+    """fits.json ``partial_volume_correction`` of a voxel-level correction."""
+    vp = res.voxel_pvc
+    d = vp.describe(tps, res.tia.voxel_volume_ml, psf_source)
+    d["organ_correction_factor"] = {
+        name: [float(a / u) if u != 0 else None for a, u in zip(res.activity_mbq[i], res.activity_uncorrected_mbq[i])]
+        for i, name in res.label_names.items()}
+    d["organ_correction_factor_definition"] = "corrected / measured organ activity per time point"
+    d["small_regions"] = {res.label_names[i]: v for i, v in vp.small_regions.items()}
+    d["tia_uncorrected"] = "tia_uncorrected.nii.gz"
+    d["dose_stage_reads"] = "tia.nii.gz (corrected)"
+    return d
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,8 @@ from ..errors import InputError
 from ..image import Image
 from .fitting import ErrorModel, TacFit, fit_tac
 from .models import MODEL_NAMES
+from .pvc_regions import split_by_depth
+from .pvc_voxel import VOXEL_PVC_METHODS, VoxelPvc, psf_fwhm_vector, voxel_partial_volume_correction
 from .recovery import PVC_METHODS, PartialVolumeCorrection, partial_volume_correction
 from .tac import DEFAULT_LABEL_NAMES, Occupancy, label_occupancy, organ_activity_mbq
 from .voxel import smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
@@ -45,12 +47,19 @@ class KineticsOptions:
     population_effective_half_life_h : dict
         Label name -> population effective half-life (h) for Madsen's
         single-time-point formula.
-    pvc : {"none", "rc", "gtm"}
-        Automatic organ-level partial-volume correction
-        (:mod:`pipeline.kinetics.recovery`); a manual ``recovery`` entry wins
-        for its structure. The voxel TIA map is never corrected.
-    psf_fwhm_mm : float or None
-        FWHM of the isotropic Gaussian SPECT PSF, mm (required when ``pvc`` is not "none").
+    pvc : {"none", "rc", "gtm", "rbv", "iy"}
+        Automatic partial-volume correction. "rc", "gtm": organ level
+        (:mod:`pipeline.kinetics.recovery`), the voxel TIA map is not corrected.
+        "rbv", "iy": voxel level (:mod:`pipeline.kinetics.pvc_voxel`): every
+        SPECT is corrected before the organ curves and the voxel fits, so the
+        TIA map is corrected too (the uncorrected map is kept in
+        ``KineticsResult.tia_uncorrected``). A manual ``recovery`` entry wins
+        for its structure's organ curve.
+    psf_fwhm_mm : float, sequence of 3 float, or None
+        FWHM of the Gaussian SPECT PSF, mm (required when ``pvc`` is not "none"); three values
+        (along the SPECT grid axes i, j, k) only for "rbv" and "iy".
+    psf_source : str or None
+        Where the FWHM comes from (phantom measurement, vendor data), recorded in fits.json.
     """
 
     models: tuple = MODEL_NAMES
@@ -64,7 +73,8 @@ class KineticsOptions:
     recovery: dict = field(default_factory=dict)
     population_effective_half_life_h: dict = field(default_factory=dict)
     pvc: str = "none"
-    psf_fwhm_mm: float | None = None
+    psf_fwhm_mm: float | tuple | None = None
+    psf_source: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +105,11 @@ class KineticsResult:
     partial_volume : PartialVolumeCorrection or None
         The automatic partial-volume correction built (``options.pvc`` != "none").
     correction : dict
-        Label id -> what corrected its curve: "none", "manual", "rc" or "gtm".
+        Label id -> what corrected its curve: "none", "manual", "rc", "gtm", "rbv" or "iy".
+    voxel_pvc : VoxelPvc or None
+        The voxel-level correction ("rbv", "iy"), with the corrected images.
+    tia_uncorrected : Image or None
+        With a voxel-level correction: the voxel TIA map of the uncorrected images, MBq*h/mL.
     """
 
     label_names: dict
@@ -114,6 +128,8 @@ class KineticsResult:
     warnings: tuple = ()
     partial_volume: PartialVolumeCorrection | None = None
     correction: dict = field(default_factory=dict)
+    voxel_pvc: VoxelPvc | None = None
+    tia_uncorrected: Image | None = None
 
 
 def _name_map(names: dict, ids) -> dict:
@@ -154,8 +170,9 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     for s in spects[1:]:
         if not s.same_grid(grid):
             raise InputError(s.meta.get("source"), "SPECT time points are not on one grid; register them first")
-    if opt.pvc not in PVC_METHODS:
-        raise InputError(None, f"partial-volume correction must be one of {PVC_METHODS}, got {opt.pvc!r}")
+    if opt.pvc not in PVC_METHODS + VOXEL_PVC_METHODS:
+        raise InputError(None, f"partial-volume correction must be one of {PVC_METHODS + VOXEL_PVC_METHODS}, "
+                               f"got {opt.pvc!r}")
     if opt.pvc != "none" and opt.psf_fwhm_mm is None:
         raise InputError(None, f"partial-volume correction {opt.pvc!r} needs the SPECT PSF FWHM (psf_fwhm_mm)")
     warns = []
@@ -181,14 +198,33 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     act = {i: act_unc[i] / recovery.get(i, 1.0) for i in occ.label_ids}
     correction = {i: ("manual" if i in recovery else "none") for i in occ.label_ids}
     pvc = None
-    if opt.pvc != "none":
-        pvc = partial_volume_correction(occ, opt.pvc, opt.psf_fwhm_mm)
+    vpvc = None
+    if opt.pvc in VOXEL_PVC_METHODS:
+        split_labels, parent = split_by_depth(labels)
+        rocc = label_occupancy(split_labels, grid, method=opt.occupancy) if parent else None
+        vpvc = voxel_partial_volume_correction(spects, occ, names, opt.pvc, opt.psf_fwhm_mm, region_occupancy=rocc,
+                                               parent=parent)
+        corrected = vpvc.organ_activity_mbq
+        for i in occ.label_ids:
+            if i not in recovery:  # a manual recovery coefficient wins for the organ curve
+                act[i] = np.array([c[i] for c in corrected])
+                correction[i] = opt.pvc
+        warns.append(f"voxel-level partial-volume correction ({opt.pvc}, PSF FWHM "
+                     f"{', '.join(f'{v:g}' for v in vpvc.fwhm_mm)} mm along i, j, k): the organ curves and the voxel "
+                     "TIA map come from the corrected images")
+        warns.extend(vpvc.warnings)
+    elif opt.pvc != "none":
+        fwhm = psf_fwhm_vector(opt.psf_fwhm_mm)
+        if not np.all(fwhm == fwhm[0]):
+            raise InputError(None, f"organ-level partial-volume correction {opt.pvc!r} takes an isotropic PSF (one "
+                                   f"FWHM), got {list(fwhm)} mm; use rbv or iy for an anisotropic PSF")
+        pvc = partial_volume_correction(occ, opt.pvc, float(fwhm[0]))
         corrected = [pvc.corrected_activity_mbq(s, occ, r) for s, r in zip(spects, raw)]
         for i in occ.label_ids:
             if i not in recovery and i in pvc.recovery:  # a manual recovery coefficient wins
                 act[i] = np.array([c[i] for c in corrected])
                 correction[i] = opt.pvc
-        warns.append(f"organ activities corrected for partial volume ({opt.pvc}, {opt.psf_fwhm_mm:g} mm FWHM "
+        warns.append(f"organ activities corrected for partial volume ({opt.pvc}, {pvc.psf_fwhm_mm:g} mm FWHM "
                      "Gaussian PSF); the voxel TIA map is NOT corrected (that would need deconvolution)")
         if pvc.condition_number is not None and pvc.condition_number > 100:
             warns.append(f"geometric transfer matrix condition number {pvc.condition_number:.3g}: noise in the "
@@ -207,8 +243,11 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
 
     # voxel level, concentrations in MBq/mL
     conc = [np.asarray(s.array, np.float64) * 1e-6 for s in spects]
+    conc_pvc = None if vpvc is None else [np.asarray(x, np.float64) * 1e-6 for x in vpvc.corrected]
     if opt.smooth_fwhm_mm:
         conc = smooth_stack(conc, grid.voxel_size_mm, opt.smooth_fwhm_mm)
+        if conc_pvc is not None:
+            conc_pvc = smooth_stack(conc_pvc, grid.voxel_size_mm, opt.smooth_fwhm_mm)
         warns.append(f"voxel TIA computed after {opt.smooth_fwhm_mm:g} mm FWHM smoothing, organ curves without: "
                      "the voxel sums over small structures fall short of the organ TIA by the spill-out")
     any_lab = occ.any_label()
@@ -222,22 +261,28 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
             factor[i] = pvc.recovery[i]
     organ_tia_unc = {i: unc_fits[i].tia_mbq_h if i in unc_fits else fits[i].tia_mbq_h * factor[i]
                      for i in occ.label_ids}
+    if vpvc is not None:  # the voxel map is of the corrected images: check it against the corrected organ TIA
+        organ_tia_unc = {i: fits[i].tia_mbq_h * factor[i] for i in occ.label_ids}
+        act_map = act  # organ-shape voxels: the corrected organ curves
+    else:
+        act_map = act_unc
     method = opt.voxel_method
     if t.size == 1:
         method = "organ-shape"
         warns.append("single time point: voxel TIA = organ single-time-point factor x voxel activity")
-    if method == "fit":
-        tia, quality, code = voxel_tia_fit(conc, t, lp, mask=mask, head=opt.head, n_tail=opt.n_tail)
-    elif method == "organ-shape":
-        g = np.zeros((len(occ.label_ids), t.size))
-        gt = np.zeros(len(occ.label_ids))
-        for n, i in enumerate(occ.label_ids):
-            if vol[i] > 0:
-                g[n] = act_unc[i] / vol[i]
-                gt[n] = organ_tia_unc[i] / vol[i]
-        tia, quality, code = voxel_tia_organ_shape(conc, occ.fractions, g, gt)
-    else:
-        raise ValueError(f"voxel method must be 'fit' or 'organ-shape', not {method!r}")
+    tia_unc_img = None
+    if vpvc is not None:
+        unc_tia = {}
+        if method == "organ-shape":  # the organ TIA of the measured curves, for the uncorrected map
+            for i in occ.label_ids:
+                unc_tia[i] = (fits[i].tia_mbq_h * factor[i] if correction[i] == "manual" else
+                              fit_tac(t, act_unc[i], lp, model_names=opt.models, error_model=opt.error_model,
+                                      head=opt.head, tail=opt.tail, source=names[i]).tia_mbq_h)
+        tia_unc, _, _ = _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act_unc, unc_tia)
+        tia_unc_img = grid.with_array(np.where(mask, tia_unc, 0.0).astype(np.float32), unit="MBq*h/mL",
+                                      time_h=t.tolist(), partial_volume_correction="none")
+        conc = conc_pvc
+    tia, quality, code = _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act_map, organ_tia_unc)
     tia = np.where(mask, tia, 0.0)
     vv = grid.voxel_volume_ml
     check = {}
@@ -252,4 +297,20 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         quality=grid.with_array(quality.astype(np.float32), unit="1"),
         status=grid.with_array(code.astype(np.uint8), unit="code"),
         voxel_check=check, occupancy=occ, time_h=t, decay_constant_per_h=lp, voxel_method=method,
-        warnings=tuple(warns), partial_volume=pvc, correction=correction)
+        warnings=tuple(warns), partial_volume=pvc, correction=correction, voxel_pvc=vpvc,
+        tia_uncorrected=tia_unc_img)
+
+
+def _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act, organ_tia):
+    """Voxel TIA by the voxel method ("fit" or "organ-shape"; organ curves ``act`` (MBq), TIA ``organ_tia``)."""
+    if method == "fit":
+        return voxel_tia_fit(conc, t, lp, mask=mask, head=opt.head, n_tail=opt.n_tail)
+    if method == "organ-shape":
+        g = np.zeros((len(occ.label_ids), t.size))
+        gt = np.zeros(len(occ.label_ids))
+        for n, i in enumerate(occ.label_ids):
+            if vol[i] > 0:
+                g[n] = act[i] / vol[i]
+                gt[n] = organ_tia[i] / vol[i]
+        return voxel_tia_organ_shape(conc, occ.fractions, g, gt)
+    raise ValueError(f"voxel method must be 'fit' or 'organ-shape', not {method!r}")
