@@ -2,8 +2,9 @@
 
 Reads the kinetics stage's ``tia.nii.gz`` (MBq*h/mL on the dose grid) and
 ``fits.json``, the label map and the reference CT; writes into ``--out``
-(atomically, as one folder): ``dose.nii.gz`` (Gy, dose grid), ``dose_ct.nii.gz``
-(Gy, CT grid), ``organ_doses.csv``, ``dvh.csv``, ``dvh.png``, ``marrow.json``,
+(atomically, as one folder): ``dose.nii.gz`` (Gy, dose grid: mean dose of each SPECT voxel),
+``dose_ct.nii.gz`` (Gy, CT grid: the organ-grid dose around the organs with ``--organ-grid ct``,
+the default; organ doses and DVHs come from it), ``organ_doses.csv``, ``dvh.csv``, ``dvh.png``, ``marrow.json``,
 ``bed.csv``, ``planning.json`` and ``dose_provenance.json`` (settings, assumptions, kernel provenance).
 With ``--dose-rate --register-dir DIR`` also ``dose_rate_<tp>.nii.gz`` (Gy/h, dose grid) for
 every registered time point ``DIR/<tp>/spect.nii.gz`` (Bq/mL on the dose grid).
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--config", type=Path, help="YAML with a 'dose:' section (config/config.yaml)")
     p.add_argument("--method", choices=["convolution", "local"], help="default: convolution")
-    p.add_argument("--no-photons", action="store_true", help="electrons only")
+    p.add_argument("--no-photons", action="store_true", help="electrons only (photons left out, said in the outputs)")
+    p.add_argument("--organ-grid", choices=["ct", "dose"],
+                   help="grid of the dose at the organs: ct (default; organ doses independent of the SPECT voxel "
+                        "size) or dose (the SPECT-grid map resampled onto the CT)")
     p.add_argument("--sex", choices=["male", "female"], help="reference red-marrow mass (default male)")
     p.add_argument("--nuclide", help="override the radionuclide of the TIA sidecar")
     p.add_argument("--injected-mbq", type=float, help="override the injected activity (MBq)")
@@ -76,6 +80,7 @@ def settings_from_config(config: dict, args) -> DoseSettings:
     return DoseSettings(
         method=args.method or c.get("method", "convolution"),
         include_photons=not args.no_photons and bool(c.get("include_photons", True)),
+        organ_grid=getattr(args, "organ_grid", None) or c.get("organ_grid", "ct"),
         min_density_g_per_ml=float(c.get("min_density_g_per_ml", 0.1)),
         marrow=marrow,
         sex=sex,
@@ -255,18 +260,25 @@ def _run(args) -> int:
                                  fits_json.get("injected_activity_mbq")) if v is not None), None)
 
     kernel = None
-    if settings.method == "convolution":
+    cube = photon_cube = near = None
+    if settings.method == "convolution" or settings.include_photons:
         kernel = svalues_for_voxel_size(decay.nuclide, tia.voxel_size_mm, medium="water",
                                         photons=settings.include_photons)
+    if settings.method == "convolution":
         cube = kernel.total_mgy_per_mbq_s if settings.include_photons else kernel.electron_mgy_per_mbq_s
-    else:
-        cube = None
+    elif settings.include_photons:
+        photon_cube = kernel.photon_mgy_per_mbq_s
+    if settings.organ_grid == "ct":
+        from .organgrid import near_electron_kernels
+
+        near = near_electron_kernels(decay.nuclide, tia.voxel_size_mm, ct.voxel_size_mm, medium="water")
     result = compute_dose(
         tia, ct, labels, names, electron_energy_mev=decay.electron_energy_mev,
         photon_energy_mev=decay.photon_energy_mev, injected_activity_mbq=injected, svalues_mgy_per_mbq_s=cube,
         kernel_density_g_per_ml=kernel.density_g_per_ml if kernel else 1.0, fits=fits,
         decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads,
-        activity_bq_per_ml=activity, marrow_voi_tia_mbq_h_per_ml=marrow_voi_concentration(fits_json, names))
+        activity_bq_per_ml=activity, marrow_voi_tia_mbq_h_per_ml=marrow_voi_concentration(fits_json, names),
+        photon_svalues_mgy_per_mbq_s=photon_cube, near_electron=near)
 
     gate = Gate(tia_path)
     gate.extend(dose_checks(result, injected, decay.decay_constant_per_h,
@@ -284,9 +296,11 @@ def _run(args) -> int:
     # DVH figure are made; leaving the pool waits for them, before atomic_dir renames the folder
     with atomic_dir(args.out) as tmp, ThreadPoolExecutor(max_workers=1) as pool:
         volumes = [pool.submit(write_image, tmp / "dose_ct.nii.gz", result.dose_on_ct,
-                               make_sidecar("absorbed_dose", "Gy", grid="CT", **common)),
+                               make_sidecar("absorbed_dose", "Gy", grid="CT", organ_grid=settings.organ_grid,
+                                            include_photons=settings.include_photons, **common)),
                    pool.submit(write_image, tmp / "dose.nii.gz", result.dose,
-                               make_sidecar("absorbed_dose", "Gy", grid="dose (reference SPECT)", **common))]
+                               make_sidecar("absorbed_dose", "Gy", grid="dose (reference SPECT)",
+                                            include_photons=settings.include_photons, **common))]
         for tp, (rate, time_h) in result.dose_rate.items():
             side = make_sidecar("absorbed_dose_rate", "Gy/h", grid="dose (reference SPECT)", time_point=tp,
                                 time_h=time_h, **{**common, "sources": [tia_side.get("patient_id", ""),

@@ -17,11 +17,17 @@ that sets it is the limiting organ.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from .radiobiology import LQParameters, bed_gy
 
-__all__ = ["OrganLimit", "activity_for_dose_limit_gbq", "activity_for_bed_limit_gbq", "plan_activity"]
+__all__ = ["OrganLimit", "activity_for_dose_limit_gbq", "activity_for_bed_limit_gbq", "plan_activity",
+           "plan_from_doses", "KIDNEY_LABELS"]
+
+#: Label ids of the kidneys (DESIGN.md).
+KIDNEY_LABELS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -126,3 +132,48 @@ def plan_activity(limits: list[OrganLimit], *, max_activity_gbq: float | None = 
         ],
         "organs": organs,
     }
+
+
+def _kidneys_mean_gy(organs) -> tuple[float, float] | None:
+    rows = [o for o in organs if o.label in KIDNEY_LABELS]
+    if not rows:
+        return None
+    mass = sum(o.mass_g for o in rows)
+    return sum(o.mean_gy * o.mass_g for o in rows) / mass, mass
+
+
+def plan_from_doses(organs, marrow: dict, bed_rows: list[dict], injected_gbq: float | None, settings) -> dict:
+    """Activity that reaches the kidney (dose, BED) and marrow limits, from the study's doses.
+
+    Parameters
+    ----------
+    organs : list of pipeline.dose.organs.OrganDose
+    marrow : dict
+        EANM marrow result (``absorbed_dose_gy``), or empty.
+    bed_rows : list of dict
+        :func:`pipeline.dose.radiobiology.organ_bed_rows`.
+    injected_gbq : float or None
+    settings : pipeline.dose.stage.DoseSettings
+        Limits and LQ parameters.
+    """
+    if not injected_gbq:
+        return {"status": "not available: no injected activity"}
+    limits = []
+    kid = _kidneys_mean_gy(organs)
+    if kid is not None:
+        g_rows = [r for r in bed_rows if r["label"] in KIDNEY_LABELS]
+        g = float(np.mean([r["g_factor"] for r in g_rows])) if g_rows else 0.0
+        bed_limit = settings.kidney_bed_limit_gy if g_rows else None
+        limits.append(OrganLimit("kidneys", kid[0] / injected_gbq, settings.kidney_dose_limit_gy, bed_limit, g,
+                                 settings.lq_for("kidneys")))
+    if marrow and settings.marrow_dose_limit_gy is not None:
+        limits.append(OrganLimit("red_marrow", marrow["absorbed_dose_gy"] / injected_gbq,
+                                 settings.marrow_dose_limit_gy))
+    if not limits:
+        return {"status": "not available: no kidneys or marrow VOI in the label map"}
+    plan = plan_activity(limits)
+    plan["other_organs_at_planned_activity_gy"] = {
+        o.name: o.mean_gy / injected_gbq * plan["activity_gbq"] for o in organs}
+    plan["basis"] = ("absorbed dose scales linearly with administered activity at unchanged kinetics; "
+                     "Gy/GBq from this study")
+    return plan

@@ -25,6 +25,7 @@ __all__ = [
     "LQParameters",
     "exponential_terms_dose_gy",
     "lq_g_factor_per_gy",
+    "organ_bed_rows",
     "bed_gy",
     "eqd2_gy",
     "bed_mono_exponential_gy",
@@ -151,3 +152,38 @@ def bed_numeric_gy(dose_rate_gy_per_h, lq: LQParameters, t_max_h: float, n_steps
         inner = inner_next
         dose += inc
     return float(dose + 2.0 * quad / lq.alpha_beta_gy)
+
+
+def _g_factor_of_fit(fit: dict, decay_constant_per_h: float, mu: float) -> float:
+    from ..kinetics.models import exponential_terms
+
+    coeffs, rates = exponential_terms(fit["model"], fit["params"], decay_constant_per_h)
+    return lq_g_factor_per_gy(np.real(coeffs), np.real(rates), mu)
+
+
+def organ_bed_rows(organs, fits: dict, decay_constant_per_h: float | None, lq_for) -> list[dict]:
+    """BED and EQD2 rows of the organs with a fitted time-activity curve.
+
+    Parameters
+    ----------
+    organs : list of pipeline.dose.organs.OrganDose
+    fits : dict
+        Organ name -> ``{"model", "params"}`` (kinetics stage).
+    decay_constant_per_h : float or None
+        Physical decay constant, 1/h (no rows without it).
+    lq_for : callable
+        Organ name -> LQParameters.
+    """
+    rows = []
+    for o in organs:
+        fit = fits.get(o.name)
+        lq = lq_for(o.name)
+        if fit is None or decay_constant_per_h is None:
+            continue
+        g = _g_factor_of_fit(fit, decay_constant_per_h, lq.repair_constant_per_h)
+        bed = float(bed_gy(o.mean_gy, g, lq))
+        rows.append({"label": o.label, "name": o.name, "mean_dose_gy": o.mean_gy, "model": fit["model"],
+                     "g_factor": g, "alpha_beta_gy": lq.alpha_beta_gy,
+                     "repair_half_time_h": lq.repair_half_time_h, "bed_gy": bed,
+                     "eqd2_gy": float(eqd2_gy(bed, lq))})
+    return rows

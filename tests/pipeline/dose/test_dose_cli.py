@@ -81,7 +81,9 @@ def test_local_method_writes_every_output_and_doses_match_local_deposition(patie
     e = load_decay("Lu-177").electron_energy_mev
     expected = 2.0 * 3600e6 * e * 1.602176634e-13 / (1.0498e-3)
     assert float(rows["kidney_left"]["median_gy"]) == pytest.approx(expected, rel=0.01)
-    assert float(rows["kidney_left"]["mean_gy_per_gbq"]) == pytest.approx(float(rows["kidney_left"]["mean_gy"]) / 7.4)
+    # the CSV holds 6 significant digits: 1e-5 relative
+    assert float(rows["kidney_left"]["mean_gy_per_gbq"]) == pytest.approx(float(rows["kidney_left"]["mean_gy"]) / 7.4,
+                                                                          rel=1e-5)
 
 
 def test_dose_on_ct_grid_is_aligned_when_read_by_nibabel_and_simpleitk(patient):
@@ -186,3 +188,44 @@ def test_provenance_records_the_partial_volume_correction_of_the_kinetics_stage(
     prov = json.loads((_run(patient, "--method", "local") / "dose_provenance.json").read_text())
     assert prov["kinetics"]["partial_volume_correction"] == "gtm"
     assert "voxel TIA map" in prov["kinetics"]["note"]
+
+
+def test_local_method_takes_photons_from_the_photon_kernel_and_says_so_or_leaves_them_out(patient):
+    # Issue 20 (a). Reference: the kidney's electron dose is local deposition (analytic, first test);
+    # the photon energy absorbed in a 65 mL sphere is far below all of it (photon mean free path
+    # ~7 cm at 208 keV): the photon part must be positive but below a quarter of "photons on the
+    # spot" (E_photon / E_electron of the electron dose), which the old default gave.
+    with_ph = _run(patient, "--method", "local")
+    prov = json.loads((with_ph / "dose_provenance.json").read_text())
+    assert "photon voxel S-values" in prov["assumptions"]["photons"]
+    assert prov["assumptions"]["electrons"].startswith("deposited in the voxel of the decay")
+    d = load_decay("Lu-177")
+    rows = {r["name"]: float(r["mean_gy"]) for r in csv.DictReader((with_ph / "organ_doses.csv").open())}
+    (with_ph / "organ_doses.csv").rename(patient / "with_photons.csv")
+    import shutil
+
+    shutil.rmtree(with_ph)
+    without = _run(patient, "--method", "local", "--no-photons")
+    prov = json.loads((without / "dose_provenance.json").read_text())
+    assert prov["assumptions"]["photons"].startswith("left out")
+    assert json.loads((without / "dose_ct.json").read_text())["include_photons"] is False
+    rows_e = {r["name"]: float(r["mean_gy"]) for r in csv.DictReader((without / "organ_doses.csv").open())}
+    photon_part = rows["kidney_left"] - rows_e["kidney_left"]
+    assert 0 < photon_part < 0.25 * rows_e["kidney_left"] * d.photon_energy_mev / d.electron_energy_mev
+
+
+def test_organ_grid_is_recorded_and_the_dose_grid_path_stays_available(patient):
+    out = _run(patient, "--method", "local", "--no-photons")
+    prov = json.loads((out / "dose_provenance.json").read_text())
+    og = prov["assumptions"]["organ_grid"]
+    assert og["setting"] == "ct" and og["grid"] == "CT" and og["target_voxels"] > 0
+    assert json.loads((out / "dose_ct.json").read_text())["organ_grid"] == "ct"
+    fine = {r["name"]: float(r["mean_gy"]) for r in csv.DictReader((out / "organ_doses.csv").open())}
+    import shutil
+
+    shutil.rmtree(out)
+    out = _run(patient, "--method", "local", "--no-photons", "--organ-grid", "dose")
+    assert json.loads((out / "dose_provenance.json").read_text())["assumptions"]["organ_grid"] == "dose"
+    coarse = {r["name"]: float(r["mean_gy"]) for r in csv.DictReader((out / "organ_doses.csv").open())}
+    # the kidney's activity stays in the kidney on the CT grid; the dose grid smears its edge
+    assert coarse["kidney_left"] < fine["kidney_left"]

@@ -18,6 +18,7 @@ import pytest
 
 from kernels.decay import load_decay
 from kernels.select import svalues_for_voxel_size
+from pipeline.dose.organgrid import near_electron_kernels
 from pipeline.dose.stage import compute_dose
 from pipeline.imageio import read_image
 
@@ -59,9 +60,12 @@ def _truth_dose(sample, res, tia_name, nuclide):
         tia = resample_to(tia, read_image(res / "dose" / "dose.nii.gz")[0], "linear", antialias=True)
     d = load_decay(nuclide)
     k = svalues_for_voxel_size(nuclide, tia.voxel_size_mm, "water")
+    # the same organ-grid dose as the stage (pipeline.dose.organgrid)
+    near = near_electron_kernels(nuclide, tia.voxel_size_mm, ct.voxel_size_mm)
     out = compute_dose(tia, ct, labels, names, electron_energy_mev=d.electron_energy_mev,
                        photon_energy_mev=d.photon_energy_mev, injected_activity_mbq=7400.0,
-                       svalues_mgy_per_mbq_s=k.total_mgy_per_mbq_s, kernel_density_g_per_ml=k.density_g_per_ml)
+                       svalues_mgy_per_mbq_s=k.total_mgy_per_mbq_s, kernel_density_g_per_ml=k.density_g_per_ml,
+                       near_electron=near)
     return {o.name: o.mean_gy for o in out.organs}
 
 

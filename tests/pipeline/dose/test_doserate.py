@@ -96,7 +96,8 @@ def test_integral_of_mono_exponential_dose_rate_equals_the_dose_of_the_tia_map(l
     out = compute_dose(tia, ct, labels, {1: "kidney_left", 3: "liver", 7: "body"},
                        electron_energy_mev=decay.electron_energy_mev, photon_energy_mev=decay.photon_energy_mev,
                        injected_activity_mbq=None, svalues_mgy_per_mbq_s=k.total_mgy_per_mbq_s,
-                       kernel_density_g_per_ml=k.density_g_per_ml, activity_bq_per_ml=activity)
+                       kernel_density_g_per_ml=k.density_g_per_ml, activity_bq_per_ml=activity,
+                       settings=DoseSettings(organ_grid="dose"))
     dose = out.dose.array.astype(np.float64)
     assert dose.max() > 1.0  # a real dose, not an empty map
     assert set(out.dose_rate) == set(activity)
