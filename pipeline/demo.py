@@ -81,7 +81,7 @@ def write_sheet(path: Path, patient_id: str, manifest: Path, nuclide: str) -> Pa
 def snakemake_command(workdir: Path, sheet: Path, target: str, cores: int) -> list[str]:
     return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile()),
             "--directory", str(workdir), "--profile", str(REPO / "profiles" / "local"),
-            "--configfile", str(REPO / "config" / "config.yaml"),
+            "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "demo.yaml"),
             "--config", f"patients={sheet.resolve()}", "--cores", str(cores), target]
 
 

@@ -673,8 +673,9 @@ def atlas_subjects(zip_path=None, names=("AF", "AM"), voxel_mm: float = 4.0) -> 
     """The ICRP-110 phantoms as atlas subjects (:class:`pipeline.segment.atlas.AtlasSubject`).
 
     Each: a noise-free CT of the trunk (:func:`make_ct`, no table, no colon gas) on an
-    isotropic ``voxel_mm`` grid and its reference labels (kidneys, liver, spleen,
-    L2-L4 bodies, body).
+    isotropic ``voxel_mm`` grid and its reference labels (kidneys, liver, spleen, body,
+    and the L2, L3 and L4 bodies with the atlas ids of
+    :data:`pipeline.segment.atlas.ATLAS_VERTEBRAE`).
 
     Parameters
     ----------
@@ -685,7 +686,7 @@ def atlas_subjects(zip_path=None, names=("AF", "AM"), voxel_mm: float = 4.0) -> 
     voxel_mm : float
         Atlas voxel size, mm.
     """
-    from pipeline.segment.atlas import AtlasSubject
+    from pipeline.segment.atlas import ATLAS_VERTEBRAE, AtlasSubject
 
     zip_path = zip_path or default_zip_path()
     out = []
@@ -693,7 +694,15 @@ def atlas_subjects(zip_path=None, names=("AF", "AM"), voxel_mm: float = 4.0) -> 
         ph = load_phantom(zip_path, name)
         ct = make_ct(ph, (voxel_mm,) * 3, noise_hu=0.0, table=False, gas_fraction=0.0,
                      z_range_mm=fov_z_range(ph, "trunk"))
-        ref, _ = reference_labels(ph, ct)
+        ref, levels = reference_labels(ph, ct)
+        lab = np.asarray(ref.array).copy()
+        z = ct.index_to_world(np.argwhere(lab == L.VERTEBRAE_L2L4).astype(float))[:, 2]
+        idx = np.argwhere(lab == L.VERTEBRAE_L2L4)
+        for level, lid in ATLAS_VERTEBRAE.items():  # one id per vertebral body, from the reference levels
+            lo, hi = levels[level]["z_range_mm"]
+            sel = idx[(z >= lo) & (z <= hi)]
+            lab[tuple(sel.T)] = lid
+        ref = ref.with_array(lab)
         out.append(AtlasSubject(f"ICRP110_{name}", ct, ref,
                                 "ICRP Publication 110 adult reference phantom, OpenDose packaging (CC BY 4.0)"))
     return out

@@ -32,7 +32,7 @@ ORGANS = ("kidney_left", "kidney_right", "liver", "spleen")
 
 
 def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
-         atlas=()) -> dict:
+         atlas=(), labelled=None) -> dict:
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
     from pipeline.segment.evaluate import compare_labels, compare_levels
@@ -49,7 +49,8 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
         row.update(refused=str(exc), seconds=time.perf_counter() - t)
         return row
     row["seconds"] = time.perf_counter() - t
-    organs = compare_labels(labels, ref)
+    judged = labels if labelled is None else labels.with_array(np.where(labelled, np.asarray(labels.array), 0))
+    organs = compare_labels(judged, ref)  # only where the reference was labelled
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
     test_levels = {n: float(np.mean(v)) for n, v in info.get("levels_z_mm", {}).items()}
     lv = compare_levels(test_levels, ref_levels, names=evaluate_levels)
@@ -89,8 +90,10 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=()) -> dict:
         for tid, n in ((30, "L2"), (31, "L1"), (32, "T12")):
             zz = z[s == tid]
             levels[n] = (float(zz.min()), float(zz.max()))
+        labelled = np.zeros(ct.shape, bool)
+        labelled[:, :, 82:] = True  # organs below the labelled part are not judged
         return _row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"),
-                    anchor=anchor, atlas=atlas)
+                    anchor=anchor, atlas=atlas, labelled=labelled)
     if name.startswith("sample"):
         import tempfile
 

@@ -34,12 +34,16 @@ from ..imageio import read_image, to_sitk, write_image
 from . import labels as L
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
-           "organ_priors", "z_offset_from_profiles", "warped_ct", "resolve_atlas_source", "load_atlas",
-           "ATLAS_ORGANS"]
+           "organ_priors", "z_offset_from_profiles", "warped_ct", "carry_subject", "resolve_atlas_source", "load_atlas",
+           "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
 
 #: The organs an atlas carries onto the target (DESIGN ids).
 ATLAS_ORGANS = {"kidney_left": L.KIDNEY_LEFT, "kidney_right": L.KIDNEY_RIGHT, "liver": L.LIVER,
                 "spleen": L.SPLEEN}
+
+#: Vertebral bodies an atlas subject may carry, with ids used only in atlas label maps
+#: (a spectdose label map has one id, 6, for the three).
+ATLAS_VERTEBRAE = {"L2": 22, "L3": 23, "L4": 24}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,10 @@ class AtlasOptions:
     z_search_mm : float
         Largest superior-inferior shift tried by the profile match, mm (either way).
     demons_iterations : int
-        Demons iterations per resolution level.
+        Demons iterations at the two coarse levels (4 and 2 times ``working_mm``).
+    demons_final_iterations : int
+        Demons iterations at ``working_mm`` (0: stop at twice ``working_mm``; this
+        level costs about eight times the others).
     demons_sigma_vox : float
         Gaussian regularisation of the demons displacement field, working voxels (SD).
     prior_sigma_mm : float
@@ -89,6 +96,7 @@ class AtlasOptions:
     working_mm: float = 4.0
     z_search_mm: float = 600.0
     demons_iterations: int = 100
+    demons_final_iterations: int = 30
     demons_sigma_vox: float = 2.0
     prior_sigma_mm: float = 3.0
     margin_mm: float | None = None
@@ -276,6 +284,9 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     demons.SetStandardDeviations(options.demons_sigma_vox)
     disp = None
     for shrink in (4, 2, 1):
+        if shrink == 1 and options.demons_final_iterations == 0:
+            break
+        demons.SetNumberOfIterations(options.demons_iterations if shrink > 1 else options.demons_final_iterations)
         fs = sitk.Shrink(f2, [shrink] * 3) if shrink > 1 else f2
         ms = sitk.Shrink(m2, [shrink] * 3) if shrink > 1 else m2
         if disp is None:
@@ -293,41 +304,72 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     return comp, info
 
 
-def organ_priors(grid: Image, subjects, transforms, options: AtlasOptions = AtlasOptions()) -> dict:
-    """Prior probability of each atlas organ on ``grid`` (mean over the subjects).
+def carry_subject(grid: Image, subject: AtlasSubject, transform, ids=None,
+                  options: AtlasOptions = AtlasOptions()) -> tuple[dict, np.ndarray]:
+    """A subject's structures (smoothed indicators) and CT carried onto ``grid`` in one resampling.
 
     Parameters
     ----------
     grid : Image
         Geometry of the output (its array is not used).
-    subjects : sequence of AtlasSubject
-    transforms : sequence of sitk.Transform
-        Target -> subject transforms (:func:`register_subject`).
+    subject : AtlasSubject
+        Its CT and labels share one grid.
+    transform : sitk.Transform
+        Target -> subject (:func:`register_subject`).
+    ids : dict, optional
+        Structure name -> atlas label (default :data:`ATLAS_ORGANS`); labels the subject
+        lacks give an all-zero prior.
+    options : AtlasOptions
+        ``prior_sigma_mm``: smoothing of each indicator before the resampling (SD, mm).
+
+    Returns
+    -------
+    priors : dict
+        Name -> float32 array on ``grid``, values in [0, 1].
+    ct_hu : numpy.ndarray
+        The subject's CT on ``grid`` (HU, linear interpolation, -1000 outside it).
+    """
+    ids = ATLAS_ORGANS if ids is None else ids
+    if not subject.labels.same_grid(subject.ct):
+        raise InputError(None, f"atlas subject {subject.name}: the labels and the CT are on different grids")
+    lab = np.asarray(subject.labels.array)
+    vs = np.asarray(subject.labels.voxel_size_mm, float)
+    # one vector image (CT + 1000 so that outside is 0, then each indicator): the transform is
+    # evaluated once per output voxel for all of them
+    comps = [np.asarray(subject.ct.array, np.float32) + 1000.0]
+    for lid in ids.values():
+        comps.append(ndi.gaussian_filter((lab == lid).astype(np.float32), options.prior_sigma_mm / vs))
+    geo = to_sitk(subject.labels.with_array(np.zeros(lab.shape, np.float32), unit="1"))
+    vec = sitk.GetImageFromArray(np.stack([np.transpose(c, (2, 1, 0)) for c in comps], axis=-1), isVector=True)
+    vec.CopyInformation(geo)
+    ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
+    out = sitk.Resample(vec, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
+    arr = sitk.GetArrayFromImage(out)  # (k, j, i, component)
+    ct_hu = np.transpose(arr[..., 0], (2, 1, 0)) - 1000.0
+    priors = {name: np.clip(np.transpose(arr[..., i + 1], (2, 1, 0)), 0.0, 1.0) for i, name in enumerate(ids)}
+    return priors, np.ascontiguousarray(ct_hu)
+
+
+def organ_priors(grid: Image, subjects, transforms, options: AtlasOptions = AtlasOptions(), ids=None) -> dict:
+    """Prior probability of each atlas organ (or of ``ids``: name -> label) on ``grid`` (mean over the subjects).
 
     Returns
     -------
     dict
-        Organ name -> float32 array on ``grid``, values in [0, 1].
+        Name -> float32 array on ``grid``, values in [0, 1].
     """
-    ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
-    out = {name: np.zeros(grid.shape, np.float32) for name in ATLAS_ORGANS}
+    ids = ATLAS_ORGANS if ids is None else ids
+    out = {name: np.zeros(grid.shape, np.float32) for name in ids}
     for subject, tr in zip(subjects, transforms):
-        lab = np.asarray(subject.labels.array)
-        vs = np.asarray(subject.labels.voxel_size_mm, float)
-        for name, lid in ATLAS_ORGANS.items():
-            ind = ndi.gaussian_filter((lab == lid).astype(np.float32), options.prior_sigma_mm / vs)
-            s = to_sitk(subject.labels.with_array(ind, unit="1"))
-            w = sitk.Resample(s, ref, tr, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-            out[name] += sitk.GetArrayFromImage(w).transpose(2, 1, 0) / len(subjects)
+        pri, _ = carry_subject(grid, subject, tr, ids, options)
+        for name in ids:
+            out[name] += pri[name] / len(subjects)
     return out
 
 
 def warped_ct(grid: Image, subject: AtlasSubject, transform) -> np.ndarray:
     """The subject's CT carried onto ``grid`` (HU, linear interpolation, -1000 outside)."""
-    ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
-    s = sitk.Cast(to_sitk(subject.ct), sitk.sitkFloat32)
-    w = sitk.Resample(s, ref, transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(w).transpose(2, 1, 0)
+    return carry_subject(grid, subject, transform, ids={})[1]
 
 
 def resolve_atlas_source(source):

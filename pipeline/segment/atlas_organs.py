@@ -28,10 +28,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
-from .atlas import ATLAS_ORGANS, AtlasOptions, organ_priors, register_subject, warped_ct
+from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
 from .atlas_refine import refine_organs
 
-__all__ = ["FusionOptions", "atlas_organs", "local_mad_hu"]
+__all__ = ["FusionOptions", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,47 @@ def local_mad_hu(target_hu: np.ndarray, carried_hu: np.ndarray, region: np.ndarr
     return float(np.mean(np.abs(a - b)[region]))
 
 
-def atlas_organs(grid_ct: Image, registration_ct: Image, subjects, options: AtlasOptions = AtlasOptions(),
-                 fusion: FusionOptions = FusionOptions()) -> tuple[dict, dict]:
+def register_all(registration_ct: Image, subjects, options: AtlasOptions = AtlasOptions()) -> tuple[list, list]:
+    """Register every atlas subject onto the patient: (transforms, registration summaries)."""
+    transforms, infos = [], []
+    for s in subjects:
+        tr, info = register_subject(registration_ct, s, options)
+        transforms.append(tr)
+        infos.append(info)
+    return transforms, infos
+
+
+def carry_all(grid_ct: Image, subjects, transforms) -> list:
+    """Every subject's organs, vertebrae (when it has them) and CT on ``grid_ct``:
+    a list of (priors dict, CT array) per subject (:func:`pipeline.segment.atlas.carry_subject`)."""
+    return [carry_subject(grid_ct, s, tr, {**ATLAS_ORGANS, **ATLAS_VERTEBRAE}, AtlasOptions(prior_sigma_mm=0.5))
+            for s, tr in zip(subjects, transforms)]
+
+
+def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
+    """Per structure: fused prior, and a record of each subject's ``mad_hu`` and weight."""
+    hu = np.asarray(grid_ct.array, np.float32)
+    vs = grid_ct.voxel_size_mm
+    mads = [{n: local_mad_hu(hu, ct_s, ndi.binary_dilation(pri[n] > 0.5, iterations=3), vs) for n in ids}
+            for pri, ct_s in carried]
+    fused, record = {}, {}
+    for name in ids:
+        m = np.array([d[name] for d in mads])
+        if np.isfinite(m).any():
+            w = np.where(np.isfinite(m), np.exp(-(m - np.min(m[np.isfinite(m)])) / fusion.tau_hu), 0.0)
+        else:  # the structure lands outside the field of view for every subject
+            w = np.ones(len(m))
+        w = w / w.sum()
+        fused[name] = sum(wi * c[0][name] for wi, c in zip(w, carried)).astype(np.float32)
+        record[name] = {"mad_hu": {s.name: (round(float(v), 1) if np.isfinite(v) else None)
+                                   for s, v in zip(subjects, m)},
+                        "weights": {s.name: round(float(v), 3) for s, v in zip(subjects, w)},
+                        "best_mad_hu": round(float(m.min()), 1) if np.isfinite(m).any() else None}
+    return fused, record
+
+
+def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions(),
+                 registrations=()) -> tuple[dict, dict]:
     """Organ masks on the grid of ``grid_ct``.
 
     Parameters
@@ -75,46 +114,30 @@ def atlas_organs(grid_ct: Image, registration_ct: Image, subjects, options: Atla
     grid_ct : Image
         The patient's CT (HU) on the grid where the masks are wanted (for example the
         built-in segmenter's 2 mm working grid).
-    registration_ct : Image
-        The patient's CT used for the registration (the full CT, any grid).
     subjects : sequence of AtlasSubject
-    options : AtlasOptions
+    carried : list
+        Each subject carried onto ``grid_ct`` (:func:`carry_all`).
     fusion : FusionOptions
+    registrations : sequence of dict
+        The registration summaries, copied into the record.
 
     Returns
     -------
     masks : dict
         Organ name -> bool array on ``grid_ct``; organs overlap nowhere.
     record : dict
-        Per subject the registration summary; per organ ``method`` ("atlas" or
+        ``subjects`` (registration summaries); per organ ``method`` ("atlas" or
         "atlas+CT"), ``mad_hu`` per subject, ``weights``, and the intensity model.
     """
     hu = np.asarray(grid_ct.array, np.float32)
     vs = grid_ct.voxel_size_mm
-    priors, mads, regs = [], [], []
-    for s in subjects:
-        tr, info = register_subject(registration_ct, s, options)
-        pri = organ_priors(grid_ct, [s], [tr], AtlasOptions(prior_sigma_mm=0.5))
-        carried = warped_ct(grid_ct, s, tr)
-        mad = {}
-        for name, p in pri.items():
-            region = ndi.binary_dilation(p > 0.5, iterations=3)
-            mad[name] = local_mad_hu(hu, carried, region, vs)
-        priors.append(pri)
-        mads.append(mad)
-        regs.append(info)
+    fused, organs = _fused(grid_ct, subjects, carried, ATLAS_ORGANS, fusion)
+    for r in organs.values():
+        trusted = r["best_mad_hu"] is not None and r["best_mad_hu"] < fusion.trust_mad_hu
+        r["method"] = "atlas" if trusted else "atlas+CT"
+    record = {"subjects": list(registrations), "organs": organs}
 
-    fused, record = {}, {"subjects": regs, "organs": {}}
-    for name in ATLAS_ORGANS:
-        m = np.array([d[name] for d in mads])
-        w = np.exp(-(m - m.min()) / fusion.tau_hu)
-        w = w / w.sum()
-        fused[name] = sum(wi * p[name] for wi, p in zip(w, priors)).astype(np.float32)
-        record["organs"][name] = {"mad_hu": {s.name: round(float(v), 1) for s, v in zip(subjects, m)},
-                                  "weights": {s.name: round(float(v), 3) for s, v in zip(subjects, w)},
-                                  "method": "atlas" if m.min() < fusion.trust_mad_hu else "atlas+CT"}
-
-    refine = [n for n in ATLAS_ORGANS if record["organs"][n]["method"] == "atlas+CT"]
+    refine = [n for n in ATLAS_ORGANS if organs[n]["method"] == "atlas+CT"]
     masks = {n: fused[n] > 0.5 for n in ATLAS_ORGANS if n not in refine}
     if refine:
         soft = {n: np.clip(ndi.gaussian_filter(fused[n], fusion.refine_sigma_mm / np.asarray(vs)), 0.0, 1.0)
@@ -123,7 +146,7 @@ def atlas_organs(grid_ct: Image, registration_ct: Image, subjects, options: Atla
         refined, models = refine_organs(hu, vs, soft)
         for n in refine:
             masks[n] = refined[n]
-            record["organs"][n]["intensity_model"] = models[n]
+            organs[n]["intensity_model"] = models[n]
     # no overlaps: a voxel claimed twice goes to the organ with the higher fused prior
     names = list(ATLAS_ORGANS)
     stack = np.stack([np.where(masks[n], fused[n] + 1e-3, 0.0) for n in names])
@@ -132,3 +155,20 @@ def atlas_organs(grid_ct: Image, registration_ct: Image, subjects, options: Atla
     for i, n in enumerate(names):
         masks[n] = claimed & (owner == i)
     return masks, record
+
+
+def atlas_vertebrae(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions()):
+    """L2, L3 and L4 bodies carried from the subjects that have them (ids :data:`ATLAS_VERTEBRAE`).
+
+    Returns
+    -------
+    priors : dict
+        Level name -> fused prior on ``grid_ct`` (empty when no subject has vertebra labels).
+    record : dict
+        Per level ``mad_hu``, ``weights``, ``best_mad_hu``.
+    """
+    have = [i for i, s in enumerate(subjects)
+            if all(np.any(np.asarray(s.labels.array) == v) for v in ATLAS_VERTEBRAE.values())]
+    if not have:
+        return {}, {}
+    return _fused(grid_ct, [subjects[i] for i in have], [carried[i] for i in have], ATLAS_VERTEBRAE, fusion)

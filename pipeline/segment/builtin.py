@@ -375,33 +375,60 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     sm = ndi.gaussian_filter(work, sigma=tuple(float(np.clip(2.5 / v, 0.5, 1.5)) for v in vs))
     bone = (sm > 180.0) & body
 
+    work_img = Image(work, ras_order_affine(ct, tr, f), "HU")
+    transforms, registrations, vert_priors, vert_record, atlas_level = [], [], {}, {}, None
+    if options.atlas:
+        from .atlas_organs import atlas_vertebrae, carry_all, register_all
+
+        transforms, registrations = register_all(ct, options.atlas)
+        carried = carry_all(work_img, options.atlas, transforms)
+        vert_priors, vert_record = atlas_vertebrae(work_img, options.atlas, carried)
+        if "L3" in vert_priors and (vert_priors["L3"] > 0.5).any():
+            c = np.argwhere(vert_priors["L3"] > 0.5).mean(axis=0)
+            atlas_level = ("L3", float((work_img.affine @ np.r_[c, 1.0])[2]))
     try:
         spine = analyse_spine(work, body, vs, lumbar_count=options.lumbar_count,
-                              affine=ras_order_affine(ct, tr, f), anchor_level=options.vertebra_level)
+                              affine=ras_order_affine(ct, tr, f), anchor_level=options.vertebra_level,
+                              atlas_level=atlas_level)
     except ValueError as exc:  # a manual anchor that names no vertebra
         raise InputError(None, f"built-in segmenter: {exc}") from None
     notes += spine.notes
+    atlas_bodies = None
     if spine.levels.get("decision") == "fail":
-        raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
-    names = [v.name for v in spine.vertebrae]
-    missing = [n for n in ("L2", "L3", "L4") if n not in names]
-    if missing:
-        raise InputError(None, f"built-in segmenter: vertebra(e) {', '.join(missing)} not found "
-                         f"(levels found: {', '.join(names) or 'none'}); provide masks instead")
-    bodies = {}
-    for n in ("L2", "L3", "L4"):
-        v = spine.by_name(n)
-        m = np.zeros(work.shape, bool)
-        m[:, :, v.k_lo:v.k_hi + 1] = spine.body_mask[:, :, v.k_lo:v.k_hi + 1]
-        m, _ = _largest_components(m, 1)
-        bodies[n] = m
+        # the atlas names L2-L4 only where this CT's own landmarks cannot (none found, or they
+        # disagree); a single landmark that the atlas contradicts is a refusal
+        usable = spine.levels.get("rules_decision") == "fail"
+        atlas_bodies = _bodies_from_atlas(spine.body_mask, bone, vert_priors) if usable else None
+        if atlas_bodies is None:
+            raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
+        spine.levels["message"] = ("L2-L4 from the atlas registration (" + ", ".join(
+            f"{n} {r['best_mad_hu']} HU" for n, r in vert_record.items()) + " mean CT difference); "
+            + "the rules alone: " + spine.levels["message"])
+        spine.levels["decision"] = "warn"
+        spine.levels["source"] = "atlas"
+        notes.append("vertebral levels: " + spine.levels["message"])
+    if atlas_bodies is not None:
+        bodies = atlas_bodies
+    else:
+        names = [v.name for v in spine.vertebrae]
+        missing = [n for n in ("L2", "L3", "L4") if n not in names]
+        if missing:
+            raise InputError(None, f"built-in segmenter: vertebra(e) {', '.join(missing)} not found "
+                             f"(levels found: {', '.join(names) or 'none'}); provide masks instead")
+        bodies = {}
+        for n in ("L2", "L3", "L4"):
+            v = spine.by_name(n)
+            m = np.zeros(work.shape, bool)
+            m[:, :, v.k_lo:v.k_hi + 1] = spine.body_mask[:, :, v.k_lo:v.k_hi + 1]
+            m, _ = _largest_components(m, 1)
+            bodies[n] = m
     spine_x = float(np.nanmedian(spine.centre[:, 0]))
 
     if options.atlas:
         from .atlas_organs import atlas_organs
 
-        work_img = Image(work, ras_order_affine(ct, tr, f), "HU")
-        masks, organ_method = atlas_organs(work_img, ct, options.atlas)
+        masks, organ_method = atlas_organs(work_img, options.atlas, carried, registrations=registrations)
+        organ_method["vertebrae"] = vert_record
         masks = {n: m & body & ~bone for n, m in masks.items()}
         kidneys = {n: masks[n] for n in ("kidney_left", "kidney_right")}
         liver, spleen = masks["liver"], masks["spleen"]
@@ -452,13 +479,44 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     out = ct.with_array(np.ascontiguousarray(full.astype(np.uint16)), unit="label")
     work_aff = ras_order_affine(ct, tr, f)
     levels = {}
-    for v in spine.vertebrae:
+    for v in ([] if atlas_bodies is not None else spine.vertebrae):
         levels[v.name] = {"k_range_working": [v.k_lo, v.k_hi], "rib_bearing": v.rib_bearing,
                           "centre_ras_mm": [round(float(x), 2) for x in (work_aff @ np.array(
                               [v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[:3]],
                           "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.array(
                               [v.centre_xy[0], v.centre_xy[1], k, 1.0]))[2]) for k in (v.k_lo - 0.5, v.k_hi + 0.5))]}
+    for n, m in (atlas_bodies or {}).items():
+        ks = np.flatnonzero(m.any(axis=(0, 1)))
+        c = np.argwhere(m).mean(axis=0)
+        levels[n] = {"k_range_working": [int(ks[0]), int(ks[-1])], "rib_bearing": False, "source": "atlas",
+                     "centre_ras_mm": [round(float(x), 2) for x in (work_aff @ np.r_[c, 1.0])[:3]],
+                     "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.r_[c[0], c[1], k, 1.0])[2])
+                                                                    for k in (ks[0] - 0.5, ks[-1] + 0.5))]}
     return BuiltinResult(out, levels, notes, spine.levels, organ_method)
+
+
+def _bodies_from_atlas(body_mask, bone, priors):
+    """L2, L3, L4 bodies where the atlas puts them: the CT's vertebral-body mask (bone where the
+    prior is absent) in the slices of each carried body, its largest piece; None without priors."""
+    if not all(n in priors and (priors[n] > 0.5).any() for n in ("L2", "L3", "L4")):
+        return None
+    out = {}
+    taken = np.zeros(body_mask.shape, bool)
+    for n in ("L2", "L3", "L4"):
+        p = priors[n] > 0.5
+        ks = np.flatnonzero(p.any(axis=(0, 1)))
+        near = ndi.binary_dilation(p, np.ones((5, 5, 1), bool), iterations=2)
+        m = np.zeros(body_mask.shape, bool)
+        m[:, :, ks[0]:ks[-1] + 1] = body_mask[:, :, ks[0]:ks[-1] + 1] & near[:, :, ks[0]:ks[-1] + 1]
+        if m.sum() < 0.5 * p.sum():  # the rules found no body outline here: the bone the atlas covers
+            m = bone & p
+        m &= ~taken
+        m, _ = _largest_components(m, 1)
+        if not m.any():
+            return None
+        out[n] = ndi.binary_fill_holes(m)
+        taken |= out[n]
+    return out
 
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):

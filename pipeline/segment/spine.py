@@ -117,7 +117,7 @@ def _box(c, half_vox, shape):
 def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count: int = 5,
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
                   sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
-                  lumbar_count_manual: bool | None = None) -> SpineResult:
+                  lumbar_count_manual: bool | None = None, atlas_level=None) -> SpineResult:
     """Find the vertebral bodies and name them by a vote of evidences.
 
     Parameters
@@ -145,6 +145,9 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         body contains z = -215 mm (RAS+ superior) is L3. Overrides the vote.
     lumbar_count_manual : bool, optional
         Whether the operator set ``lumbar_count`` (default: ``lumbar_count != 5``).
+    atlas_level : (str, float), optional
+        A level carried by atlas registration, e.g. ``("L3", -215.0)``: the vertebra
+        whose body contains z is L3. One more voting evidence (``atlas``), never an override.
     """
     vs = np.asarray(voxel_size_mm, float)
     nx, ny, nz = ct.shape
@@ -285,6 +288,22 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
                              detail=f"{name}@{z_anchor:g} mm")
     evidences = [ev_sacrum, ev_crest, ev_ribs]
     result = LV.vote(evidences, seg_z, lumbar_count, manual, lumbar_count_manual)
+    rules_decision = result.decision
+    if atlas_level is not None:
+        # the atlas votes only where the landmarks of this CT do not settle the levels (one evidence,
+        # or none, or a disagreement); where they agree, it is recorded and does not vote
+        name, z_atlas = atlas_level
+        s = LM.segment_at(seg_z, z_atlas)
+        ev_atlas = LV.Evidence("atlas", s is not None, None if s is None else s - LV.position_of(name, lumbar_count),
+                               detail=f"atlas {name} centre at z {z_atlas:.0f} mm"
+                                      + ("" if s is not None else " (no detected vertebral body there)"))
+        if result.decision == "pass" or manual is not None:
+            if ev_atlas.available:
+                ev_atlas.agrees = ev_atlas.l1_index == result.l1_index
+                ev_atlas.detail += " (not voting: " + ("agrees" if ev_atlas.agrees else "disagrees") + ")"
+            result.evidence.append(ev_atlas)
+        else:
+            result = LV.vote(evidences + [ev_atlas], seg_z, lumbar_count, manual, lumbar_count_manual)
     ev_h = LV.body_height_check(seg_z, result.l1_index, lumbar_count)
     result.evidence.append(ev_h)
     if ev_h.available and ev_h.agrees is False and result.decision == "pass":
@@ -316,7 +335,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     lowest_name = names[lowest_rib] if lowest_rib is not None else None
     sacrum_named = ev_sacrum.available and l1 is not None and names[ev_sacrum.values["segment"]] == "S1"
     return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
-                       result.to_dict())
+                       {**result.to_dict(), "rules_decision": rules_decision})
 
 
 def _coarse_centreline(body, bone, x_mid, vs, half_x_mm: float = 30.0):

@@ -205,3 +205,6 @@ def test_segment_qc_mode_absent_organs_and_vertebra_level_reach_the_segment_stag
     assert "--absent-organ spleen" in segment
     assert "--vertebra-level" not in _job(jobs, "segment", patient="P02").shell
     assert "results/P01/segment/qc.json" in _job(jobs, "report", patient="P01").inputs
+    assert "--atlas 'none'" in segment  # the test helper keeps the synthetic patients on the rules
+    write_config(two_patient_workdir, segment={"backend": "builtin", "atlas": "/data/atlas"})
+    assert "--atlas '/data/atlas'" in _job(_dry_run(two_patient_workdir), "segment", patient="P01").shell

@@ -74,6 +74,9 @@ def write_config(workdir: Path, sheet: str = "patients.tsv", **sections) -> Path
     config["patients"] = sheet
     for key, value in sections.items():
         config[key] = value
+    if "atlas" not in sections.get("segment", {}):
+        # the workflow tests run the synthetic sample patient: the rules, as in the demo (config/demo.yaml)
+        config.setdefault("segment", {})["atlas"] = "none"
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -16,6 +16,7 @@ rule segment:
         masks=segment_masks_flag,
         qc=config["segment"].get("qc", "fail"),
         absent=" ".join(f"--absent-organ {o}" for o in config["segment"].get("absent_organs", [])),
+        atlas=config["segment"].get("atlas", "auto"),
     log:
         "results/{patient}/logs/segment.log",
     benchmark:
@@ -30,4 +31,5 @@ rule segment:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
         "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
         "spectdose segment --ct {input.ct} --spect {input.spect} --out {params.out} "
-        "--backend {params.backend} {params.masks} --qc {params.qc} {params.absent} > {log} 2>&1"
+        "--backend {params.backend} {params.masks} --qc {params.qc} {params.absent} "
+        "--atlas '{params.atlas}' > {log} 2>&1"

@@ -16,7 +16,7 @@ from pipeline.segment import labels as L
 from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, organ_priors, read_atlas,
                                     register_subject, resolve_atlas_source, write_atlas_subject,
                                     z_offset_from_profiles)
-from pipeline.segment.atlas_organs import atlas_organs
+from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
 from pipeline.segment.atlas_refine import intensity_model, refine_organs
 
 
@@ -125,8 +125,10 @@ def test_fusion_prefers_the_subject_whose_anatomy_matches(moved_atlas):
     # a person whose kidneys lie 35 mm lower (relative to lungs and spine) than the target's
     bad_ct, bad_lab = torso(shape=(60, 44, 90), shift_mm=(0.0, 0.0, 45.0), kidney_dz_mm=-35.0)
     bad = AtlasSubject("bad", bad_ct, bad_lab, "synthetic")
-    masks, record = atlas_organs(target_ct, target_ct, [good, bad], AtlasOptions(working_mm=5.0,
-                                                                                demons_iterations=30))
+    transforms, regs = register_all(target_ct, [good, bad], AtlasOptions(working_mm=5.0, demons_iterations=30))
+    masks, record = atlas_organs(target_ct, [good, bad], carry_all(target_ct, [good, bad], transforms),
+                                 registrations=regs)
+    assert [r["subject"] for r in record["subjects"]] == ["moved", "bad"]
     kl = record["organs"]["kidney_left"]
     assert kl["mad_hu"]["moved"] < kl["mad_hu"]["bad"]
     assert kl["weights"]["moved"] > 0.5

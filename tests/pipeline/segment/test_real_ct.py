@@ -58,3 +58,24 @@ def test_real_ct_l2_l4_lie_below_the_lowest_rib_bearing_vertebra(real_ct_result)
     assert lowest == "T12"
     assert levels["L1"]["centre_ras_mm"][2] < levels[lowest]["centre_ras_mm"][2]
     assert (real_ct_result / "qc.png").stat().st_size > 50000
+
+
+@pytest.mark.slow
+def test_real_ct_with_the_icrp110_atlas_gives_physiological_organs_and_records_the_method(
+        real_ct_nifti, tmp_path):
+    from sample_data.icrp110 import default_zip_path
+
+    if not default_zip_path().is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    out = tmp_path / "segment"
+    assert main(["--ct", str(real_ct_nifti), "--out", str(out), "--atlas", str(default_zip_path())]) == 0
+    rows = {r["name"]: r for r in csv.DictReader((out / "organs.csv").open())}
+    assert 900.0 <= float(rows["liver"]["volume_ml"]) <= 2500.0
+    for k in ("kidney_left", "kidney_right"):
+        assert 70.0 <= float(rows[k]["volume_ml"]) <= 260.0, k
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["status"] in ("pass", "warn")
+    organs = qc["organ_method"]["organs"]
+    assert set(organs) == {"kidney_left", "kidney_right", "liver", "spleen"}
+    for r in organs.values():  # a real person is neither phantom: every organ refined on its own CT
+        assert r["method"] == "atlas+CT" and set(r["weights"]) == {"ICRP110_AF", "ICRP110_AM"}

@@ -1,0 +1,51 @@
+"""Atlas segmentation on the ICRP-110 phantoms, leave one out (slow; skipped without ../shared).
+
+The atlas is a folder holding only the other phantom (:func:`sample_data.icrp110.atlas_subjects`
+written by :func:`pipeline.segment.atlas.write_atlas_subject`), so the case is a person the atlas
+has never seen. Thresholds: the measured Dice of ``python -m sample_data.seg_regression --atlas loo``
+(AM_4mm: kidneys 0.88/0.79, liver 0.84, spleen 0.58) less 0.05 for run-to-run differences of the
+random metric sampling; levels must be right.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.imageio import write_image
+from pipeline.segment.cli import main
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+ZIP = SHARED / "icrp110" / "Input_GateLab_2019-04-02.zip"
+
+
+@pytest.mark.slow
+def test_leave_one_out_atlas_segments_the_other_phantom(tmp_path):
+    if not ZIP.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from pipeline.segment.atlas import write_atlas_subject
+    from pipeline.segment.evaluate import compare_labels, compare_levels, levels_from_labels
+    from sample_data.icrp110 import atlas_subjects, load_case
+
+    (af,) = atlas_subjects(ZIP, names=("AF",))
+    write_atlas_subject(tmp_path / "atlas", af)
+    ct, ref, levels = load_case(ZIP, "AM_4mm")
+    write_image(tmp_path / "ct.nii.gz", ct, quantity="CT")
+    out = tmp_path / "segment"
+    assert main(["--ct", str(tmp_path / "ct.nii.gz"), "--out", str(out), "--atlas", str(tmp_path / "atlas"),
+                 "--qc", "warn"]) == 0
+    from pipeline.imageio import read_image
+
+    labels, _ = read_image(out / "labels.nii.gz", unit="label")
+    organs = compare_labels(labels, ref)
+    want = {"kidney_left": 0.83, "kidney_right": 0.74, "liver": 0.79, "spleen": 0.53}
+    for name, dice in want.items():
+        assert organs[name]["dice"] >= dice, (name, organs[name]["dice"])
+    test_levels = {n: 0.5 * (lo + hi) for n, (lo, hi) in levels_from_labels(labels).items()}
+    ref_levels = {n: tuple(v["z_range_mm"]) for n, v in levels.items() if not n.startswith("_")}
+    lv = compare_levels(test_levels, ref_levels, names=("L2", "L3", "L4"))
+    assert all(r["match"] for r in lv.values()), lv
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["organ_method"]["subjects"][0]["subject"] == "ICRP110_AF"
+    assert all(np.isfinite(r["best_mad_hu"]) for r in qc["organ_method"]["organs"].values())
