@@ -398,7 +398,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         # the atlas names L2-L4 only where this CT's own landmarks cannot (none found, or they
         # disagree); a single landmark that the atlas contradicts is a refusal
         usable = spine.levels.get("rules_decision") == "fail"
-        atlas_bodies = _bodies_from_atlas(spine.body_mask, bone, vert_priors) if usable else None
+        atlas_bodies = _bodies_from_atlas(spine.body_mask, sm, vert_priors) if usable else None
         if atlas_bodies is None:
             raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
         spine.levels["message"] = ("L2-L4 from the atlas registration (" + ", ".join(
@@ -495,9 +495,13 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     return BuiltinResult(out, levels, notes, spine.levels, organ_method)
 
 
-def _bodies_from_atlas(body_mask, bone, priors):
-    """L2, L3, L4 bodies where the atlas puts them: the CT's vertebral-body mask (bone where the
-    prior is absent) in the slices of each carried body, its largest piece; None without priors."""
+def _bodies_from_atlas(body_mask, sm, priors):
+    """L2, L3, L4 bodies where the atlas puts them; None without priors.
+
+    Each: the rules' vertebral-body outline in the slices of the carried body and near it,
+    together with the carried body itself where the smoothed CT is above 60 HU (bone and
+    marrow, not the spinal canal), holes filled. Largest piece, no voxel in two bodies.
+    """
     if not all(n in priors and (priors[n] > 0.5).any() for n in ("L2", "L3", "L4")):
         return None
     out = {}
@@ -508,8 +512,7 @@ def _bodies_from_atlas(body_mask, bone, priors):
         near = ndi.binary_dilation(p, np.ones((5, 5, 1), bool), iterations=2)
         m = np.zeros(body_mask.shape, bool)
         m[:, :, ks[0]:ks[-1] + 1] = body_mask[:, :, ks[0]:ks[-1] + 1] & near[:, :, ks[0]:ks[-1] + 1]
-        if m.sum() < 0.5 * p.sum():  # the rules found no body outline here: the bone the atlas covers
-            m = bone & p
+        m |= p & (sm > 60.0)  # where the rules' outline misses part of the body (thin cortex, partial volume)
         m &= ~taken
         m, _ = _largest_components(m, 1)
         if not m.any():
