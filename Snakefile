@@ -45,6 +45,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/kinetics.smk"
 include: "workflow/rules/dose.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/uncertainty.smk"
 
 
 rule all:

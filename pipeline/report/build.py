@@ -16,6 +16,8 @@ from .html import Raw, esc, kv_table, not_available, note, page, table
 from .inputs import read_json
 from .numbers import key_label, plain_text
 from .summary import summary_html
+from .uncertainty import TITLE as UNCERTAINTY_TITLE
+from .uncertainty import uncertainty_section
 
 __all__ = ["build_report", "report_sections", "SECTION_TITLES"]
 
@@ -133,7 +135,11 @@ def report_sections(patient_dir, figures: list | None = None) -> list:
         "assumptions": _assumptions(pdir),
         "provenance": _provenance(pdir),
     }
-    return [(anchor, SECTION_TITLES[anchor], bodies[anchor], "") for anchor in SECTION_TITLES]
+    out = [(anchor, SECTION_TITLES[anchor], bodies[anchor], "") for anchor in SECTION_TITLES]
+    unc = uncertainty_section(pdir)  # only when the uncertainty stage has run
+    if unc is not None:
+        out.insert([a for a, *_ in out].index("planning") + 1, ("uncertainty", UNCERTAINTY_TITLE, unc, ""))
+    return out
 
 
 def build_report(patient_dir, now: _dt.datetime | None = None, figures: list | None = None,

@@ -157,7 +157,7 @@ def test_the_command_serves_until_sigterm(tmp_path):
     import sys
     import time
 
-    from conftest import write_config
+    from node_helpers import write_config
     from orthanc_server import free_port
 
     port = free_port()
@@ -183,7 +183,7 @@ def test_the_command_serves_until_sigterm(tmp_path):
 def test_a_port_in_use_is_one_line_naming_the_config(tmp_path, capsys):
     import socket
 
-    from conftest import write_config
+    from node_helpers import write_config
     from pipeline.node.cli import main
 
     with socket.socket() as busy:

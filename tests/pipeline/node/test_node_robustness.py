@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import node_factory as fac
-from conftest import HERE, wait_for
+from node_helpers import HERE, wait_for
 
 
 def _instances(h) -> int:
