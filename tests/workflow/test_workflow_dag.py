@@ -41,8 +41,8 @@ def test_dry_run_has_one_job_per_stage_and_time_point(base_jobs):
     jobs = base_jobs
     counts = Counter(j.rule for j in jobs)
     # P01 has 3 time points, P02 has 2: ingest and register per time point, the rest per patient.
-    assert counts == {"ingest": 5, "register": 5, "segment": 2, "kinetics": 2, "dose": 2, "report": 2,
-                      "all": 1}
+    assert counts == {"ingest": 5, "register": 5, "segment": 2, "kinetics": 2, "dose": 2, "uncertainty": 2,
+                      "report": 2, "all": 1}
     assert {j.wildcards.get("tp") for j in jobs if j.rule == "ingest" and j.wildcards["patient"] == "P01"} \
         == {"t1h", "t4h", "t24h"}
 
@@ -123,8 +123,8 @@ def test_dag_for_two_patients_connects_the_stages(two_patient_workdir):
     assert result.returncode == 0, result.stderr[-3000:]
     dot = result.stdout
     assert dot.lstrip().startswith("digraph")
-    # One node per job: 5 ingest + 5 register + 2 x (segment, kinetics, dose, report) + all.
-    assert dot.count('label = "') == 19
+    # One node per job: 5 ingest + 5 register + 2 x (segment, kinetics, dose, uncertainty, report) + all.
+    assert dot.count('label = "') == 21
 
 
 def _complete_run_on_disk(workdir):
@@ -165,6 +165,7 @@ def test_adding_a_time_point_reruns_only_its_dependants(two_patient_workdir):
         ("register", (("patient", "P01"), ("tp", "t48h"))),
         ("kinetics", (("patient", "P01"),)),
         ("dose", (("patient", "P01"),)),
+        ("uncertainty", (("patient", "P01"),)),
         ("report", (("patient", "P01"),)),
         ("all", ()),
     ])

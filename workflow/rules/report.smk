@@ -21,6 +21,7 @@ rule report:
         fits="results/{patient}/kinetics/fits.json",
         organs="results/{patient}/segment/organs.csv",
         segment_qc="results/{patient}/segment/qc.json",
+        uncertainty="results/{patient}/uncertainty/uncertainty.json",
         registration_qc=registration_qc,
     output:
         html="results/{patient}/report/report.html",

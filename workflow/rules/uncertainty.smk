@@ -3,7 +3,7 @@
 # density) to each organ dose, the EANM marrow dose, the kidney BED and the planned activity,
 # analytically and by Monte Carlo. Its settings are the `uncertainty:` section of the config file
 # (also a parameter here, so changing them reruns it). Target:
-# results/<patient>/uncertainty/uncertainty.json (the report shows its budget when it exists).
+# results/<patient>/uncertainty/uncertainty.json, an input of the report (which shows its budget).
 
 # Its job's resources: `uncertainty.resources` (threads, mem_mb, runtime_min) in the config.
 UNCERTAINTY_RESOURCES = {"threads": 1, "mem_mb": 3000, "runtime_min": 20, **(config.get("uncertainty") or {}).get("resources", {})}
