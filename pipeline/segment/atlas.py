@@ -84,6 +84,9 @@ class AtlasOptions:
         level costs about eight times the others).
     affine_sampling : float
         Fraction of the patient's body voxels sampled by the affine metric at each level.
+    affine_finest_shrink : int
+        The affine registration stops at ``working_mm`` times this (1, 2 or 4); the demons
+        registration that follows always reaches ``working_mm``.
     demons_sigma_vox : float
         Gaussian regularisation of the demons displacement field, working voxels (SD).
     prior_sigma_mm : float
@@ -100,6 +103,7 @@ class AtlasOptions:
     demons_iterations: int = 100
     demons_final_iterations: int = 30
     affine_sampling: float = 0.25
+    affine_finest_shrink: int = 2
     demons_sigma_vox: float = 2.0
     prior_sigma_mm: float = 3.0
     margin_mm: float | None = None
@@ -273,8 +277,9 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(2.0, 1e-3, 150, relaxationFactor=0.7)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    levels = [f for f in (4, 2, 1) if f >= options.affine_finest_shrink]
+    reg.SetShrinkFactorsPerLevel(levels)
+    reg.SetSmoothingSigmasPerLevel([{4: 2.0, 2: 1.0, 1: 0.0}[f] for f in levels])
     reg.SetInitialTransform(init, inPlace=False)
     affine = reg.Execute(fixed, moving)
     affine_metric = float(reg.GetMetricValue())
