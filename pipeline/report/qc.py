@@ -138,31 +138,22 @@ def _segment(pdir: Path) -> StageQC:
     return out
 
 
-def _kinetics(pdir: Path) -> StageQC:
-    out = StageQC("kinetics", "Kinetics", "qc-kinetics")
-    fits, why = read_json(pdir / "kinetics" / "fits.json")
-    if not isinstance(fits, dict):
+def _stage_record(pdir: Path, stage: str, title: str, relpath: str) -> StageQC:
+    """The checks a stage records under ``qc`` in its JSON output (``relpath`` in the patient folder)."""
+    out = StageQC(stage, title, f"qc-{stage}")
+    record, why = read_json(pdir / relpath)
+    if not isinstance(record, dict):
         out.missing = why
         return out
-    out.checks = _from_records("kinetics", fits.get("qc"))
+    out.checks = _from_records(stage, record.get("qc"))
     if not out.checks:
-        out.missing = "kinetics/fits.json records no checks"
-    return out
-
-
-def _dose(pdir: Path) -> StageQC:
-    out = StageQC("dose", "Dose", "qc-dose")
-    prov, why = read_json(pdir / "dose" / "dose_provenance.json")
-    if not isinstance(prov, dict):
-        out.missing = why
-        return out
-    out.checks = _from_records("dose", prov.get("qc"))
-    if not out.checks:
-        out.missing = "dose/dose_provenance.json records no checks"
+        out.missing = f"{relpath} records no checks"
     return out
 
 
 def collect_qc(patient_dir) -> list:
     """The :class:`StageQC` of ingest, registration, segmentation, kinetics and dose, in that order."""
     pdir = Path(patient_dir)
-    return [_ingest(pdir), _register(pdir), _segment(pdir), _kinetics(pdir), _dose(pdir)]
+    return [_ingest(pdir), _register(pdir), _segment(pdir),
+            _stage_record(pdir, "kinetics", "Kinetics", "kinetics/fits.json"),
+            _stage_record(pdir, "dose", "Dose", "dose/dose_provenance.json")]

@@ -34,7 +34,7 @@ from ..imageio import read_image, to_sitk, write_image
 from . import labels as L
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
-           "organ_priors", "z_offset_from_profiles", "warped_ct", "carry_subject", "resolve_atlas_source", "load_atlas",
+           "organ_priors", "z_offset_from_profiles", "carry_subject", "resolve_atlas_source", "load_atlas",
            "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
 
 #: The organs an atlas carries onto the target (DESIGN ids).
@@ -373,11 +373,6 @@ def organ_priors(grid: Image, subjects, transforms, options: AtlasOptions = Atla
         for name in ids:
             out[name] += pri[name] / len(subjects)
     return out
-
-
-def warped_ct(grid: Image, subject: AtlasSubject, transform) -> np.ndarray:
-    """The subject's CT carried onto ``grid`` (HU, linear interpolation, -1000 outside)."""
-    return carry_subject(grid, subject, transform, ids={})[1]
 
 
 def resolve_atlas_source(source):

@@ -56,14 +56,21 @@ class FusionOptions:
     refine_gamma: float = 0.6
 
 
+def _smoothed_hu(hu: np.ndarray, voxel_size_mm) -> np.ndarray:
+    """CT numbers clipped to [-200, 200] HU and smoothed by a 2 mm Gaussian (SD), float32."""
+    return ndi.gaussian_filter(np.clip(hu, -200.0, 200.0).astype(np.float32), 2.0 / np.asarray(voxel_size_mm, float))
+
+
 def local_mad_hu(target_hu: np.ndarray, carried_hu: np.ndarray, region: np.ndarray, voxel_size_mm) -> float:
     """Mean absolute difference (HU) of two CTs in ``region`` (clipped to [-200, 200], 2 mm smoothing)."""
-    vs = np.asarray(voxel_size_mm, float)
-    a = ndi.gaussian_filter(np.clip(target_hu, -200.0, 200.0).astype(np.float32), 2.0 / vs)
-    b = ndi.gaussian_filter(np.clip(carried_hu, -200.0, 200.0).astype(np.float32), 2.0 / vs)
     if not region.any():
         return float("inf")
-    return float(np.mean(np.abs(a - b)[region]))
+    return _region_mad(_smoothed_hu(target_hu, voxel_size_mm), _smoothed_hu(carried_hu, voxel_size_mm), region)
+
+
+def _region_mad(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    """Mean absolute difference of two smoothed CTs in ``region`` (inf when it is empty)."""
+    return float(np.mean(np.abs(a[region] - b[region]))) if region.any() else float("inf")
 
 
 def register_all(registration_ct: Image, subjects, options: AtlasOptions = AtlasOptions()) -> tuple[list, list]:
@@ -85,10 +92,12 @@ def carry_all(grid_ct: Image, subjects, transforms) -> list:
 
 def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
     """Per structure: fused prior, and a record of each subject's ``mad_hu`` and weight."""
-    hu = np.asarray(grid_ct.array, np.float32)
     vs = grid_ct.voxel_size_mm
-    mads = [{n: local_mad_hu(hu, ct_s, ndi.binary_dilation(pri[n] > 0.5, iterations=3), vs) for n in ids}
-            for pri, ct_s in carried]
+    target = _smoothed_hu(np.asarray(grid_ct.array, np.float32), vs)  # once, not per subject and structure
+    mads = []
+    for pri, ct_s in carried:
+        other = _smoothed_hu(ct_s, vs)
+        mads.append({n: _region_mad(target, other, ndi.binary_dilation(pri[n] > 0.5, iterations=3)) for n in ids})
     fused, record = {}, {}
     for name in ids:
         m = np.array([d[name] for d in mads])

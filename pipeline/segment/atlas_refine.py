@@ -54,10 +54,11 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     shifts in the models (``shift_mm``).
     """
     vs = np.asarray(voxel_size_mm, float)
+    sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)  # once for every pass
     shifts = {n: np.zeros(3) for n in priors}
     current = dict(priors)
     for it in range(recentre_iterations + 1):
-        masks, models = map_organs(ct_hu, vs, current, smooth_mm, sure, min_sd_hu)
+        masks, models = _map_smoothed(sm, current, sure, min_sd_hu)
         if it == recentre_iterations:
             break
         for n, m in masks.items():
@@ -102,7 +103,11 @@ def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float 
         Organ name -> ``{"median_hu", "sd_hu", "n_train"}`` (the learnt intensity models).
     """
     vs = np.asarray(voxel_size_mm, float)
-    sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)
+    return _map_smoothed(ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs), priors, sure, min_sd_hu)
+
+
+def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float) -> tuple[dict, dict]:
+    """:func:`map_organs` on a CT already smoothed (HU)."""
     names = list(priors)
     p = np.stack([priors[n] for n in names]).astype(np.float32)
     total = p.sum(axis=0)
@@ -111,7 +116,7 @@ def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float 
     allowed = (sm > -300.0) & (sm < 300.0)
 
     models = {}
-    post = np.empty((len(names) + 1,) + ct_hu.shape, np.float32)
+    post = np.empty((len(names) + 1,) + sm.shape, np.float32)
     for i, n in enumerate(names):
         train = (p[i] > sure) & allowed
         if train.sum() < 20:
