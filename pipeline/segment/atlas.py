@@ -34,7 +34,7 @@ from ..imageio import read_image, to_sitk, write_image
 from . import labels as L
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
-           "organ_priors", "z_offset_from_profiles", "carry_subject", "resolve_atlas_source", "load_atlas",
+           "organ_priors", "z_offset_from_profiles", "carry_subject", "coarser_grid", "resolve_atlas_source", "load_atlas",
            "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
 
 #: The organs an atlas carries onto the target (DESIGN ids).
@@ -81,7 +81,8 @@ class AtlasOptions:
         Demons iterations at the two coarse levels (4 and 2 times ``working_mm``).
     demons_final_iterations : int
         Demons iterations at ``working_mm`` (0: stop at twice ``working_mm``; this
-        level costs about eight times the others).
+        level costs about eight times the others). 60 and 15 gave the same leave-one-out
+        Dice on the ICRP-110 cases as 100 and 30 (within 0.02) in half the time.
     affine_sampling : float
         Fraction of the patient's body voxels sampled by the affine metric at each level.
     affine_finest_shrink : int
@@ -96,17 +97,23 @@ class AtlasOptions:
         the atlas organs to this far above them (twice that on the atlas side), mm.
         Default None (whole field of view): on the ICRP-110 phantoms a 100 mm slab
         registered worse (kidney Dice 0.58 against 0.77) for a third less time.
+    demons_margin_mm : float, optional
+        The deformable (demons) step runs only on the patient's slab from this far below
+        to this far above the atlas structures (organs and L2-L4) as placed by the affine
+        step, mm; outside it the transform is the affine. None: the whole field of view.
+        The affine always sees the whole field of view (see ``margin_mm``).
     """
 
     working_mm: float = 4.0
     z_search_mm: float = 600.0
-    demons_iterations: int = 100
-    demons_final_iterations: int = 30
+    demons_iterations: int = 60
+    demons_final_iterations: int = 15
     affine_sampling: float = 0.25
     affine_finest_shrink: int = 2
     demons_sigma_vox: float = 2.0
     prior_sigma_mm: float = 3.0
     margin_mm: float | None = None
+    demons_margin_mm: float | None = 60.0
 
 
 # --------------------------------------------------------------------------- atlas folder
@@ -285,8 +292,12 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     affine_metric = float(reg.GetMetricValue())
 
     moved = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, -1000.0)
-    f2 = sitk.Clamp(fixed, sitk.sitkFloat32, -300.0, 300.0)
-    m2 = sitk.Clamp(moved, sitk.sitkFloat32, -300.0, 300.0)
+    f_full = sitk.Clamp(fixed, sitk.sitkFloat32, -300.0, 300.0)
+    f2, m2 = f_full, sitk.Clamp(moved, sitk.sitkFloat32, -300.0, 300.0)
+    slab = _structures_z_range(subject, affine) if options.demons_margin_mm is not None else None
+    if slab is not None:
+        lo, hi = slab[0] - options.demons_margin_mm, slab[1] + options.demons_margin_mm
+        f2, m2 = _crop_z(f2, lo, hi), _crop_z(m2, lo, hi)
     demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
     demons.SetNumberOfIterations(options.demons_iterations)
     demons.SetStandardDeviations(options.demons_sigma_vox)
@@ -302,18 +313,49 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
         else:
             start = sitk.Resample(disp, fs, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
             disp = demons.Execute(fs, ms, start)
-    disp = sitk.Resample(disp, f2, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+    # on the whole grid: zero displacement (the affine alone) outside the demons slab
+    disp = sitk.Resample(disp, f_full, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
     field = sitk.DisplacementFieldTransform(sitk.Cast(disp, sitk.sitkVectorFloat64))
     comp = sitk.CompositeTransform(3)
     comp.AddTransform(affine)
     comp.AddTransform(field)  # the last added acts first: target -> (demons) -> (affine) -> atlas
     info = {"subject": subject.name, "dz_mm": dz, "profile_cost": cost, "affine_metric": affine_metric,
-            "demons_rms_change": float(demons.GetRMSChange())}
+            "demons_rms_change": float(demons.GetRMSChange()),
+            "demons_slab_z_mm": None if slab is None else [round(float(f2.GetOrigin()[2]), 1), round(float(
+                f2.GetOrigin()[2] + f2.GetSpacing()[2] * (f2.GetSize()[2] - 1)), 1)]}
     return comp, info
 
 
+def _structures_z_range(subject: AtlasSubject, affine: sitk.Transform) -> tuple[float, float] | None:
+    """Patient z range (mm) of the subject's organs and L2-L4 under ``affine`` (patient -> subject).
+
+    The corners of the structures' bounding box in the subject are mapped back with the
+    inverse affine; None when the subject has none of the structures.
+    """
+    lab = np.asarray(subject.labels.array)
+    idx = np.argwhere(np.isin(lab, [*ATLAS_ORGANS.values(), *ATLAS_VERTEBRAE.values()]))
+    if idx.size == 0:
+        return None
+    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float)
+    world = subject.labels.index_to_world(corners)  # RAS
+    inv = affine.GetInverse()
+    z = [inv.TransformPoint((float(-p[0]), float(-p[1]), float(p[2])))[2] for p in world]  # LPS points
+    return float(min(z)), float(max(z))
+
+
+def coarser_grid(grid: Image, factors) -> Image:
+    """Geometry of ``grid`` with voxels ``factors`` times larger per axis (the block-mean grid:
+    block centres, partial blocks at the far end kept); zero array."""
+    f = np.asarray(factors, int)
+    shift = np.eye(4)
+    shift[:3, 3] = (f - 1.0) / 2.0 / f  # block centre, in coarse index units
+    shape = tuple(int(v) for v in np.ceil(np.asarray(grid.shape) / f))
+    return Image(np.zeros(shape, np.float32), grid.affine @ np.diag([*f.astype(float), 1.0]) @ shift, "1")
+
+
 def carry_subject(grid: Image, subject: AtlasSubject, transform, ids=None,
-                  options: AtlasOptions = AtlasOptions()) -> tuple[dict, np.ndarray]:
+                  options: AtlasOptions = AtlasOptions(), coarse: bool = False) -> tuple[dict, np.ndarray]:
     """A subject's structures (smoothed indicators) and CT carried onto ``grid`` in one resampling.
 
     Parameters
@@ -329,6 +371,11 @@ def carry_subject(grid: Image, subject: AtlasSubject, transform, ids=None,
         lacks give an all-zero prior.
     options : AtlasOptions
         ``prior_sigma_mm``: smoothing of each indicator before the resampling (SD, mm).
+    coarse : bool
+        Evaluate the transform on a grid about as coarse as the subject's (integer
+        factors of ``grid``), then interpolate linearly onto ``grid`` (identity): the
+        deformable transform costs per output voxel, and a finer grid than the subject's
+        adds no detail (about four times faster for a 2 mm grid and a 4 mm atlas).
 
     Returns
     -------
@@ -351,7 +398,13 @@ def carry_subject(grid: Image, subject: AtlasSubject, transform, ids=None,
     vec = sitk.GetImageFromArray(np.stack([np.transpose(c, (2, 1, 0)) for c in comps], axis=-1), isVector=True)
     vec.CopyInformation(geo)
     ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
-    out = sitk.Resample(vec, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
+    f = np.maximum(1, np.floor(np.min(vs) / np.asarray(grid.voxel_size_mm, float) + 1e-6)).astype(int)
+    if coarse and f.max() > 1:
+        mid = to_sitk(coarser_grid(grid, f))
+        out = sitk.Resample(vec, mid, transform, sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
+        out = sitk.Resample(out, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
+    else:
+        out = sitk.Resample(vec, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
     arr = sitk.GetArrayFromImage(out)  # (k, j, i, component)
     ct_hu = np.transpose(arr[..., 0], (2, 1, 0)) - 1000.0
     priors = {name: np.clip(np.transpose(arr[..., i + 1], (2, 1, 0)), 0.0, 1.0) for i, name in enumerate(ids)}

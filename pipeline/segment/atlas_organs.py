@@ -86,8 +86,8 @@ def register_all(registration_ct: Image, subjects, options: AtlasOptions = Atlas
 def carry_all(grid_ct: Image, subjects, transforms) -> list:
     """Every subject's organs, vertebrae (when it has them) and CT on ``grid_ct``:
     a list of (priors dict, CT array) per subject (:func:`pipeline.segment.atlas.carry_subject`)."""
-    return [carry_subject(grid_ct, s, tr, {**ATLAS_ORGANS, **ATLAS_VERTEBRAE}, AtlasOptions(prior_sigma_mm=0.5))
-            for s, tr in zip(subjects, transforms)]
+    return [carry_subject(grid_ct, s, tr, {**ATLAS_ORGANS, **ATLAS_VERTEBRAE}, AtlasOptions(prior_sigma_mm=0.5),
+                          coarse=True) for s, tr in zip(subjects, transforms)]
 
 
 def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):

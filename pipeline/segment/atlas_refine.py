@@ -6,8 +6,13 @@ the likelihood of an organ is a Gaussian in the smoothed CT, its centre and widt
 learnt from the voxels where the atlas is sure (prior > 0.9, so from this patient,
 contrast-enhanced or not); the likelihood of "other" is the histogram of the smoothed
 CT where every organ prior is small but non-zero (the neighbourhood of the organs:
-fat, muscle, bowel). Each voxel takes the most probable class; each organ keeps its
-largest piece, with holes filled. Gas (< -300 HU) and bone (> 300 HU) are never organ.
+fat, muscle, bowel). The posterior probabilities are smoothed by a Gaussian
+(``posterior_sigma_mm``, a mean-field stand-in for a Markov random field: a voxel
+follows its neighbours where its own CT number is ambiguous); each voxel takes the
+most probable class; each organ keeps its largest piece, with holes filled.
+Leave-one-out on the six ICRP-110 cases (2-4 mm): smoothing by 2 mm raised the mean
+Dice of the four organs from 0.791 to 0.802 (spleen of the male phantom 0.59 -> 0.68),
+no organ lower by more than 0.01. Gas (< -300 HU) and bone (> 300 HU) are never organ.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.
 
 def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float = 2.0,
                   sure: float = 0.9, min_sd_hu: float = 8.0, recentre_iterations: int = 2,
-                  max_shift_mm: float = 15.0) -> tuple[dict, dict]:
+                  max_shift_mm: float = 15.0, posterior_sigma_mm: float = 2.0) -> tuple[dict, dict]:
     """Masks of the atlas organs, the priors moved onto the patient's organs first.
 
     The MAP segmentation (:func:`map_organs`) is repeated ``recentre_iterations`` times,
@@ -58,7 +63,7 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     shifts = {n: np.zeros(3) for n in priors}
     current = dict(priors)
     for it in range(recentre_iterations + 1):
-        masks, models = _map_smoothed(sm, current, sure, min_sd_hu)
+        masks, models = _map_smoothed(sm, current, sure, min_sd_hu, posterior_sigma_mm / vs)
         if it == recentre_iterations:
             break
         for n, m in masks.items():
@@ -78,7 +83,7 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
 
 
 def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float = 2.0,
-               sure: float = 0.9, min_sd_hu: float = 8.0) -> tuple[dict, dict]:
+               sure: float = 0.9, min_sd_hu: float = 8.0, posterior_sigma_mm: float = 2.0) -> tuple[dict, dict]:
     """Masks of the atlas organs on the grid of ``ct_hu``.
 
     Parameters
@@ -94,6 +99,9 @@ def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float 
         Prior above which a voxel trains the organ's intensity model.
     min_sd_hu : float
         Lower bound of an organ's intensity SD, HU.
+    posterior_sigma_mm : float
+        Gaussian smoothing (SD, mm) of the class posteriors before each voxel takes
+        the most probable class (0: none).
 
     Returns
     -------
@@ -103,11 +111,13 @@ def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float 
         Organ name -> ``{"median_hu", "sd_hu", "n_train"}`` (the learnt intensity models).
     """
     vs = np.asarray(voxel_size_mm, float)
-    return _map_smoothed(ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs), priors, sure, min_sd_hu)
+    return _map_smoothed(ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs), priors, sure, min_sd_hu,
+                         posterior_sigma_mm / vs)
 
 
-def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float) -> tuple[dict, dict]:
-    """:func:`map_organs` on a CT already smoothed (HU)."""
+def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
+                  posterior_sigma_vox=0.0) -> tuple[dict, dict]:
+    """:func:`map_organs` on a CT already smoothed (HU); posterior smoothing SD in voxels per axis."""
     names = list(priors)
     p = np.stack([priors[n] for n in names]).astype(np.float32)
     total = p.sum(axis=0)
@@ -135,6 +145,10 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float) -
     hist = ndi.gaussian_filter1d(hist, 1.0) + 1e-6
     idx = np.clip(np.digitize(sm, edges) - 1, 0, len(hist) - 1)
     post[-1] = p_other * hist[idx]
+    if np.any(np.asarray(posterior_sigma_vox) > 0):
+        post /= post.sum(axis=0, keepdims=True) + 1e-30
+        for c in range(post.shape[0]):
+            post[c] = ndi.gaussian_filter(post[c], posterior_sigma_vox)
 
     winner = np.argmax(post, axis=0)
     masks = {}

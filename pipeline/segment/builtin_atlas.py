@@ -10,7 +10,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
-from .orient import block_mean
 
 __all__ = ["atlas_box", "crop", "uncrop", "bodies_from_atlas", "largest_component"]
 
@@ -30,11 +29,10 @@ def atlas_box(work_img: Image, subjects, transforms, margin_mm: float = 25.0) ->
     The subjects' structures are carried onto a grid three times coarser; the box holds
     every voxel where any of them is above 0.01, plus ``margin_mm``.
     """
-    from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, carry_subject
+    from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, carry_subject, coarser_grid
 
     cf = (3, 3, max(1, int(round(6.0 / work_img.voxel_size_mm[2]))))
-    coarse = Image(block_mean(np.asarray(work_img.array), cf), work_img.affine @ np.diag([*cf, 1.0]) @ _shift(cf),
-                   "HU")
+    coarse = coarser_grid(work_img, cf)
     hit = np.zeros(coarse.shape, bool)
     for s, tr in zip(subjects, transforms):
         pri, _ = carry_subject(coarse, s, tr, {**ATLAS_ORGANS, **ATLAS_VERTEBRAE})
@@ -47,13 +45,6 @@ def atlas_box(work_img: Image, subjects, transforms, margin_mm: float = 25.0) ->
     hi = (idx.max(axis=0) + 1) * np.array(cf)
     m = np.ceil(margin_mm / np.asarray(work_img.voxel_size_mm)).astype(int)
     return tuple(slice(int(max(0, a - g)), int(min(n, b + g))) for a, b, g, n in zip(lo, hi, m, work_img.shape))
-
-
-def _shift(factors) -> np.ndarray:
-    """Index offset of a block-mean grid: block centre = (factor - 1) / 2 fine voxels from its first voxel."""
-    t = np.eye(4)
-    t[:3, 3] = (np.asarray(factors, float) - 1.0) / 2.0 / np.asarray(factors, float)
-    return t
 
 
 def crop(img: Image, box) -> Image:
