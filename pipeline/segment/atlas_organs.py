@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
-from .atlas_refine import refine_organs
+from .atlas_refine import refine_organs, uptake_veto
 
 __all__ = ["FusionOptions", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
 
@@ -115,7 +115,7 @@ def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
 
 
 def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions(),
-                 registrations=()) -> tuple[dict, dict]:
+                 registrations=(), spect: np.ndarray | None = None) -> tuple[dict, dict]:
     """Organ masks on the grid of ``grid_ct``.
 
     Parameters
@@ -129,6 +129,10 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     fusion : FusionOptions
     registrations : sequence of dict
         The registration summaries, copied into the record.
+    spect : numpy.ndarray, optional
+        The reference SPECT on ``grid_ct``'s grid: where a kidney refined on the CT is
+        clearly hot, voxels far below its uptake are taken out of it
+        (:func:`pipeline.segment.atlas_refine.uptake_veto`; recorded as ``spect_veto``).
 
     Returns
     -------
@@ -152,7 +156,13 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         soft = {n: np.clip(ndi.gaussian_filter(fused[n], fusion.refine_sigma_mm / np.asarray(vs)), 0.0, 1.0)
                 ** fusion.refine_gamma for n in ATLAS_ORGANS}
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
-        refined, models = refine_organs(hu, vs, soft)
+        veto = {}
+        for n in ("kidney_left", "kidney_right"):
+            if spect is not None and n in refine:
+                v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs)
+                if v is not None:
+                    veto[n] = v
+        refined, models = refine_organs(hu, vs, soft, veto=veto)
         for n in refine:
             masks[n] = refined[n]
             organs[n]["intensity_model"] = models[n]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["refine_organs", "map_organs", "intensity_model"]
+__all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto"]
 
 
 def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.0,
@@ -48,7 +48,8 @@ def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.
 
 def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float = 2.0,
                   sure: float = 0.9, min_sd_hu: float = 8.0, recentre_iterations: int = 2,
-                  max_shift_mm: float = 15.0, posterior_sigma_mm: float = 2.0) -> tuple[dict, dict]:
+                  max_shift_mm: float = 15.0, posterior_sigma_mm: float = 2.0,
+                  veto: dict | None = None) -> tuple[dict, dict]:
     """Masks of the atlas organs, the priors moved onto the patient's organs first.
 
     The MAP segmentation (:func:`map_organs`) is repeated ``recentre_iterations`` times,
@@ -56,14 +57,17 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     its prior's (at most ``max_shift_mm`` in total per organ): the atlas registration
     leaves the organs of another person a few millimetres off, and the patient's own
     CT numbers say where. Returns the last masks and intensity models, and records the
-    shifts in the models (``shift_mm``).
+    shifts in the models (``shift_mm``). ``veto`` (optional, organ name -> array in
+    [0, 1] on the grid) multiplies that organ's prior in every pass and is never shifted:
+    it can only take voxels away from the organ (see :func:`uptake_veto`).
     """
     vs = np.asarray(voxel_size_mm, float)
     sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)  # once for every pass
     shifts = {n: np.zeros(3) for n in priors}
     current = dict(priors)
     for it in range(recentre_iterations + 1):
-        masks, models = _map_smoothed(sm, current, sure, min_sd_hu, posterior_sigma_mm / vs)
+        vetoed = {n: p * veto[n] if veto and n in veto else p for n, p in current.items()}
+        masks, models = _map_smoothed(sm, vetoed, sure, min_sd_hu, posterior_sigma_mm / vs)
         if it == recentre_iterations:
             break
         for n, m in masks.items():
@@ -161,3 +165,53 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
         m = ndi.binary_fill_holes(m)
         masks[n] = m
     return masks, models
+
+
+def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: float = 0.3,
+                width: float = 0.1, min_contrast: float = 2.0, shell_mm=(10.0, 30.0)) -> tuple[np.ndarray | None, dict]:
+    """Where an organ that takes up the radiopharmaceutical cannot be: far below its uptake.
+
+    For an organ that is hot on the SPECT (kidneys of peptides, PSMA ligands, antibodies),
+    a voxel whose SPECT value is well below the organ's own uptake is not organ, whatever
+    its CT number: ``veto = 1 / (1 + exp(-(s / s_organ - fraction) / width))``, where
+    ``s_organ`` is the 90th percentile of the SPECT where the prior is above 0.5. The veto
+    only removes voxels (it multiplies the prior); a hot spot alone never makes an organ.
+    It is used only when the organ is clearly hot: ``s_organ`` at least ``min_contrast``
+    times the median SPECT in a shell ``shell_mm`` (inner, outer) around the prior.
+
+    With a 12 mm FWHM SPECT the true kidney boundary lies near half the kidney's uptake;
+    ``fraction`` 0.3 keeps it and cuts the leaks into liver and muscle. Leave-one-out on the
+    ICRP-110 phantoms (2-4 mm, kidney:liver:spleen:rest uptake 10:2:3:0.3, 12 mm FWHM):
+    right kidney Dice 0.79-0.82 -> 0.85-0.87, its mean blurred uptake -15 % -> -2 % (male).
+
+    Parameters
+    ----------
+    spect : numpy.ndarray, shape (I, J, K)
+        SPECT on the prior's grid (any activity unit; only ratios matter).
+    prior : numpy.ndarray, shape (I, J, K)
+        The organ's prior in [0, 1].
+    voxel_size_mm : sequence of 3 float
+
+    Returns
+    -------
+    veto : numpy.ndarray or None
+        float32 in (0, 1), None when the organ is not hot enough to use the SPECT.
+    record : dict
+        ``uptake_ratio`` (organ against shell), ``used``, ``fraction``.
+    """
+    vs = np.asarray(voxel_size_mm, float)
+    inside = prior > 0.5
+    rec = {"used": False, "fraction": fraction, "min_contrast": min_contrast, "uptake_ratio": None}
+    if inside.sum() < 10 or not np.isfinite(spect[inside]).all():
+        return None, rec
+    dist = ndi.distance_transform_edt(~inside, sampling=vs)
+    shell = (dist > shell_mm[0]) & (dist <= shell_mm[1])
+    s_organ = float(np.percentile(spect[inside], 90))
+    s_shell = float(np.median(spect[shell])) if shell.any() else 0.0
+    ratio = s_organ / s_shell if s_shell > 0 else float("inf")
+    rec["uptake_ratio"] = round(ratio, 2) if np.isfinite(ratio) else None
+    if s_organ <= 0 or ratio < min_contrast:
+        return None, rec
+    rec["used"] = True
+    z = np.clip((spect / s_organ - fraction) / width, -50.0, 50.0)
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32), rec

@@ -433,7 +433,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     if options.atlas:
         from .atlas_organs import atlas_organs
 
-        masks, organ_method = atlas_organs(crop_img, options.atlas, carried, registrations=registrations)
+        masks, organ_method = atlas_organs(crop_img, options.atlas, carried, registrations=registrations,
+                                           spect=None if spect_w is None else spect_w[box])
         organ_method["vertebrae"] = vert_record
         organ_method["box_working_voxels"] = [[int(b.start), int(b.stop)] for b in box]
         masks = {n: uncrop(m, box, work.shape) & body & ~bone for n, m in masks.items()}

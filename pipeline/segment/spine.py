@@ -255,6 +255,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         k_lo, k_hi = lo + 1, hi - 1
         if k_hi - k_lo + 1 >= max(2, int(round(8.0 / vs[2]))) and np.any(area[k_lo:k_hi + 1] > 0):
             segments.append((k_lo, k_hi))
+    segments = _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes)
     # the top segment, when it reaches the last slices of the volume, is cut by the field of view
     # (and may hide a disc): it is not named
     if segments and segments[-1][1] >= nz - 1 - max(1, int(round(5.0 / vs[2]))):
@@ -336,6 +337,31 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     sacrum_named = ev_sacrum.available and l1 is not None and names[ev_sacrum.values["segment"]] == "S1"
     return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
                        {**result.to_dict(), "rules_decision": rules_decision})
+
+
+def _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes, ratio: float = 1.4):
+    """The lowest segment, when the bottom of the field of view cuts it and it is much taller
+    than the others, without sacral alae: a disc near the cut was missed (a partial L5 merged
+    with L4, say). Only its upper part, as tall as the median of the others, is kept: that
+    part lies in the vertebra named by the disc above it; the merged remainder below is left out.
+    """
+    if len(segments) < 3:
+        return segments
+    k_lo, k_hi = segments[0]
+    if k_lo > max(1, int(round(5.0 / vs[2]))):  # not at the bottom of the field of view
+        return segments
+    med = float(np.median([hi - lo + 1 for lo, hi in segments[1:]]))
+    n = k_hi - k_lo + 1
+    top = width[k_lo + n // 2:k_hi + 1]
+    top = top[top > 0]
+    wide = top.size and np.mean(top > sacrum_width_mm) >= 0.55
+    if n < ratio * med or wide:
+        return segments
+    new_lo = k_hi - int(round(med)) + 1
+    notes.append(f"the lowest vertebra is cut by the field of view and {n * vs[2]:.0f} mm tall (others "
+                 f"{med * vs[2]:.0f} mm, no sacral alae): a disc near the cut was missed; its lower "
+                 f"{(new_lo - k_lo) * vs[2]:.0f} mm are left out")
+    return [(new_lo, k_hi)] + list(segments[1:])
 
 
 def _coarse_centreline(body, bone, x_mid, vs, half_x_mm: float = 30.0):

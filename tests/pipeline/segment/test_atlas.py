@@ -17,7 +17,7 @@ from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, orga
                                     register_subject, resolve_atlas_source, write_atlas_subject,
                                     z_offset_from_profiles)
 from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
-from pipeline.segment.atlas_refine import intensity_model, refine_organs
+from pipeline.segment.atlas_refine import intensity_model, refine_organs, uptake_veto
 
 
 def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scale=1.0, noise=0.0, seed=0,
@@ -99,6 +99,54 @@ def test_refinement_moves_a_shifted_prior_onto_the_organ_the_ct_shows():
     assert abs(models["kidney_left"]["median_hu"] - 30.0) < 6.0
     shift = np.array(models["kidney_left"]["shift_mm"])
     assert np.allclose(shift, (-9.0, 0.0, -6.0), atol=3.5)
+
+
+def _hot_kidney_with_cold_muscle(seed=3):
+    """CT (HU), kidney truth and a 12 mm FWHM SPECT of a kidney that touches a muscle block of its own CT number."""
+    from scipy import ndimage as ndi
+
+    ct, lab = torso(vs=(3.0, 3.0, 3.0), shape=(96, 72, 110), noise=15.0, seed=seed)
+    a = np.asarray(ct.array).copy()
+    truth = np.asarray(lab.array) == L.KIDNEY_LEFT
+    # a muscle block lateral to the kidney, same CT number, touching it
+    i = np.flatnonzero(truth.any(axis=(1, 2)))
+    muscle = np.zeros_like(truth)
+    muscle[i[-1] + 1:i[-1] + 9, :, :] = ndi.binary_dilation(truth, iterations=2).any(axis=0)[None]
+    muscle &= ~truth
+    a[muscle] = 30.0 + np.random.default_rng(seed).normal(0, 15.0, muscle.sum())
+    activity = np.where(truth, 10.0, 0.3).astype(np.float32)
+    spect = ndi.gaussian_filter(activity, 12.0 / 2.3548 / 3.0)
+    return a, truth, muscle, spect
+
+
+def test_uptake_veto_is_low_far_from_a_hot_organ_and_unused_for_a_cold_one():
+    _, truth, muscle, spect = _hot_kidney_with_cold_muscle()
+    veto, rec = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0))
+    assert rec["used"] and rec["uptake_ratio"] > 5.0
+    assert np.median(veto[truth]) > 0.9  # the organ itself is kept
+    from scipy import ndimage as ndi
+
+    far = ndi.distance_transform_edt(~truth, sampling=3.0) > 15.0
+    assert veto[far].max() < 0.2  # 15 mm outside a 12 mm FWHM image of the organ
+    flat, rec = uptake_veto(np.ones_like(spect), truth.astype(np.float32), (3.0, 3.0, 3.0))
+    assert flat is None and not rec["used"]  # not hot: the SPECT says nothing about where it is
+
+
+def test_spect_veto_keeps_a_hot_kidney_out_of_a_touching_muscle_of_the_same_ct_number():
+    from scipy import ndimage as ndi
+
+    a, truth, muscle, spect = _hot_kidney_with_cold_muscle()
+    # a prior that a registration of another person left 12 mm towards the muscle, widened
+    prior = ndi.shift(truth.astype(np.float32), (4.0, 0.0, 0.0), order=1)
+    prior = np.clip(ndi.gaussian_filter(prior, 1.0), 0, 1) ** 0.6
+    plain, _ = refine_organs(a, (3.0, 3.0, 3.0), {"kidney_left": prior})
+    veto, _ = uptake_veto(spect, prior, (3.0, 3.0, 3.0))
+    helped, _ = refine_organs(a, (3.0, 3.0, 3.0), {"kidney_left": prior}, veto={"kidney_left": veto})
+    leak_plain = (plain["kidney_left"] & muscle).sum()
+    leak_helped = (helped["kidney_left"] & muscle).sum()
+    assert leak_plain > 50  # the CT alone cannot tell the kidney from the muscle
+    assert leak_helped < 0.3 * leak_plain
+    assert dice(helped["kidney_left"], truth) > dice(plain["kidney_left"], truth) + 0.03
 
 
 @pytest.fixture(scope="module")
