@@ -29,7 +29,8 @@ from scipy import ndimage as ndi
 
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
-from .atlas_refine import refine_organs, uptake_veto
+from .atlas_refine import grow_partial_volume, refine_organs, uptake_veto
+
 
 __all__ = ["FusionOptions", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
 
@@ -130,9 +131,11 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     registrations : sequence of dict
         The registration summaries, copied into the record.
     spect : numpy.ndarray, optional
-        The reference SPECT on ``grid_ct``'s grid: where a kidney refined on the CT is
+        The reference SPECT on ``grid_ct``'s grid: where an organ refined on the CT is
         clearly hot, voxels far below its uptake are taken out of it
-        (:func:`pipeline.segment.atlas_refine.uptake_veto`; recorded as ``spect_veto``).
+        (:func:`pipeline.segment.atlas_refine.uptake_veto`; recorded as ``spect_veto``),
+        and its partial-volume rim against fat is added where the SPECT allows
+        (:func:`pipeline.segment.atlas_refine.grow_partial_volume`; ``rim_added_voxels``).
 
     Returns
     -------
@@ -152,16 +155,15 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
 
     refine = [n for n in ATLAS_ORGANS if organs[n]["method"] == "atlas+CT"]
     masks = {n: fused[n] > 0.5 for n in ATLAS_ORGANS if n not in refine}
+    veto = {}
     if refine:
         soft = {n: np.clip(ndi.gaussian_filter(fused[n], fusion.refine_sigma_mm / np.asarray(vs)), 0.0, 1.0)
                 ** fusion.refine_gamma for n in ATLAS_ORGANS}
+        for n in refine if spect is not None else ():
+            v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs)
+            if v is not None:
+                veto[n] = v
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
-        veto = {}
-        for n in ("kidney_left", "kidney_right"):
-            if spect is not None and n in refine:
-                v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs)
-                if v is not None:
-                    veto[n] = v
         refined, models = refine_organs(hu, vs, soft, veto=veto)
         for n in refine:
             masks[n] = refined[n]
@@ -173,6 +175,20 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     claimed = stack.max(axis=0) > 0
     for i, n in enumerate(names):
         masks[n] = claimed & (owner == i)
+    # organs refined on the CT and hot on the SPECT: add their partial-volume rim against fat,
+    # not where the SPECT vetoes (without the veto the rim also grows the leaks: on the male
+    # phantom's right kidney the uptake error went from -16 % to -20 %)
+    for n in veto:
+        mu = organs[n].get("intensity_model", {}).get("median_hu")
+        if mu is None:
+            continue
+        blocked = veto[n] < 0.5
+        for o in names:
+            if o != n:
+                blocked |= masks[o]
+        before = int(masks[n].sum())
+        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked)
+        organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     return masks, record
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto"]
+__all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume"]
 
 
 def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.0,
@@ -179,10 +179,11 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     It is used only when the organ is clearly hot: ``s_organ`` at least ``min_contrast``
     times the median SPECT in a shell ``shell_mm`` (inner, outer) around the prior.
 
-    With a 12 mm FWHM SPECT the true kidney boundary lies near half the kidney's uptake;
-    ``fraction`` 0.3 keeps it and cuts the leaks into liver and muscle. Leave-one-out on the
-    ICRP-110 phantoms (2-4 mm, kidney:liver:spleen:rest uptake 10:2:3:0.3, 12 mm FWHM):
-    right kidney Dice 0.79-0.82 -> 0.85-0.87, its mean blurred uptake -15 % -> -2 % (male).
+    With a 12 mm FWHM SPECT the true boundary of an organ lies near half its uptake;
+    ``fraction`` 0.3 keeps it and cuts the leaks into neighbours that take up less (liver
+    and muscle next to a kidney, body-wall muscle next to the spleen). Leave-one-out on the
+    ICRP-110 phantoms (2-4 mm, kidney:liver:spleen:rest uptake 10:2:3:0.3, 12 mm FWHM),
+    with the rim of :func:`grow_partial_volume`: see ``sample_data.seg_regression --spect``.
 
     Parameters
     ----------
@@ -215,3 +216,42 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     rec["used"] = True
     z = np.clip((spect / s_organ - fraction) / width, -50.0, 50.0)
     return (1.0 / (1.0 + np.exp(-z))).astype(np.float32), rec
+
+
+def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_hu: float,
+                        blocked: np.ndarray | None = None, fat_hu: float = -100.0,
+                        smooth_mm: float = 2.0) -> np.ndarray:
+    """The organ's mask with its partial-volume rim against fat added (one voxel).
+
+    A voxel on the organ's outline that it shares with fat holds a CT number between
+    the fat's and the organ's; it belongs to the organ when the organ fills at least half
+    of it (half-way between ``fat_hu`` and ``organ_hu``). The voxelwise MAP leaves these
+    voxels to "other" (they look like neither class), which shrinks a kidney by about one
+    voxel all round (a fifth of its volume at 3 mm). Only voxels darker than the organ are
+    added (a brighter neighbour is muscle or another organ, not a rim), never a voxel of
+    ``blocked``.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool, shape (I, J, K)
+    ct_hu : numpy.ndarray, shape (I, J, K)
+        CT numbers, HU.
+    voxel_size_mm : sequence of 3 float
+    organ_hu : float
+        The organ's CT number (its intensity model's centre), HU.
+    blocked : numpy.ndarray of bool, optional
+        Voxels that may not be added (other organs, a SPECT veto).
+    fat_hu : float
+        CT number of the fat around the organ, HU (adipose tissue -120 to -80 HU).
+    smooth_mm : float
+        Gaussian smoothing (SD) of the CT before the test (low-dose noise), mm.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / np.asarray(voxel_size_mm, float))
+    rim = ndi.binary_dilation(mask) & ~mask & (sm > 0.5 * (fat_hu + organ_hu)) & (sm < organ_hu)
+    if blocked is not None:
+        rim &= ~blocked
+    return mask | rim

@@ -17,7 +17,7 @@ from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, orga
                                     register_subject, resolve_atlas_source, write_atlas_subject,
                                     z_offset_from_profiles)
 from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
-from pipeline.segment.atlas_refine import intensity_model, refine_organs, uptake_veto
+from pipeline.segment.atlas_refine import grow_partial_volume, intensity_model, refine_organs, uptake_veto
 
 
 def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scale=1.0, noise=0.0, seed=0,
@@ -147,6 +147,26 @@ def test_spect_veto_keeps_a_hot_kidney_out_of_a_touching_muscle_of_the_same_ct_n
     assert leak_plain > 50  # the CT alone cannot tell the kidney from the muscle
     assert leak_helped < 0.3 * leak_plain
     assert dice(helped["kidney_left"], truth) > dice(plain["kidney_left"], truth) + 0.03
+
+
+def test_partial_volume_rim_restores_an_organ_against_fat_but_not_into_brighter_muscle():
+    from scipy import ndimage as ndi
+
+    # a 30 HU ball in fat (-100 HU) touching a 55 HU muscle slab, imaged at 3 mm with blur
+    vs = 3.0
+    g = np.mgrid[:40, :40, :40].astype(float)
+    ball = ((g - 20.0) ** 2).sum(axis=0) <= 10.0 ** 2
+    muscle = g[0] >= 31
+    fine = np.where(ball, 30.0, np.where(muscle, 55.0, -100.0))
+    ct = ndi.gaussian_filter(fine, 0.6)  # CT blur of about 4 mm FWHM
+    eroded = ndi.binary_erosion(ball)  # what the voxelwise MAP leaves: one voxel short all round
+    grown = grow_partial_volume(eroded, ct, (vs,) * 3, organ_hu=30.0)
+    assert dice(eroded, ball) < 0.9
+    assert dice(grown, ball) > 0.95
+    assert not (grown & muscle).any()  # the brighter neighbour is not a rim
+    blocked = np.zeros_like(ball)
+    blocked[:, :, 25:] = True
+    assert not (grow_partial_volume(eroded, ct, (vs,) * 3, 30.0, blocked) & ~eroded)[:, :, 25:].any()
 
 
 @pytest.fixture(scope="module")
