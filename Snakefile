@@ -4,7 +4,9 @@
 #     -> kinetics -> dose -> report
 #
 # One rule per stage, each calling `spectdose <stage>`; results in results/<patient>/<stage>/,
-# logs in results/<patient>/logs/, benchmarks in results/<patient>/benchmarks/.
+# logs in results/<patient>/logs/, benchmarks in results/<patient>/benchmarks/. A therapy course
+# (a manifest listing `cycles`) runs every stage per cycle in results/<patient>/<cycle>/ and sums
+# the cycles in results/<patient>/course/ (workflow/rules/course.smk).
 #
 #   snakemake --profile profiles/local                                   # every patient
 #   snakemake --profile profiles/local results/P001/report/report.html   # one patient
@@ -34,8 +36,14 @@ PATIENTS = load_patients(
 )
 
 
+# Reduced-protocol course cycles (one or two scans): run unit -> (method, earlier cycle's unit).
+REDUCED = reduced_units(PATIENTS)
+
+
 wildcard_constraints:
+    # a run unit: a patient, or one cycle of a therapy course (<patient>/<cycle>)
     patient=alternatives(PATIENTS),
+    course=alternatives(COURSES),
     tp=TIME_POINT_PATTERN,
 
 
@@ -46,9 +54,11 @@ include: "workflow/rules/kinetics.smk"
 include: "workflow/rules/dose.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/uncertainty.smk"
+include: "workflow/rules/course.smk"
 
 
 rule all:
     default_target: True
     input:
         expand("results/{patient}/report/report.html", patient=sorted(PATIENTS)),
+        expand("results/{course}/course/course.json", course=sorted(COURSES)),

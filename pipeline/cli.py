@@ -27,6 +27,7 @@ _ALL_SUBCOMMANDS = {
     "dose": ("pipeline.dose.cli", "absorbed-dose maps, organ doses, DVHs, marrow, BED, planning"),
     "report": ("pipeline.report.cli", "self-contained HTML report for one patient"),
     "uncertainty": ("pipeline.uncertainty.cli", "uncertainty of every dose and of the planned activity (EANM)"),
+    "course": ("pipeline.course.cli", "therapy course: cycles summed, allowances, next activity, predicted vs delivered"),
     "demo": ("pipeline.demo", "run the whole workflow on the sample patient"),
     "export-dicom": ("pipeline.export.cli", "RT Dose, Segmentation and report PDF as DICOM for PACS"),
     "node": ("pipeline.node.cli", "DICOM node: receive scans, run the workflow, send results to PACS"),

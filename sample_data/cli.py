@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patient-id", default="SAMPLE01", help="pseudonymous patient id")
     parser.add_argument("--injection-datetime", default="2026-01-05T09:00:00", help="ISO 8601 local time")
     parser.add_argument("--psf-fwhm-mm", type=float, default=None, help="SPECT resolution (default per nuclide)")
+    parser.add_argument("--course", action="store_true",
+                        help="a therapy course instead (sample_data/course.py): tracer study 200 MBq (5 scans), "
+                             "therapy 7.4 GBq (5 scans), therapy 6.0 GBq (one scan at 72 h), with course.yaml and "
+                             "truth/course_truth.json; --time-points-h, --injected-mbq and --injection-datetime "
+                             "do not apply")
     return parser
 
 
@@ -34,6 +39,13 @@ def _run(args) -> int:
 
     check_patient_id(args.patient_id)
 
+    if args.course:
+        from .course import generate_course
+
+        out = generate_course(args.out, preset=args.preset, nuclide=args.nuclide, seed=args.seed,
+                              noise=not args.noise_free, fmt=args.format, patient_id=args.patient_id)
+        print(f"sample course written to {out} (course.yaml, one folder per cycle, truth/course_truth.json)")
+        return 0
     out = generate(args.out, preset=args.preset, nuclide=args.nuclide, seed=args.seed, noise=not args.noise_free,
                    deformed=args.deformed, fmt=args.format, time_points_h=args.time_points_h,
                    injected_mbq=args.injected_mbq, patient_id=args.patient_id,

@@ -180,7 +180,8 @@ def generate(out_dir, preset: str = "small", nuclide: str = "Lu-177", seed: int 
              deformed: bool = False, fmt: str = "dicom", time_points_h=DEFAULT_TIME_POINTS_H,
              injected_mbq: float = 7400.0, patient_id: str = "SAMPLE01",
              injection_datetime: str = DEFAULT_INJECTION, psf_fwhm_mm: float | None = None,
-             sensitivity_cps_per_mbq: float | None = None, acquisition_s: float | None = None) -> Path:
+             sensitivity_cps_per_mbq: float | None = None, acquisition_s: float | None = None,
+             compartments: dict | None = None) -> Path:
     """Generate the sample patient into ``out_dir`` (replaced atomically) and return it.
 
     Parameters
@@ -206,6 +207,10 @@ def generate(out_dir, preset: str = "small", nuclide: str = "Lu-177", seed: int 
         ISO 8601 local time of the injection.
     psf_fwhm_mm, sensitivity_cps_per_mbq, acquisition_s : float, optional
         Override the nuclide/preset defaults of the SPECT model.
+    compartments : dict, optional
+        Name -> :class:`~sample_data.kinetics.Compartment` replacing the default kinetics (a
+        therapy cycle of a course, :mod:`sample_data.course`); default
+        :func:`~sample_data.kinetics.compartments_for` of the nuclide.
 
     Returns
     -------
@@ -236,7 +241,7 @@ def generate(out_dir, preset: str = "small", nuclide: str = "Lu-177", seed: int 
     model = build_model(p, seed)
     vox_ml = model.voxel_volume_ml
     volumes = _tissue_volumes_ml(model.tissues, vox_ml)
-    compartments = compartments_for(nuc)
+    compartments = dict(compartments) if compartments is not None else compartments_for(nuc)
     conc, tia = activity_luts(compartments, volumes, lam_p, injected_mbq, times)
     m_sl = imaging.margin_slices(fwhm, p.spect_voxel_mm)
     ext_shape, ext_aff = imaging.spect_geometry(p, m_sl)

@@ -38,6 +38,7 @@ from ..qc import Gate
 from .fitting import ErrorModel
 from .models import MODEL_NAMES
 from .plausibility import kinetics_checks
+from .reduced import REDUCED_MAX_SCANS, prior_from_fits_json
 from .stage import KineticsOptions, compute_kinetics
 from .voxel import STATUS_CODES
 
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--psf-source", default=None,
                    help="where the PSF FWHM comes from (e.g. 'sphere phantom 2026-01-10, MELP, OSEM 4x8 + RR'); "
                         "recorded in fits.json")
+    p.add_argument("--reduced", choices=("none", "prior_cycle", "madsen", "haenscheid"), default="none",
+                   help="a reduced protocol (1 or 2 scans, a later cycle of a course): organ TIA from the earlier "
+                        "cycle's curve scaled to the scans (prior_cycle), Madsen 2018 with the earlier cycle's "
+                        "effective rate (madsen), or Hanscheid 2018 (haenscheid); stated in fits.json")
+    p.add_argument("--prior-fits", type=Path, default=None,
+                   help="fits.json of the earlier full-protocol cycle (for --reduced prior_cycle and madsen)")
     return p
 
 
@@ -195,12 +202,20 @@ def _run(args) -> int:
     if fwhm is not None and len(fwhm) not in (1, 3):
         raise InputError(None, f"--psf-fwhm-mm takes 1 or 3 values, got {len(fwhm)}")
     fwhm = None if fwhm is None else (fwhm[0] if len(fwhm) == 1 else tuple(fwhm))
+    prior = None
+    if args.prior_fits is not None:
+        require_file(args.prior_fits, "earlier cycle's fits.json")
+        prior = prior_from_fits_json(read_json(args.prior_fits), str(args.prior_fits))
+    elif args.reduced in ("prior_cycle", "madsen"):
+        raise InputError(None, f"--reduced {args.reduced} needs --prior-fits (the earlier cycle's fits.json)")
+    if prior is not None and prior.radionuclide and prior.radionuclide != decay.nuclide:
+        raise InputError(args.prior_fits, f"earlier cycle is {prior.radionuclide}, this cycle {decay.nuclide}")
     options = KineticsOptions(
         models=tuple(dict.fromkeys(args.models)), error_model=ErrorModel(relative_sd=args.relative_sd),
         head=args.head, tail=args.tail, voxel_method=args.voxel_method, n_tail=args.n_tail,
         smooth_fwhm_mm=args.smooth_fwhm_mm, occupancy=args.occupancy, recovery=dict(args.recovery),
         population_effective_half_life_h=dict(args.population_teff_h), pvc=args.pvc, psf_fwhm_mm=fwhm,
-        psf_source=args.psf_source)
+        psf_source=args.psf_source, reduced=args.reduced, prior=prior)
     res = compute_kinetics(images, times, labels, decay.decay_constant_per_h, label_names=names, options=options)
     gate = Gate(args.register_dir)
     gate.extend(kinetics_checks(res, injected, args.register_dir))
@@ -281,6 +296,7 @@ def _run(args) -> int:
                 "occupancy": res.occupancy.method, "recovery": rec,
                 "population_effective_half_life_h": dict(options.population_effective_half_life_h),
                 "pvc": options.pvc,
+                "reduced_protocol": _reduced_json(options, times),
             },
             "organs": organs,
             **({"partial_volume_correction": pvc.describe(res.label_names)} if pvc is not None else {}),
@@ -315,6 +331,22 @@ def _run(args) -> int:
         sd_txt = f" +- {sd:.4g}" if sd is not None and np.isfinite(sd) else ""
         print(f"{name:16s} TIA {o['tia_mbq_h']:.5g}{sd_txt} MBq*h  ({o['method']})")
     return 0
+
+
+def _reduced_json(options, times) -> dict:
+    """What fits.json says about a reduced protocol (method, earlier cycle, whether it applied)."""
+    applies = options.reduced != "none" and len(times) <= REDUCED_MAX_SCANS
+    out = {"method": options.reduced, "applied": bool(applies),
+           "prior_fits": None if options.prior is None else options.prior.source}
+    if applies:
+        out["statement"] = {
+            "prior_cycle": "organ TIA = the earlier cycle's fitted organ curve scaled to this cycle's scans "
+                           "(least squares) and integrated: the earlier cycle's kinetics (shape) assumed",
+            "madsen": "organ TIA = A(t) exp(k t) / k at the latest scan (Madsen et al. 2018), k the effective rate "
+                      "of the terminal phase of the earlier cycle's fitted organ curve",
+            "haenscheid": "organ TIA = A(t) 2 t / ln 2 at the latest scan (Hanscheid et al. 2018)",
+        }[options.reduced]
+    return out
 
 
 def _voxel_pvc_json(res, tps, psf_source) -> dict:

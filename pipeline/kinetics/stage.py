@@ -16,6 +16,7 @@ from .models import MODEL_NAMES
 from .pvc_regions import split_by_depth
 from .pvc_voxel import VOXEL_PVC_METHODS, VoxelPvc, psf_fwhm_vector, voxel_partial_volume_correction
 from .recovery import PVC_METHODS, PartialVolumeCorrection, partial_volume_correction
+from .reduced import REDUCED_MAX_SCANS, REDUCED_METHODS, PriorKinetics, reduced_fit
 from .tac import DEFAULT_LABEL_NAMES, Occupancy, label_occupancy, organ_activity_mbq
 from .voxel import smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
 
@@ -60,6 +61,13 @@ class KineticsOptions:
         (along the SPECT grid axes i, j, k) only for "rbv" and "iy".
     psf_source : str or None
         Where the FWHM comes from (phantom measurement, vendor data), recorded in fits.json.
+    reduced : {"none", "prior_cycle", "madsen", "haenscheid"}
+        Method for a reduced protocol (at most :data:`~pipeline.kinetics.reduced.REDUCED_MAX_SCANS`
+        scans, a later cycle of a course; :mod:`pipeline.kinetics.reduced`): the organ TIA from the
+        scans and an earlier cycle's kinetics, the voxel TIA by organ shape. "none": the default
+        single-time-point or mono-exponential handling.
+    prior : PriorKinetics or None
+        The earlier cycle's organ curves (``prior_cycle`` and ``madsen``).
     """
 
     models: tuple = MODEL_NAMES
@@ -75,6 +83,8 @@ class KineticsOptions:
     pvc: str = "none"
     psf_fwhm_mm: float | tuple | None = None
     psf_source: str | None = None
+    reduced: str = "none"
+    prior: PriorKinetics | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +185,11 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
                                f"got {opt.pvc!r}")
     if opt.pvc != "none" and opt.psf_fwhm_mm is None:
         raise InputError(None, f"partial-volume correction {opt.pvc!r} needs the SPECT PSF FWHM (psf_fwhm_mm)")
+    if opt.reduced not in ("none",) + REDUCED_METHODS:
+        raise InputError(None, f"reduced-protocol method must be none or one of {REDUCED_METHODS}, got {opt.reduced!r}")
+    reduced = opt.reduced != "none" and t.size <= REDUCED_MAX_SCANS
+    if reduced and opt.reduced != "haenscheid" and opt.prior is None:
+        raise InputError(None, f"reduced-protocol method {opt.reduced} needs the kinetics of an earlier cycle")
     warns = []
     occ = label_occupancy(labels, grid, method=opt.occupancy)
     if not occ.label_ids:
@@ -237,9 +252,13 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         k_pop = np.log(2.0) / float(teff) if teff else None
         kw = dict(model_names=opt.models, error_model=opt.error_model, head=opt.head, tail=opt.tail,
                   population_effective_rate_per_h=k_pop, source=names[i])
-        fits[i] = fit_tac(t, act[i], lp, **kw)
+        if reduced:
+            fits[i] = reduced_fit(t, act[i], lp, opt.reduced, names[i], opt.prior, opt.error_model)
+        else:
+            fits[i] = fit_tac(t, act[i], lp, **kw)
         if correction[i] == "gtm":  # not a constant factor: fit the measured curve for the voxel check
-            unc_fits[i] = fit_tac(t, act_unc[i], lp, **kw)
+            unc_fits[i] = (reduced_fit(t, act_unc[i], lp, opt.reduced, names[i], opt.prior, opt.error_model)
+                           if reduced else fit_tac(t, act_unc[i], lp, **kw))
 
     # voxel level, concentrations in MBq/mL
     conc = [np.asarray(s.array, np.float64) * 1e-6 for s in spects]
@@ -267,7 +286,12 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     else:
         act_map = act_unc
     method = opt.voxel_method
-    if t.size == 1:
+    if reduced:
+        method = "organ-shape"
+        src = f" of {opt.prior.source}" if opt.prior is not None and opt.reduced != "haenscheid" else ""
+        warns.append(f"reduced protocol ({t.size} scan{'s' if t.size > 1 else ''}): organ TIA by {opt.reduced}{src}; "
+                     "voxel TIA = organ TIA / organ activity x voxel activity (organ shape)")
+    elif t.size == 1:
         method = "organ-shape"
         warns.append("single time point: voxel TIA = organ single-time-point factor x voxel activity")
     tia_unc_img = None

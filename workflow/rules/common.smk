@@ -33,10 +33,19 @@ class Patient:
     row: dict
     manifest: dict | None = None
     time_point_entries: dict = field(default_factory=dict)
+    #: For one cycle of a therapy course: the course patient's id and the cycle id (the run unit
+    #: ``patient_id`` is then ``<course>/<cycle>``, its results in results/<course>/<cycle>/).
+    course: str | None = None
+    cycle: str | None = None
 
     @property
     def is_manifest(self) -> bool:
         return self.manifest is not None
+
+    @property
+    def pseudonym(self) -> str:
+        """The patient's pseudonymous id (the course patient's for a cycle)."""
+        return self.course or self.patient_id
 
     @property
     def time_points(self) -> list | None:
@@ -132,12 +141,21 @@ def read_manifest(patient_id, path):
 
 
 def load_patients(sheet_path, schema):
-    """All patients of the sheet, validated, with their manifests parsed."""
+    """All run units of the sheet, validated, with their manifests parsed.
+
+    A patient is one run unit; a patient whose manifest lists ``cycles`` (a therapy course) is
+    one run unit ``<patient>/<cycle>`` per cycle, recorded in COURSES.
+    """
     rows = read_patient_sheet(sheet_path)
     validate_patient_rows(sheet_path, rows, schema)
     patients = {}
     for row in rows:
         pid, source = row["patient_id"], row["input"]
+        course = read_course(pid, source) if os.path.isfile(source) else None
+        if course is not None:
+            for unit in course_units(pid, source, row, course):
+                patients[unit.patient_id] = unit
+            continue
         if os.path.isdir(source):
             patient = Patient(pid, source, row)
         elif os.path.isfile(source):
@@ -148,18 +166,183 @@ def load_patients(sheet_path, schema):
                 f"patient {pid}: input {source} does not exist (a manifest YAML or a DICOM "
                 "folder; relative paths are relative to the working directory)"
             )
-        if patient.is_manifest and patient.reference not in patient.time_point_entries:
-            raise WorkflowError(
-                f"patient {pid}: reference time point {patient.reference} is not in {source} "
-                f"(time points: {', '.join(patient.time_points)})"
-            )
-        if config["segment"]["backend"] not in ("builtin", "totalsegmentator") and "masks" not in row:
-            raise WorkflowError(
-                f"patient {pid}: segment backend {config['segment']['backend']} needs the "
-                "`masks` column of the patient sheet"
-            )
+        check_unit(patient, source)
         patients[pid] = patient
     return patients
+
+
+def check_unit(patient, source):
+    """The reference time point exists; a mask-based segment backend has its masks."""
+    pid, row = patient.patient_id, patient.row
+    if patient.is_manifest and patient.reference not in patient.time_point_entries:
+        raise WorkflowError(
+            f"patient {pid}: reference time point {patient.reference} is not in {source} "
+            f"(time points: {', '.join(patient.time_points)})"
+        )
+    if config["segment"]["backend"] not in ("builtin", "totalsegmentator") and "masks" not in row:
+        raise WorkflowError(
+            f"patient {pid}: segment backend {config['segment']['backend']} needs the "
+            "`masks` column of the patient sheet"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Therapy courses: a manifest with `cycles` (tracer study, therapy cycles), each cycle a run unit.
+
+#: Pattern of a cycle id (one path component of results/<patient>/<cycle>/).
+CYCLE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+#: Course patient id -> {"input": course manifest, "cycles": [cycle dicts in order]}.
+COURSES = {}
+#: Sheet columns that a course gives per cycle instead.
+COURSE_CYCLE_COLUMNS = ("injected_mbq", "injection_datetime", "reference_time_point", "masks")
+
+
+def read_course(patient_id, path):
+    """The course manifest's cycles (list of dicts) when ``path`` is one, else None."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            doc = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None  # read_manifest reports it
+    if not isinstance(doc, dict) or "cycles" not in doc:
+        return None
+    cycles = doc["cycles"]
+
+    def bad(problem):
+        return WorkflowError(f"patient {patient_id}: course manifest {path} {problem}")
+
+    if not isinstance(cycles, list) or not cycles:
+        raise bad("has an empty or non-list `cycles`")
+    seen = []
+    for n, c in enumerate(cycles, start=1):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+            raise bad(f"cycle {n} has no `id`")
+        if not re.fullmatch(CYCLE_PATTERN, c["id"]) or c["id"] in ("course", "logs", "benchmarks"):
+            raise bad(f"cycle id {c['id']!r}: use letters, digits, _ and - (not course, logs, benchmarks)")
+        if c["id"] in seen:
+            raise bad(f"lists cycle {c['id']} twice")
+        if c.get("kind") not in ("tracer", "therapy"):
+            raise bad(f"cycle {c['id']}: `kind` must be tracer or therapy")
+        activity = c.get("injected_activity_mbq")
+        if not isinstance(activity, (int, float)) or isinstance(activity, bool) or not activity > 0:
+            raise bad(f"cycle {c['id']}: `injected_activity_mbq` must be a number > 0 (MBq)")
+        if not isinstance(c.get("injection_datetime"), str):
+            raise bad(f"cycle {c['id']}: `injection_datetime` (ISO 8601 text) is missing")
+        if not isinstance(c.get("manifest"), str):
+            raise bad(f"cycle {c['id']}: `manifest` (the cycle's scans: a manifest YAML or DICOM folder) is missing")
+        source = c.get("kinetics_from")
+        if source is not None and source not in seen:
+            raise bad(f"cycle {c['id']}: kinetics_from {source!r} is not an earlier cycle")
+        seen.append(c["id"])
+    return cycles
+
+
+def course_units(patient_id, path, row, cycles):
+    """One Patient per cycle (id ``<patient>/<cycle>``), the cycle's administration as overrides."""
+    given = [key for key in COURSE_CYCLE_COLUMNS if key in row]
+    if given:
+        raise WorkflowError(
+            f"patient {patient_id}: {', '.join(given)} of the patient sheet cannot apply to a course "
+            f"({path}); give the administration per cycle in the course manifest"
+        )
+    base = os.path.dirname(path)
+    units = []
+    for c in cycles:
+        source = os.path.normpath(os.path.join(base, c["manifest"]))
+        unit_id = f"{patient_id}/{c['id']}"
+        cycle_row = {**row, "injected_mbq": float(c["injected_activity_mbq"]),
+                     "injection_datetime": c["injection_datetime"]}
+        if isinstance(c.get("masks"), str):  # the cycle's own masks (mask-based segment backends)
+            cycle_row["masks"] = os.path.normpath(os.path.join(base, c["masks"]))
+        if os.path.isdir(source):
+            unit = Patient(unit_id, source, cycle_row, course=patient_id, cycle=c["id"])
+        elif os.path.isfile(source):
+            manifest, entries = read_manifest(unit_id, source)
+            unit = Patient(unit_id, source, cycle_row, manifest, entries, course=patient_id, cycle=c["id"])
+        else:
+            raise WorkflowError(f"patient {patient_id}: cycle {c['id']}: {source} does not exist")
+        check_unit(unit, source)
+        units.append(unit)
+    COURSES[patient_id] = {"input": path, "cycles": [dict(c) for c in cycles]}
+    return units
+
+
+def reduced_units(patients):
+    """Run unit -> (method, earlier unit or None) for course cycles with one or two scans.
+
+    A DICOM-folder cycle's scans are counted only after its ingest: it is never reduced here.
+    """
+    method = (config.get("kinetics") or {}).get("reduced", "prior_cycle")
+    if method == "none":
+        return {}
+    out = {}
+    for pid, course in COURSES.items():
+        full = []
+        for c in course["cycles"]:
+            unit = patients[f"{pid}/{c['id']}"]
+            n = len(unit.time_points) if unit.is_manifest else None
+            if n is not None and n <= 2:
+                prior = None
+                if method != "haenscheid":
+                    name = c.get("kinetics_from") or (full[-1] if full else None)
+                    if name is None:
+                        raise WorkflowError(
+                            f"patient {pid}: cycle {c['id']} has {n} scan(s) and kinetics.reduced is {method}, "
+                            "but no earlier cycle has three or more scans (set kinetics.reduced: haenscheid, "
+                            "or kinetics_from)"
+                        )
+                    prior = f"{pid}/{name}"
+                out[unit.patient_id] = (method, prior)
+            else:
+                full.append(c["id"])
+    return out
+
+
+def prior_fits(wildcards):
+    method, prior = REDUCED[wildcards.patient]
+    return [f"{RESULTS}/{prior}/kinetics/fits.json"] if prior else []
+
+
+def reduced_flags(wildcards, input):
+    method, _ = REDUCED[wildcards.patient]
+    flags = f"--reduced {method}"
+    if input.prior:
+        flags += f" --prior-fits {shlex.quote(str(input.prior[0]))}"
+    return flags
+
+
+def course_cycle_units(patient_id):
+    return [f"{patient_id}/{c['id']}" for c in COURSES[patient_id]["cycles"]]
+
+
+def course_inputs(wildcards):
+    """Every cycle's dose and kinetics results (and uncertainty when configured) plus the manifest."""
+    units = course_cycle_units(wildcards.course)
+    files = {"manifest": COURSES[wildcards.course]["input"]}
+    names = {"organ_doses": "dose/organ_doses.csv", "bed": "dose/bed.csv", "planning": "dose/planning.json",
+             "marrow": "dose/marrow.json", "fits": "kinetics/fits.json"}
+    if (config.get("course") or {}).get("uncertainty", True):
+        names["uncertainty"] = "uncertainty/uncertainty.json"
+    for key, name in names.items():
+        files[key] = [f"{RESULTS}/{unit}/{name}" for unit in units]
+    if (config.get("course") or {}).get("cumulative_dose_map", True):
+        files["dose_ct"] = [f"{RESULTS}/{unit}/dose/dose_ct.nii.gz" for unit in units]
+        files["cts"] = [ingested(unit, reference_time_point(unit), "ct.nii.gz") for unit in units]
+        files["labels"] = f"{RESULTS}/{units[0]}/segment/labels.nii.gz"
+    return files
+
+
+def course_flags():
+    """`spectdose course` options from the `course:` section of the config."""
+    settings = config.get("course") or {}
+    pairs = [("--kidney-dose-limit-gy", settings.get("kidney_dose_limit_gy", 23)),
+             ("--kidney-bed-limit-gy", settings.get("kidney_bed_limit_gy", 40)),
+             ("--marrow-dose-limit-gy", settings.get("marrow_dose_limit_gy", 2)),
+             ("--planning-basis", settings.get("planning_basis", "last"))]
+    flags = _flags(pairs)
+    if settings.get("cumulative_dose_map", True):
+        flags += " --cumulative-map"
+    return flags
 
 
 def alternatives(names):
@@ -301,15 +484,25 @@ def _flags(pairs):
 
 
 def ingest_flags(wildcards):
-    """Overrides from the patient sheet for `spectdose ingest`."""
-    row = PATIENTS[wildcards.patient].row
+    """Overrides from the patient sheet for `spectdose ingest`.
+
+    For a course cycle (run unit ``<patient>/<cycle>``) also the cycle's administration and, last,
+    ``--patient-id <patient>``: it replaces the rule's ``--patient-id {wildcards.patient}`` (the
+    last one given counts), so that a single-study patient's command and parameters, and with
+    them its finished results, stay exactly as they were.
+    """
+    unit = PATIENTS[wildcards.patient]
+    row = unit.row
     options = (
         ("radionuclide", "--nuclide"),
         ("injected_mbq", "--injected-mbq"),
         ("injection_datetime", "--injection-datetime"),
         ("calibration_cps_per_mbq", "--calibration-cps-per-mbq"),
     )
-    return _flags((flag, row[key]) for key, flag in options if key in row)
+    pairs = [(flag, row[key]) for key, flag in options if key in row]
+    if unit.course:
+        pairs.append(("--patient-id", unit.pseudonym))
+    return _flags(pairs)
 
 
 def register_flags():
