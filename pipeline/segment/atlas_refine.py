@@ -168,13 +168,14 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
 
 
 def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: float = 0.3,
-                width: float = 0.1, min_contrast: float = 2.0, shell_mm=(10.0, 30.0)) -> tuple[np.ndarray | None, dict]:
+                width: float = 0.1, min_contrast: float = 2.0, shell_mm=(10.0, 30.0),
+                percentile: float = 75.0) -> tuple[np.ndarray | None, dict]:
     """Where an organ that takes up the radiopharmaceutical cannot be: far below its uptake.
 
     For an organ that is hot on the SPECT (kidneys of peptides, PSMA ligands, antibodies),
     a voxel whose SPECT value is well below the organ's own uptake is not organ, whatever
     its CT number: ``veto = 1 / (1 + exp(-(s / s_organ - fraction) / width))``, where
-    ``s_organ`` is the 90th percentile of the SPECT where the prior is above 0.5. The veto
+    ``s_organ`` is the ``percentile`` (75th) of the SPECT where the prior is above 0.5. The veto
     only removes voxels (it multiplies the prior); a hot spot alone never makes an organ.
     It is used only when the organ is clearly hot: ``s_organ`` at least ``min_contrast``
     times the median SPECT in a shell ``shell_mm`` (inner, outer) around the prior.
@@ -184,6 +185,10 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     and muscle next to a kidney, body-wall muscle next to the spleen). Leave-one-out on the
     ICRP-110 phantoms (2-4 mm, kidney:liver:spleen:rest uptake 10:2:3:0.3, 12 mm FWHM),
     with the rim of :func:`grow_partial_volume`: see ``sample_data.seg_regression --spect``.
+    The 75th percentile rather than the 90th: with a hot renal pelvis (urine, 5 times the
+    parenchyma in the innermost 8 % of the kidney) the 90th percentile vetoed the cortex
+    (kidney uptake error +21 % on AF_3mm, 75th: +8 %), at the cost of a looser veto
+    without it (male right kidney -5.7 % instead of -3.9 %).
 
     Parameters
     ----------
@@ -207,7 +212,7 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
         return None, rec
     dist = ndi.distance_transform_edt(~inside, sampling=vs)
     shell = (dist > shell_mm[0]) & (dist <= shell_mm[1])
-    s_organ = float(np.percentile(spect[inside], 90))
+    s_organ = float(np.percentile(spect[inside], percentile))
     s_shell = float(np.median(spect[shell])) if shell.any() else 0.0
     ratio = s_organ / s_shell if s_shell > 0 else float("inf")
     rec["uptake_ratio"] = round(ratio, 2) if np.isfinite(ratio) else None
