@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
-from .atlas_refine import grow_partial_volume, refine_organs, uptake_veto
+from .atlas_refine import grow_partial_volume, grow_with_uptake, refine_organs, uptake_veto
 
 
 __all__ = ["FusionOptions", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
@@ -135,7 +135,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         clearly hot, voxels far below its uptake are taken out of it
         (:func:`pipeline.segment.atlas_refine.uptake_veto`; recorded as ``spect_veto``),
         and its partial-volume rim against fat is added where the SPECT allows
-        (:func:`pipeline.segment.atlas_refine.grow_partial_volume`; ``rim_added_voxels``).
+        (:func:`pipeline.segment.atlas_refine.grow_partial_volume`; ``rim_added_voxels``),
+        then connected tissue with its CT numbers and its uptake
+        (:func:`pipeline.segment.atlas_refine.grow_with_uptake`; ``uptake_added_voxels``).
 
     Returns
     -------
@@ -189,6 +191,20 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         before = int(masks[n].sum())
         masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked)
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
+    # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
+    # the organ itself rather than from the atlas prior)
+    for n in veto:
+        model = organs[n].get("intensity_model", {})
+        v, _ = uptake_veto(spect, masks[n].astype(np.float32), vs)
+        if model.get("median_hu") is None or v is None:
+            continue
+        blocked = np.zeros(hu.shape, bool)
+        for o in names:
+            if o != n:
+                blocked |= masks[o]
+        before = int(masks[n].sum())
+        masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked)
+        organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
     return masks, record
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume"]
+__all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume",
+           "grow_with_uptake"]
 
 
 def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.0,
@@ -260,3 +261,53 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
     if blocked is not None:
         rim &= ~blocked
     return mask | rim
+
+
+def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_hu: float, organ_sd_hu: float,
+                     veto: np.ndarray, blocked: np.ndarray | None = None, k_sd: float = 2.0,
+                     min_veto: float = 0.7, max_mm: float = 20.0, smooth_mm: float = 2.0) -> np.ndarray:
+    """The organ's mask grown over connected tissue that has both its CT number and its uptake.
+
+    Where the atlas of another person gave an organ less room than the patient's organ
+    takes (a larger left liver lobe, a longer spleen), the voxelwise MAP leaves the rest
+    to "other". This step adds, by geodesic dilation from the mask (at most ``max_mm``),
+    the voxels whose smoothed CT lies within ``k_sd`` of the organ's intensity model and
+    whose SPECT is clearly the organ's (``veto`` above ``min_veto``, :func:`uptake_veto`):
+    neither the CT (stomach wall, muscle, other organs share its CT numbers) nor the
+    uptake (a 12 mm FWHM image spreads it over the neighbours) alone.
+
+    Leave-one-out on the ICRP-110 phantoms with a simulated SPECT (``sample_data.seg_regression
+    --spect``): female liver Dice 0.87-0.88 -> 0.91-0.92, spleen 0.79-0.80 -> 0.83-0.84,
+    kidneys 0.86-0.90 -> 0.90-0.93; uptake errors unchanged within 2 %.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool, shape (I, J, K)
+    ct_hu : numpy.ndarray, shape (I, J, K)
+        CT numbers, HU.
+    voxel_size_mm : sequence of 3 float
+    organ_hu, organ_sd_hu : float
+        The organ's intensity model (centre and SD of the smoothed CT), HU.
+    veto : numpy.ndarray, shape (I, J, K)
+        :func:`uptake_veto` of the organ, values in (0, 1).
+    blocked : numpy.ndarray of bool, optional
+        Voxels that may not be added (other organs).
+    k_sd, min_veto, max_mm, smooth_mm : float
+        CT window (SDs), uptake condition, largest growth (mm), CT smoothing (SD, mm).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    vs = np.asarray(voxel_size_mm, float)
+    sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)
+    ok = (np.abs(sm - organ_hu) < k_sd * organ_sd_hu) & (veto > min_veto)
+    if blocked is not None:
+        ok &= ~blocked
+    m = mask.copy()
+    for _ in range(int(round(max_mm / vs.min()))):
+        new = ndi.binary_dilation(m) & ok & ~m
+        if not new.any():
+            break
+        m |= new
+    return m

@@ -17,7 +17,8 @@ from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, orga
                                     register_subject, resolve_atlas_source, write_atlas_subject,
                                     z_offset_from_profiles)
 from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
-from pipeline.segment.atlas_refine import grow_partial_volume, intensity_model, refine_organs, uptake_veto
+from pipeline.segment.atlas_refine import (grow_partial_volume, grow_with_uptake, intensity_model, refine_organs,
+                                           uptake_veto)
 
 
 def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scale=1.0, noise=0.0, seed=0,
@@ -167,6 +168,28 @@ def test_partial_volume_rim_restores_an_organ_against_fat_but_not_into_brighter_
     blocked = np.zeros_like(ball)
     blocked[:, :, 25:] = True
     assert not (grow_partial_volume(eroded, ct, (vs,) * 3, 30.0, blocked) & ~eroded)[:, :, 25:].any()
+
+
+def test_uptake_growth_adds_the_missed_lobe_of_a_hot_organ_but_not_a_cold_neighbour_of_its_ct_number():
+    from scipy import ndimage as ndi
+
+    vs = 3.0
+    g = np.mgrid[:70, :50, :40].astype(float)
+    slab = (np.abs(g[1] - 25) < 8) & (np.abs(g[2] - 20) < 7)
+    organ = (((g[0] - 25) / 14) ** 2 + ((g[1] - 25) / 12) ** 2 + ((g[2] - 20) / 10) ** 2 <= 1) | (
+        (g[0] >= 25) & (g[0] < 48) & slab)  # a body and a lobe
+    cold = (g[0] >= 48) & (g[0] < 66) & slab  # the same CT number, touching the lobe's end, no uptake
+    rng = np.random.default_rng(4)
+    ct = np.where(organ | cold, 60.0, -100.0) + rng.normal(0, 15.0, organ.shape)
+    spect = ndi.gaussian_filter(np.where(organ, 2.0, 0.3), 12.0 / 2.3548 / vs)
+    known = organ & (g[0] < 36)  # the atlas left out the lobe
+    veto, _ = uptake_veto(spect, known.astype(np.float32), (vs,) * 3)
+    grown = grow_with_uptake(known, ct, (vs,) * 3, 60.0, 10.0, veto, max_mm=20.0)
+    near_lobe = organ & ~known & (g[0] < 36 + 20.0 / vs)  # within the 20 mm the growth may go
+    assert (grown & near_lobe).sum() > 0.6 * near_lobe.sum()  # edge voxels mix with fat in the smoothed CT
+    assert not (grown & cold).any()
+    assert not (grown & ~organ).sum() > 0.02 * organ.sum()
+    assert dice(grown, organ) > dice(known, organ) + 0.05
 
 
 @pytest.fixture(scope="module")

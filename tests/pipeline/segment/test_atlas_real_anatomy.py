@@ -6,9 +6,9 @@ has never seen. Thresholds: the measured Dice of ``python -m sample_data.seg_reg
 (AM_4mm: kidneys 0.88/0.79, liver 0.84, spleen 0.58) less 0.05 for run-to-run differences of the
 random metric sampling; levels must be right. With a reference SPECT
 (:func:`sample_data.seg_regression.simulated_spect`: kidney:spleen:liver:rest 10:3:2:0.3,
-12 mm FWHM), the SPECT veto and the partial-volume rim: measured on AM_4mm kidneys 0.94/0.90,
-liver 0.91, spleen 0.88, kidney uptake errors -1.7 % and -5.2 %; thresholds 0.05 lower and
-uptake within 8 %.
+12 mm FWHM), the SPECT veto, the partial-volume rim and the uptake growth: measured on AM_4mm
+kidneys 0.93/0.90, liver 0.92, spleen 0.89, kidney uptake errors -2.2 % and -7.1 %; thresholds
+about 0.05 lower and uptake within 10 %.
 """
 
 import json
@@ -54,7 +54,7 @@ def test_leave_one_out_atlas_segments_the_other_phantom(tmp_path, with_spect):
     if with_spect:
         want = {"kidney_left": 0.88, "kidney_right": 0.85, "liver": 0.86, "spleen": 0.82}
         err = _uptake_errors(ct, spect, labels, ref)
-        assert abs(err["kidney_left"]) < 8.0 and abs(err["kidney_right"]) < 8.0, err
+        assert abs(err["kidney_left"]) < 10.0 and abs(err["kidney_right"]) < 10.0, err
     for name, dice in want.items():
         assert organs[name]["dice"] >= dice, (name, organs[name]["dice"])
     test_levels = {n: 0.5 * (lo + hi) for n, (lo, hi) in levels_from_labels(labels).items()}
