@@ -15,6 +15,12 @@ region (its prior above 0.5, dilated by three voxels), ``mad_hu``.
   (:func:`pipeline.segment.atlas_refine.refine_organs`, the prior sharpened to
   ``prior ** gamma`` after ``refine_sigma_mm`` smoothing).
 
+- With the reference SPECT, for every organ refined on the CT that is clearly hot
+  (its uptake at least twice that of a shell around it): voxels far below its uptake
+  are vetoed, its partial-volume rim against fat is added, and it grows over connected
+  tissue that has both its CT numbers and its uptake (:mod:`pipeline.segment.atlas_refine`).
+  The SPECT never makes an organ on its own.
+
 Measured on the ICRP-110 phantoms (one subject registered to the other, noise-free
 4 mm atlas onto the low-dose 3 mm case): ``mad_hu`` 9-11 HU for the same person,
 35-68 HU for the other person; see ``sample_data.seg_regression`` for the Dice table.
