@@ -1,4 +1,8 @@
-"""Time and peak memory of ``spectdose dose`` on one patient: the organ grid against the dose-grid path.
+"""Time and peak memory of ``spectdose dose`` on one patient: two settings against each other.
+
+``--compare photons`` (default): the photon voxel S-values (``--photon-method kernel``, the old
+path) against the photon Monte Carlo (``transport``), both on the organ grid. ``--compare grid``:
+the dose-grid path (``--organ-grid dose``) against the organ grid (``ct``), photons by transport.
 
 Each run is a fresh process (``python -m pipeline.dose.benchmark --child ...``) that runs the
 dose command once and reports its wall time and its own peak resident memory
@@ -51,10 +55,18 @@ def prepare_sample_patient(root: Path, nuclide: str = "Lu-177") -> tuple[Path, P
     return res, labels
 
 
-def _dose_argv(patient_dir: Path, labels: Path, out: Path, organ_grid: str, config: Path | None) -> list[str]:
+#: The two settings of each comparison: (label, extra arguments of ``spectdose dose``), old first.
+COMPARISONS = {
+    "photons": (("kernel photons (old)", ["--organ-grid", "ct", "--photon-method", "kernel"]),
+                ("photon transport", ["--organ-grid", "ct", "--photon-method", "transport"])),
+    "grid": (("dose grid (old)", ["--organ-grid", "dose", "--photon-method", "transport"]),
+             ("organ grid", ["--organ-grid", "ct", "--photon-method", "transport"])),
+}
+
+
+def _dose_argv(patient_dir: Path, labels: Path, out: Path, extra: list[str], config: Path | None) -> list[str]:
     argv = ["--kinetics-dir", str(patient_dir / "kinetics"), "--labels", str(labels),
-            "--ct", str(patient_dir / "register" / "reference_ct.nii.gz"), "--out", str(out),
-            "--organ-grid", organ_grid]
+            "--ct", str(patient_dir / "register" / "reference_ct.nii.gz"), "--out", str(out), *extra]
     return argv + (["--config", str(config)] if config else [])
 
 
@@ -73,15 +85,15 @@ def _child(argv: list[str]) -> int:
     return code
 
 
-def _run_once(patient_dir, labels, organ_grid, config, tmp: Path, n: int) -> dict:
-    out = tmp / f"dose_{organ_grid}_{n}"
+def _run_once(patient_dir, labels, which: int, extra: list[str], config, tmp: Path, n: int) -> dict:
+    out = tmp / f"dose_{which}_{n}"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pipeline.dose.benchmark", "--child",
-                           *_dose_argv(patient_dir, labels, out, organ_grid, config)],
+                           *_dose_argv(patient_dir, labels, out, extra, config)],
                           capture_output=True, text=True, check=False)
     total = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"dose stage failed ({organ_grid}):\n{proc.stderr}")
+        raise SystemExit(f"dose stage failed ({' '.join(extra)}):\n{proc.stderr}")
     rec = json.loads(proc.stdout.strip().splitlines()[-1])
     rec["process_s"] = total
     rows = (out / "organ_doses.csv").read_text().splitlines()
@@ -101,29 +113,32 @@ def main(argv=None) -> int:
     p.add_argument("--generate", type=Path, help="make the standard sample patient here first")
     p.add_argument("--config", type=Path, default=Path("config/config.yaml"))
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compare", choices=sorted(COMPARISONS), default="photons")
     args = p.parse_args(argv)
     if args.generate:
         args.patient_dir, args.labels = prepare_sample_patient(args.generate)
     if args.patient_dir is None or args.labels is None:
         p.error("give --patient-dir and --labels, or --generate DIR")
     config = args.config if args.config and args.config.exists() else None
-    runs = {"dose": [], "ct": []}
+    pair = COMPARISONS[args.compare]
+    runs = {0: [], 1: []}
     with tempfile.TemporaryDirectory() as tmp:
-        _run_once(args.patient_dir, args.labels, "ct", config, Path(tmp), -1)  # warm the kernel cache
+        for which, (_, extra) in enumerate(pair):  # warm the kernel and numba caches
+            _run_once(args.patient_dir, args.labels, which, extra, config, Path(tmp), -1)
         for n in range(args.repeats):
-            for grid in ("dose", "ct"):
-                runs[grid].append(_run_once(args.patient_dir, args.labels, grid, config, Path(tmp), n))
-    summary = {}
-    for grid, recs in runs.items():
-        summary[grid] = {k: statistics.median(r[k] for r in recs) for k in ("dose_stage_s", "process_s", "peak_rss_mb")}
-    print(f"{'':24s} {'dose grid (old)':>16s} {'organ grid':>12s} {'ratio':>7s}")
+            for which, (_, extra) in enumerate(pair):
+                runs[which].append(_run_once(args.patient_dir, args.labels, which, extra, config, Path(tmp), n))
+    summary = {w: {k: statistics.median(r[k] for r in recs) for k in ("dose_stage_s", "process_s", "peak_rss_mb")}
+               for w, recs in runs.items()}
+    a_name, b_name = pair[0][0], pair[1][0]
+    print(f"{'':24s} {a_name:>22s} {b_name:>22s} {'ratio':>7s}")
     for k, unit in (("dose_stage_s", "s"), ("process_s", "s"), ("peak_rss_mb", "MB")):
-        a, b = summary["dose"][k], summary["ct"][k]
-        print(f"{k + ' (' + unit + ')':24s} {a:16.2f} {b:12.2f} {b / a:7.2f}")
-    print(f"\n{'organ mean dose (Gy)':24s} {'dose grid (old)':>16s} {'organ grid':>12s} {'change':>7s}")
-    old, new = runs["dose"][0]["organs_gy"], runs["ct"][0]["organs_gy"]
+        a, b = summary[0][k], summary[1][k]
+        print(f"{k + ' (' + unit + ')':24s} {a:22.2f} {b:22.2f} {b / a:7.2f}")
+    print(f"\n{'organ mean dose (Gy)':24s} {a_name:>22s} {b_name:>22s} {'change':>7s}")
+    old, new = runs[0][0]["organs_gy"], runs[1][0]["organs_gy"]
     for name in old:
-        print(f"{name:24s} {old[name]:16.4g} {new[name]:12.4g} {100 * (new[name] / old[name] - 1):+6.1f} %")
+        print(f"{name:24s} {old[name]:22.4g} {new[name]:22.4g} {100 * (new[name] / old[name] - 1):+6.2f} %")
     return 0
 
 

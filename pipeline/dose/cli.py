@@ -5,7 +5,10 @@ Reads the kinetics stage's ``tia.nii.gz`` (MBq*h/mL on the dose grid) and
 (atomically, as one folder): ``dose.nii.gz`` (Gy, dose grid: mean dose of each SPECT voxel),
 ``dose_ct.nii.gz`` (Gy, CT grid: the organ-grid dose around the organs with ``--organ-grid ct``,
 the default; organ doses and DVHs come from it), ``organ_doses.csv``, ``dvh.csv``, ``dvh.png``, ``marrow.json``,
-``bed.csv``, ``planning.json`` and ``dose_provenance.json`` (settings, assumptions, kernel provenance).
+``bed.csv``, ``planning.json`` and ``dose_provenance.json`` (settings, assumptions, kernel provenance;
+with the photon Monte Carlo, ``--photon-method transport`` (default), its histories, energy balance and
+every organ's photon dose with its statistical SD). ``--photon-method kernel`` takes the photons from
+the photon voxel S-values of water instead.
 With ``--dose-rate --register-dir DIR`` also ``dose_rate_<tp>.nii.gz`` (Gy/h, dose grid) for
 every registered time point ``DIR/<tp>/spect.nii.gz`` (Bq/mL on the dose grid).
 """
@@ -26,6 +29,7 @@ from ..errors import InputError
 from ..imageio import make_sidecar, read_image, write_image
 from ..qc import Gate
 from .marrow import MarrowSettings
+from .photon_transport import PhotonTransportSettings
 from .plausibility import dose_checks
 from .radiobiology import LQParameters
 from .stage import DoseSettings, compute_dose
@@ -42,13 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML with a 'dose:' section (config/config.yaml)")
     p.add_argument("--method", choices=["convolution", "local"], help="default: convolution")
     p.add_argument("--no-photons", action="store_true", help="electrons only (photons left out, said in the outputs)")
+    p.add_argument("--photon-method", choices=["transport", "kernel"],
+                   help="photon dose: transport (default; photon Monte Carlo in the CT densities and media) or "
+                        "kernel (photon voxel S-values in water, cut at the cube's extent)")
     p.add_argument("--organ-grid", choices=["ct", "dose"],
                    help="grid of the dose at the organs: ct (default; organ doses independent of the SPECT voxel "
                         "size) or dose (the SPECT-grid map resampled onto the CT)")
     p.add_argument("--sex", choices=["male", "female"], help="reference red-marrow mass (default male)")
     p.add_argument("--nuclide", help="override the radionuclide of the TIA sidecar")
     p.add_argument("--injected-mbq", type=float, help="override the injected activity (MBq)")
-    p.add_argument("--threads", type=int, default=None, help="FFT worker threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="FFT worker threads, and the photon Monte Carlo's threads (default: all cores)")
     p.add_argument("--register-dir", type=Path,
                    help="folder with <tp>/spect.nii.gz (Bq/mL on the dose grid), for --dose-rate")
     p.add_argument("--dose-rate", action="store_true",
@@ -77,9 +85,20 @@ def settings_from_config(config: dict, args) -> DoseSettings:
     lq_by_organ = {"kidney_left": kid, "kidney_right": kid, "kidneys": kid}
     for organ, par in (c.get("lq") or {}).items():
         lq_by_organ[organ] = LQParameters(float(par["alpha_beta_gy"]), float(par["repair_half_time_h"]))
+    photon_method = getattr(args, "photon_method", None) or c.get("photon_method", "transport")
+    if photon_method not in ("transport", "kernel"):
+        raise InputError(getattr(args, "config", None),
+                         f"unknown photon_method {photon_method!r} (known: transport, kernel)")
+    pt = dict(c.get("photon_transport") or {})
+    transport = PhotonTransportSettings(
+        target_rel_sd=float(pt.get("target_rel_sd", PhotonTransportSettings.target_rel_sd)),
+        max_histories=int(pt.get("max_histories", PhotonTransportSettings.max_histories)),
+        seed=int(pt.get("seed", PhotonTransportSettings.seed)))
     return DoseSettings(
         method=args.method or c.get("method", "convolution"),
         include_photons=not args.no_photons and bool(c.get("include_photons", True)),
+        photon_method=photon_method,
+        photon_transport=transport,
         organ_grid=getattr(args, "organ_grid", None) or c.get("organ_grid", "ct"),
         min_density_g_per_ml=float(c.get("min_density_g_per_ml", 0.1)),
         marrow=marrow,
@@ -259,14 +278,19 @@ def _run(args) -> int:
     injected = next((v for v in (args.injected_mbq, tia_side.get("injected_activity_mbq"),
                                  fits_json.get("injected_activity_mbq")) if v is not None), None)
 
+    if args.threads and settings.transports_photons:
+        import numba
+
+        # the photon Monte Carlo's threads: no more than the job was given (a cluster node has more cores)
+        numba.set_num_threads(max(1, min(int(args.threads), numba.config.NUMBA_NUM_THREADS)))
     kernel = None
     cube = photon_cube = near = None
-    if settings.method == "convolution" or settings.include_photons:
-        kernel = svalues_for_voxel_size(decay.nuclide, tia.voxel_size_mm, medium="water",
-                                        photons=settings.include_photons)
+    kernel_photons = settings.include_photons and not settings.transports_photons
+    if settings.method == "convolution" or kernel_photons:
+        kernel = svalues_for_voxel_size(decay.nuclide, tia.voxel_size_mm, medium="water", photons=kernel_photons)
     if settings.method == "convolution":
-        cube = kernel.total_mgy_per_mbq_s if settings.include_photons else kernel.electron_mgy_per_mbq_s
-    elif settings.include_photons:
+        cube = kernel.total_mgy_per_mbq_s if kernel_photons else kernel.electron_mgy_per_mbq_s
+    elif kernel_photons:
         photon_cube = kernel.photon_mgy_per_mbq_s
     if settings.organ_grid == "ct":
         from .organgrid import near_electron_kernels
@@ -278,7 +302,7 @@ def _run(args) -> int:
         kernel_density_g_per_ml=kernel.density_g_per_ml if kernel else 1.0, fits=fits,
         decay_constant_per_h=decay.decay_constant_per_h, settings=settings, workers=args.threads,
         activity_bq_per_ml=activity, marrow_voi_tia_mbq_h_per_ml=marrow_voi_concentration(fits_json, names),
-        photon_svalues_mgy_per_mbq_s=photon_cube, near_electron=near)
+        photon_svalues_mgy_per_mbq_s=photon_cube, near_electron=near, decay=decay)
 
     gate = Gate(tia_path)
     gate.extend(dose_checks(result, injected, decay.decay_constant_per_h,
@@ -287,6 +311,7 @@ def _run(args) -> int:
     for line in gate.warnings:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     common = {"radionuclide": decay.nuclide, "method": settings.method,
+              "photon_method": settings.photon_method if settings.include_photons else None,
               "sources": [tia_side.get("patient_id", ""), tia_path.name]}
     kernel_prov = None if kernel is None else {"nuclide": kernel.nuclide, "medium": kernel.medium,
                                                "voxel_size_mm": list(map(float, kernel.voxel_size_mm)),

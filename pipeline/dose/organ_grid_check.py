@@ -225,7 +225,9 @@ def stage_self_dose_gy(case: PhantomOrgan, nuclide: str, voxel_mm: float, organ_
     near = (near_electron_kernels(nuclide, tia.voxel_size_mm, case.labels.voxel_size_mm)
             if organ_grid == "ct" else None)
     ct = case.labels.with_array(np.zeros(case.labels.shape, np.int16), unit="HU")
-    settings = DoseSettings(method=method, include_photons=include_photons, organ_grid=organ_grid)
+    # photons from the kernels, as in the reference (part b validates the electron grids)
+    settings = DoseSettings(method=method, include_photons=include_photons, organ_grid=organ_grid,
+                            photon_method="kernel")
     cube = k.total_mgy_per_mbq_s if include_photons else k.electron_mgy_per_mbq_s
     out = compute_dose(tia, ct, case.labels, {case.label: case.name}, electron_energy_mev=d.electron_energy_mev,
                        photon_energy_mev=d.photon_energy_mev, injected_activity_mbq=None,
@@ -295,7 +297,7 @@ def sample_patient_check(sample_dir, nuclide: str) -> dict:
     runs = {"organ_grid_gy": (binned, "ct"), "dose_grid_gy": (binned, "dose"), "psf_organ_grid_gy": (psf, "ct")}
     out = {name: {} for name in names.values()}
     for key, (tia, grid) in runs.items():
-        res = compute_dose(tia, ct, labels, names, settings=DoseSettings(organ_grid=grid),
+        res = compute_dose(tia, ct, labels, names, settings=DoseSettings(organ_grid=grid, photon_method="kernel"),
                            near_electron=near if grid == "ct" else None, **kw)
         for o in res.organs:
             out[o.name][key] = o.mean_gy

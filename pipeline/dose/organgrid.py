@@ -29,6 +29,9 @@ How (all linear in the TIA map):
    bremsstrahlung tail beyond ``R``, smooth on the scale of a dose voxel; sampled
    trilinearly at the CT voxel centres.
 4. Density correction on the CT grid, ``D = (D_near + D_far) rho_medium / rho_CT``.
+   With the photon transport (:mod:`pipeline.dose.photon_transport`) the photons are not in
+   the far part (the kernel is the electron one): their dose, already in the real media (Gy),
+   is sampled trilinearly at the CT voxel centres and added after the density correction.
 
 Only the CT voxels inside the box of the organs (every label other than 0 and body 7)
 get this dose; the source box adds the reach plus one dose-voxel diagonal, so that a
@@ -165,12 +168,15 @@ class OrganGridDose:
         Absorbed dose at the targets (0 elsewhere), Gy.
     info : dict
         Reach, boxes, voxel counts, region concentrations (MBq*h/mL), activity kept (MBq*h).
+    photon_gy : numpy.ndarray or None, shape of the box
+        The photon transport's dose sampled at the box's voxels (part of ``dose_gy``), Gy.
     """
 
     box: tuple
     targets: np.ndarray
     dose_gy: np.ndarray
     info: dict
+    photon_gy: np.ndarray | None = None
 
 
 @njit(cache=True)
@@ -355,7 +361,8 @@ def place_tia_on_ct(tia, ct, labels: np.ndarray, box) -> tuple[np.ndarray, dict]
 def organ_grid_dose(tia, ct, labels: np.ndarray, rho_ct: np.ndarray, far_medium_gy: np.ndarray,
                     kernels: NearElectronKernels, *, method: str, electron_energy_mev: float,
                     kernel_density_g_per_ml: float, min_density_g_per_ml: float,
-                    workers: int | None = None, source_mbq_s: np.ndarray | None = None) -> OrganGridDose | None:
+                    workers: int | None = None, source_mbq_s: np.ndarray | None = None,
+                    photon_gy: np.ndarray | None = None) -> OrganGridDose | None:
     """The dose on the CT grid around the organs (module docstring), or None without organs.
 
     Parameters
@@ -379,6 +386,9 @@ def organ_grid_dose(tia, ct, labels: np.ndarray, rho_ct: np.ndarray, far_medium_
     source_mbq_s : numpy.ndarray, shape of the CT, optional
         A known source on the CT grid (decays per voxel, MBq*s) used instead of the dose-grid
         TIA placed by the label map: the reference of the validation (a true source).
+    photon_gy : numpy.ndarray, shape of the TIA map, optional
+        Photon dose from the photon transport, Gy (already in the real media: no density
+        correction), sampled trilinearly at the CT voxel centres and added.
     """
     from kernels.convolve import convolve_dose_gy
 
@@ -414,7 +424,13 @@ def organ_grid_dose(tia, ct, labels: np.ndarray, rho_ct: np.ndarray, far_medium_
                       default_value=0.0).array
     targets = targets_src[rel]
     rho = np.maximum(np.asarray(rho_ct[inner], np.float64), min_density_g_per_ml)
-    dose = np.where(targets, (near + far) * (kernel_density_g_per_ml / rho), 0.0)
+    dose = (near + far) * (kernel_density_g_per_ml / rho)
+    photon = None
+    if photon_gy is not None:
+        photon = resample_to(tia.with_array(photon_gy, unit="Gy"), _box_grid(ct, inner), "linear",
+                             default_value=0.0).array
+        dose += photon
+    dose = np.where(targets, dose, 0.0)
     info = {
         "grid": "CT",
         "ct_voxel_mm": [float(x) for x in ct_vox],
@@ -427,4 +443,4 @@ def organ_grid_dose(tia, ct, labels: np.ndarray, rho_ct: np.ndarray, far_medium_
         "region_concentration_mbq_h_per_ml": weights,
         "tia_in_source_box_mbq_h": float(fine_tia.sum() / SECONDS_PER_HOUR),
     }
-    return OrganGridDose(inner, targets, dose, info)
+    return OrganGridDose(inner, targets, dose, info, photon)

@@ -13,6 +13,9 @@ Energy balance (:func:`energy_balance`)
     (1.10) fails (energy from nothing: a kernel, density or unit error);
     below 0.9 f_e warns, below 0.5 f_e fails (half the electron energy lost:
     activity outside the body or a broken kernel).
+Photon transport energy conservation
+    With the photon Monte Carlo, its emitted energy against deposited + escaped: warns above a
+    relative difference of 1e-9, fails above 1e-6 (a bookkeeping error; float rounding is 1e-13).
 Largest possible organ dose (:data:`FAIL_MAX_DOSE_RATIO`)
     An organ cannot absorb more than all the energy the injected activity
     ever emits: D_max = A0 / lambda_phys x 3.6e9 x E_decay / m. The organ's
@@ -99,6 +102,13 @@ def dose_checks(result, injected_mbq: float | None, decay_constant_per_h: float,
         out.append(check_lower("energy_absorbed_over_emitted_low", bal["ratio"], "1",
                                WARN_BALANCE_LOW_OF_ELECTRON_SHARE * fe, FAIL_BALANCE_LOW_OF_ELECTRON_SHARE * fe,
                                src, "body", path))
+    photon = (bal or {}).get("photon_transport")
+    if photon:
+        # the photon Monte Carlo's own bookkeeping: every photon emitted is deposited or escapes
+        out.append(check_upper(
+            "photon_transport_energy_conservation", abs(photon["conservation_error"]), "1", 1e-9, 1e-6,
+            f"photon Monte Carlo: emitted {photon['energy_emitted_j']:.6g} J, deposited "
+            f"{photon['energy_deposited_j']:.6g} J, escaped {photon['energy_escaped_j']:.6g} J", "body", path))
     if injected_mbq:
         total_j = injected_mbq / decay_constant_per_h * DECAYS_PER_MBQ_H * energy_per_decay_mev * MEV_TO_J
         for o in result.organs:

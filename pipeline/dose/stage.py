@@ -21,7 +21,7 @@ dose-grid density and the same dose function (:mod:`pipeline.dose.doserate`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from .dosemap import (
 )
 from .marrow import MarrowSettings, eanm_marrow_dose
 from .organs import OrganDose, cumulative_dvh_of_values, label_voxel_indices, organ_dose_table
+from .photon_stage import BODY_LABEL, labels_on_grid, photon_transport_record, transport_photon_dose
+from .photon_transport import PhotonTransportSettings
 from .planning import KIDNEY_LABELS, plan_from_doses
 from .radiobiology import LQParameters, organ_bed_rows
 
@@ -53,9 +55,19 @@ class DoseSettings:
     method : {"convolution", "local"}
         Voxel S-value convolution, or local deposition of the electron energy.
     include_photons : bool
-        Add the photon part. Both methods take it from the photon voxel S-values
-        (convolution with density correction); local deposition never puts photon
-        energy on the spot. ``False`` leaves photons out (said in the assumptions).
+        Add the photon part (by ``photon_method``, with either method: local deposition
+        never puts photon energy on the spot). ``False`` leaves photons out (said in the
+        assumptions).
+    photon_method : {"kernel", "transport"}
+        ``"transport"`` (the default of ``spectdose dose`` and the workflow): photon Monte
+        Carlo in the patient's densities and media (:mod:`pipeline.dose.photon_transport`),
+        added in Gy to the density-corrected electron dose; the S-value cube given to
+        :func:`compute_dose` must then hold the electrons only, and ``decay`` is needed.
+        ``"kernel"`` (the default of this class, so that library callers that pass the
+        electron + photon cube keep their meaning): the photon voxel S-values in water
+        (convolution, density corrected like the electrons; cut at the cube's extent).
+    photon_transport : PhotonTransportSettings
+        Histories, stopping rule and seed of the photon Monte Carlo.
     organ_grid : {"ct", "dose"}
         ``"ct"``: the dose at the organs is computed on the CT grid
         (:mod:`pipeline.dose.organgrid`: electrons there, photons from the dose
@@ -77,6 +89,8 @@ class DoseSettings:
 
     method: str = "convolution"
     include_photons: bool = True
+    photon_method: str = "kernel"
+    photon_transport: PhotonTransportSettings = field(default_factory=PhotonTransportSettings)
     organ_grid: str = "ct"
     min_density_g_per_ml: float = 0.1
     marrow: MarrowSettings = field(default_factory=MarrowSettings)
@@ -90,6 +104,13 @@ class DoseSettings:
 
     def lq_for(self, organ: str) -> LQParameters:
         return self.lq_by_organ.get(organ, self.lq_default)
+
+    @property
+    def transports_photons(self) -> bool:
+        """Photons included and computed by the photon Monte Carlo."""
+        if self.photon_method not in ("transport", "kernel"):
+            raise ValueError(f"photon_method must be 'transport' or 'kernel', got {self.photon_method!r}")
+        return self.include_photons and self.photon_method == "transport"
 
 
 @dataclass(frozen=True, eq=False)
@@ -223,8 +244,10 @@ def medium_dose_gy(tia_mbq_s: np.ndarray, voxel_volume_ml: float, *, settings: D
     electron_energy_mev : float
         Electron energy emitted per decay, MeV (method "local").
     photon_svalues_mgy_per_mbq_s : numpy.ndarray or None
-        Photon voxel S-value cube: method "local" with ``include_photons`` convolves the
-        photon part with it (photons are never deposited on the spot).
+        Photon voxel S-value cube: method "local" with ``include_photons`` and
+        ``photon_method`` "kernel" convolves the photon part with it (photons are never
+        deposited on the spot). With ``photon_method`` "transport" the photons are not
+        part of this dose (:func:`pipeline.dose.photon_stage.transport_photon_dose`).
     workers : int, optional
         FFT threads.
     """
@@ -234,7 +257,7 @@ def medium_dose_gy(tia_mbq_s: np.ndarray, voxel_volume_ml: float, *, settings: D
         return convolution_dose_gy(tia_mbq_s, svalues_mgy_per_mbq_s, workers=workers)
     if settings.method == "local":
         dose = local_deposition_dose_gy(tia_mbq_s, electron_energy_mev, voxel_volume_ml, kernel_density_g_per_ml)
-        if settings.include_photons:
+        if settings.include_photons and not settings.transports_photons:
             if photon_svalues_mgy_per_mbq_s is None:
                 raise ValueError("local deposition with photons needs the photon S-value cube: photons "
                                  "travel centimetres and are never deposited on the spot")
@@ -247,7 +270,7 @@ def absorbed_dose_map_gy(tia_mbq_h_per_ml: np.ndarray, voxel_volume_ml: float, m
                          settings: DoseSettings, svalues_mgy_per_mbq_s: np.ndarray | None,
                          kernel_density_g_per_ml: float, electron_energy_mev: float, photon_energy_mev: float = 0.0,
                          photon_svalues_mgy_per_mbq_s: np.ndarray | None = None,
-                         workers: int | None = None) -> np.ndarray:
+                         workers: int | None = None, decay=None, voxel_mm=None) -> np.ndarray:
     """Absorbed dose (Gy) on the dose grid from a TIA concentration map, density corrected.
 
     Linear in the TIA map: the dose-rate maps (:mod:`pipeline.dose.doserate`) use
@@ -272,9 +295,13 @@ def absorbed_dose_map_gy(tia_mbq_h_per_ml: np.ndarray, voxel_volume_ml: float, m
         Photon energy per decay, MeV: unused by the dose (kept for callers that pass the
         decay data whole); method "local" takes the photons from ``photon_svalues_mgy_per_mbq_s``.
     photon_svalues_mgy_per_mbq_s : numpy.ndarray or None
-        Photon S-value cube for method "local" with ``include_photons``.
+        Photon S-value cube for method "local" with ``include_photons`` (photon_method "kernel").
     workers : int, optional
         FFT threads.
+    decay : kernels.decay.DecayData, optional
+        Photon lines, for ``photon_method`` "transport".
+    voxel_mm : sequence of 3 float, optional
+        Voxel sides of the grid, mm, for ``photon_method`` "transport".
 
     Returns
     -------
@@ -286,8 +313,11 @@ def absorbed_dose_map_gy(tia_mbq_h_per_ml: np.ndarray, voxel_volume_ml: float, m
                                  kernel_density_g_per_ml=kernel_density_g_per_ml,
                                  electron_energy_mev=electron_energy_mev,
                                  photon_svalues_mgy_per_mbq_s=photon_svalues_mgy_per_mbq_s, workers=workers)
-    return density_corrected_dose_gy(dose_medium, medium.density_g_per_ml, medium.body,
+    dose = density_corrected_dose_gy(dose_medium, medium.density_g_per_ml, medium.body,
                                      kernel_density_g_per_ml, settings.min_density_g_per_ml)
+    if settings.transports_photons:
+        dose += transport_photon_dose(tia_s, medium, voxel_mm, decay, settings).dose_gy
+    return dose
 
 
 def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *, electron_energy_mev: float,
@@ -298,7 +328,7 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
                  workers: int | None = None, activity_bq_per_ml: dict | None = None,
                  marrow_voi_tia_mbq_h_per_ml: float | None = None,
                  photon_svalues_mgy_per_mbq_s: np.ndarray | None = None,
-                 near_electron=None) -> DoseResult:
+                 near_electron=None, decay=None) -> DoseResult:
     """Absorbed-dose maps, organ doses, DVHs, marrow dose, BED and activity planning.
 
     Parameters
@@ -343,6 +373,9 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     near_electron : pipeline.dose.organgrid.NearElectronKernels, optional
         Truncated electron S-values at the dose-grid and CT voxel sizes; needed with
         ``settings.organ_grid == "ct"`` (:func:`pipeline.dose.organgrid.near_electron_kernels`).
+    decay : kernels.decay.DecayData, optional
+        The nuclide's photon lines; needed with photons by ``photon_method`` "transport"
+        (then ``svalues_mgy_per_mbq_s`` must be the electron cube only).
     """
     from .doserate import dose_rate_gy_per_h
     from .plausibility import energy_balance
@@ -358,6 +391,8 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     rho_ct = density_g_per_ml_from_hu(ct.array) if density_ct is None else np.asarray(density_ct, float)
     inside = labels.array > 0
     medium = medium_on_dose_grid(ct, inside, tia, rho_ct)
+    if settings.transports_photons and decay is None:
+        raise ValueError("photon_method 'transport' needs the decay data (decay=)")
     dose_kw = dict(settings=settings, svalues_mgy_per_mbq_s=svalues_mgy_per_mbq_s,
                    kernel_density_g_per_ml=kernel_density_g_per_ml, electron_energy_mev=electron_energy_mev,
                    photon_svalues_mgy_per_mbq_s=photon_svalues_mgy_per_mbq_s, workers=workers)
@@ -365,6 +400,12 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     dose_medium = medium_dose_gy(tia_s, tia.voxel_volume_ml, **dose_kw)
     dose = density_corrected_dose_gy(dose_medium, medium.density_g_per_ml, medium.body, kernel_density_g_per_ml,
                                      settings.min_density_g_per_ml)
+    voxels = label_voxel_indices(labels.array, set(names) | {MARROW_LABEL})
+    photon = None
+    if settings.transports_photons:
+        regions = labels_on_grid(voxels, ct, tia, set(names) - {BODY_LABEL})
+        photon = transport_photon_dose(tia_s, medium, tia.voxel_size_mm, decay, settings, regions, other_dose_gy=dose)
+        dose += photon.dose_gy
     dose_img = tia.with_array(dose.astype(np.float32), unit="Gy")
     fine = None
     if settings.organ_grid == "ct":
@@ -380,10 +421,15 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
         fine = organ_grid_dose(tia, ct, labels.array, rho_ct, far, near_electron, method=settings.method,
                                electron_energy_mev=electron_energy_mev,
                                kernel_density_g_per_ml=kernel_density_g_per_ml,
-                               min_density_g_per_ml=settings.min_density_g_per_ml, workers=workers)
+                               min_density_g_per_ml=settings.min_density_g_per_ml, workers=workers,
+                               photon_gy=None if photon is None else photon.dose_gy)
         del far
     del dose_medium, tia_s
-    dose_kw["photon_energy_mev"] = photon_energy_mev
+    dose_kw.update(photon_energy_mev=photon_energy_mev, decay=decay, voxel_mm=tia.voxel_size_mm)
+    if photon is not None:
+        # dose-rate maps: the absorbed dose's histories and seeds, so that they stay linear in the activity
+        fixed = replace(settings.photon_transport, target_rel_sd=0.0, max_histories=photon.histories)
+        dose_kw["settings"] = replace(settings, photon_transport=fixed)
 
     rates = {}
     for tp, (activity, time_h) in (activity_bq_per_ml or {}).items():
@@ -392,7 +438,6 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
         rate = dose_rate_gy_per_h(activity.array, tia.voxel_volume_ml, medium, **dose_kw)
         rates[tp] = (tia.with_array(rate.astype(np.float32), unit="Gy/h"), float(time_h))
 
-    voxels = label_voxel_indices(labels.array, set(names) | {MARROW_LABEL})
     # dose on the CT grid: zero outside the labels, so only the labelled box is resampled
     dose_ct_arr = np.zeros(ct.shape, np.float32, order=voxels.order)
     box = bounding_box(inside)
@@ -436,7 +481,12 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
     assumptions = {
         "method": settings.method,
         "include_photons": settings.include_photons,
-        "photons": ("photon voxel S-values convolved with the TIA map, density corrected"
+        "photon_method": settings.photon_method if settings.include_photons else None,
+        "photons": ("photon Monte Carlo in the dose grid's CT densities and media (vacuum outside the body; "
+                    "photoelectric, Compton (Klein-Nishina); kerma approximation), in Gy, added to the "
+                    "density-corrected electron dose; organ grid: sampled trilinearly at the CT voxels"
+                    if settings.transports_photons else
+                    "photon voxel S-values (water, cube extent) convolved with the TIA map, density corrected"
                     if settings.include_photons else
                     "left out: the doses hold the electron energy only (include_photons false)"),
         "electrons": ("deposited in the voxel of the decay (local deposition)" if settings.method == "local"
@@ -462,5 +512,11 @@ def compute_dose(tia: Image, ct: Image, labels: Image, names: dict[int, str], *,
                                     "correction as the absorbed dose")
     balance = energy_balance(dose, medium.density_g_per_ml, tia.array, tia.voxel_volume_ml,
                              electron_energy_mev, photon_energy_mev, settings.min_density_g_per_ml)
+    if photon is not None:
+        record = photon_transport_record(photon, organs, voxels, tia, ct, rho_ct, settings, fine, medium)
+        assumptions["photon_transport"] = record
+        balance["photon_transport"] = {k: record[k] for k in ("energy_emitted_j", "energy_deposited_j",
+                                                              "energy_escaped_j", "escaped_fraction",
+                                                              "conservation_error", "histories")}
     return DoseResult(dose_img, dose_ct, organs, edges, dvh, marrow, bed_rows, planning, assumptions, rates,
                       balance)

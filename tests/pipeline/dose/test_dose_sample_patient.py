@@ -19,7 +19,7 @@ import pytest
 from kernels.decay import load_decay
 from kernels.select import svalues_for_voxel_size
 from pipeline.dose.organgrid import near_electron_kernels
-from pipeline.dose.stage import compute_dose
+from pipeline.dose.stage import DoseSettings, compute_dose
 from pipeline.imageio import read_image
 
 pytestmark = pytest.mark.slow
@@ -60,12 +60,12 @@ def _truth_dose(sample, res, tia_name, nuclide):
         tia = resample_to(tia, read_image(res / "dose" / "dose.nii.gz")[0], "linear", antialias=True)
     d = load_decay(nuclide)
     k = svalues_for_voxel_size(nuclide, tia.voxel_size_mm, "water")
-    # the same organ-grid dose as the stage (pipeline.dose.organgrid)
+    # the same organ-grid dose and photon transport as the stage (pipeline.dose.organgrid, photon_transport)
     near = near_electron_kernels(nuclide, tia.voxel_size_mm, ct.voxel_size_mm)
     out = compute_dose(tia, ct, labels, names, electron_energy_mev=d.electron_energy_mev,
                        photon_energy_mev=d.photon_energy_mev, injected_activity_mbq=7400.0,
-                       svalues_mgy_per_mbq_s=k.total_mgy_per_mbq_s, kernel_density_g_per_ml=k.density_g_per_ml,
-                       near_electron=near)
+                       svalues_mgy_per_mbq_s=k.electron_mgy_per_mbq_s, kernel_density_g_per_ml=k.density_g_per_ml,
+                       near_electron=near, settings=DoseSettings(photon_method="transport"), decay=d)
     return {o.name: o.mean_gy for o in out.organs}
 
 

@@ -80,11 +80,26 @@ def _hot_activity_and_ct():
     return ct.with_array(hu.astype(np.float32)), labels, grid, a0
 
 
-def test_integral_of_mono_exponential_dose_rate_equals_the_dose_of_the_tia_map(lu177_electrons):
+def _assert_same_linear_map(integral, dose, photon_method, msg=""):
+    """Kernel photons: equal to float32 storage (1e-5 of the maximum). Photon transport: the same
+    histories and seeds, but the float32 activity maps shift each voxel's share of the decays by
+    ~1e-7, which moves the source voxel of an occasional history: at most 0.1 % of the voxels may
+    differ by more than 1e-5 of the maximum, and the energy sums agree within 1e-4."""
+    if photon_method == "kernel":
+        np.testing.assert_allclose(integral, dose, rtol=0, atol=1e-5 * dose.max(), err_msg=msg)
+        return
+    off = np.abs(integral - dose) > 1e-5 * dose.max()
+    assert off.mean() < 1e-3, msg
+    assert integral.sum() == pytest.approx(dose.sum(), rel=1e-4), msg
+
+
+@pytest.mark.parametrize("photon_method", ["transport", "kernel"])
+def test_integral_of_mono_exponential_dose_rate_equals_the_dose_of_the_tia_map(lu177_electrons, photon_method):
     # A(t) = A0 exp(-lambda t) everywhere: the dose rate at t_i times exp(lambda t_i) / lambda is the
     # time integral of the dose rate from 0 to infinity, i.e. the dose of the TIA map A0 / lambda, because
     # both are the same linear map of the activity. Tolerance 1e-5 of the maximum: float32 storage
-    # of the maps (6e-8) and float64 arithmetic, nothing else may differ.
+    # of the maps (6e-8) and float64 arithmetic, nothing else may differ. The photon transport runs
+    # the dose-rate maps with the histories and seeds of the absorbed dose, so it is linear too.
     ct, labels, grid, a0 = _hot_activity_and_ct()
     lam = np.log(2) / 60.0  # 1/h, effective
     times_h = [1.0, 24.0, 96.0]
@@ -93,18 +108,19 @@ def test_integral_of_mono_exponential_dose_rate_equals_the_dose_of_the_tia_map(l
     tia = grid.with_array((a0 / 1e6 / lam).astype(np.float32))
     activity = {f"t{t:g}h": (grid.with_array((a0 * np.exp(-lam * t)).astype(np.float32), unit="Bq/mL"), t)
                 for t in times_h}
+    cube = k.total_mgy_per_mbq_s if photon_method == "kernel" else k.electron_mgy_per_mbq_s
     out = compute_dose(tia, ct, labels, {1: "kidney_left", 3: "liver", 7: "body"},
                        electron_energy_mev=decay.electron_energy_mev, photon_energy_mev=decay.photon_energy_mev,
-                       injected_activity_mbq=None, svalues_mgy_per_mbq_s=k.total_mgy_per_mbq_s,
+                       injected_activity_mbq=None, svalues_mgy_per_mbq_s=cube,
                        kernel_density_g_per_ml=k.density_g_per_ml, activity_bq_per_ml=activity,
-                       settings=DoseSettings(organ_grid="dose"))
+                       settings=DoseSettings(organ_grid="dose", photon_method=photon_method), decay=decay)
     dose = out.dose.array.astype(np.float64)
     assert dose.max() > 1.0  # a real dose, not an empty map
     assert set(out.dose_rate) == set(activity)
     for tp, (rate, t) in out.dose_rate.items():
         assert rate.unit == "Gy/h" and rate.same_grid(grid)
         integral = rate.array.astype(np.float64) * np.exp(lam * t) / lam
-        np.testing.assert_allclose(integral, dose, rtol=0, atol=1e-5 * dose.max(), err_msg=tp)
+        _assert_same_linear_map(integral, dose, photon_method, tp)
         assert out.dose_rate[tp][1] == t
 
 
@@ -151,8 +167,8 @@ def test_cli_writes_dose_rate_maps_only_when_asked_and_they_integrate_to_the_dos
         assert side["quantity"] == "absorbed_dose_rate"
         np.testing.assert_allclose(nii.affine, nib.load(str(root / "rate" / "dose.nii.gz")).affine)
         rate = np.asarray(nii.dataobj, np.float64)
-        # analytic integral of the mono-exponential dose rate = dose of A0/lambda (float32 storage: 1e-5)
-        np.testing.assert_allclose(rate * np.exp(lam * t) / lam, dose, rtol=0, atol=1e-5 * dose.max())
+        # analytic integral of the mono-exponential dose rate = dose of A0/lambda (photon transport, default)
+        _assert_same_linear_map(rate * np.exp(lam * t) / lam, dose, "transport", tp)
 
 
 def test_cli_refuses_dose_rate_without_register_dir_in_one_line(chain, capsys):

@@ -82,7 +82,7 @@ def _run(phantom, kernels, tia, method, photons, organ_grid):
     ct, labels, _ = phantom
     k, near = kernels
     d = load_decay(NUCLIDE)
-    settings = DoseSettings(method=method, include_photons=photons, organ_grid=organ_grid)
+    settings = DoseSettings(method=method, include_photons=photons, organ_grid=organ_grid, photon_method="kernel")
     cube = (k.total_mgy_per_mbq_s if photons else k.electron_mgy_per_mbq_s) if method == "convolution" else None
     rho = np.ones(ct.shape)
     return compute_dose(tia, ct, labels, {1: "kidney", 7: "body"}, electron_energy_mev=d.electron_energy_mev,
@@ -147,7 +147,8 @@ def test_local_deposition_never_puts_photons_on_the_spot_and_takes_the_convoluti
     d = load_decay(NUCLIDE)
     kw = dict(kernel_density_g_per_ml=1.0, electron_energy_mev=d.electron_energy_mev,
               photon_energy_mev=d.photon_energy_mev)
-    with_ph = absorbed_dose_map_gy(tia.array, grid.voxel_volume_ml, medium, settings=DoseSettings(method="local"),
+    kernel = DoseSettings(method="local", photon_method="kernel")
+    with_ph = absorbed_dose_map_gy(tia.array, grid.voxel_volume_ml, medium, settings=kernel,
                                    svalues_mgy_per_mbq_s=None, photon_svalues_mgy_per_mbq_s=k.photon_mgy_per_mbq_s,
                                    **kw)
     without = absorbed_dose_map_gy(tia.array, grid.voxel_volume_ml, medium,
@@ -162,7 +163,7 @@ def test_local_deposition_never_puts_photons_on_the_spot_and_takes_the_convoluti
     local_photon_on_spot = without[hot] * d.photon_energy_mev / d.electron_energy_mev
     assert np.all((with_ph - without)[hot] < 0.25 * local_photon_on_spot)
     with pytest.raises(ValueError, match="never deposited on the spot"):
-        absorbed_dose_map_gy(tia.array, grid.voxel_volume_ml, medium, settings=DoseSettings(method="local"),
+        absorbed_dose_map_gy(tia.array, grid.voxel_volume_ml, medium, settings=kernel,
                              svalues_mgy_per_mbq_s=None, **kw)
 
 
