@@ -8,7 +8,9 @@ line ``spectdose <stage>: error: <file>: <problem>`` with exit code 2:
   with a letter or digit, at most 64 characters), so that an id can never name
   a folder outside ``results/`` (no ``/``, no ``..``);
 - :func:`require_file` / :func:`require_dir`: a folder given where a file is
-  expected (or the reverse) is named, instead of failing later inside a reader.
+  expected (or the reverse) is named, instead of failing later inside a reader;
+- :func:`config_section`: one section of the workflow's YAML configuration
+  (``--config``), an unreadable file named.
 """
 
 from __future__ import annotations
@@ -65,3 +67,18 @@ def require_output_dir(path) -> Path:
                 raise InputError(p, "is a file; the output must be a folder")
             break
     return path
+
+
+def config_section(path, section: str) -> dict:
+    """Section ``section`` of the workflow configuration at ``path`` (empty when ``path`` is None
+    or the section is absent); a missing or unreadable file is an :class:`InputError` naming it."""
+    if path is None:
+        return {}
+    import yaml
+
+    path = require_file(path, "configuration")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(path, f"cannot read the configuration ({exc})") from None
+    return dict(data.get(section) or {})

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..atomic import atomic_dir, write_json, write_text
 from ..cli import run_stage
-from ..cli_checks import require_dir, require_file, require_output_dir
+from ..cli_checks import config_section, require_dir, require_file, require_output_dir
 from ..errors import InputError
 from ..qc import Check, Gate
 from .inputs import lq_from_dose_config, read_course_manifest, read_cycle
@@ -74,18 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "segment/labels.nii.gz)")
     return p
 
-
-def _dose_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    require_file(path, "configuration")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"cannot read the configuration ({exc})") from None
-    return data.get("dose") or {}
 
 
 def _qc(gate: Gate, manifest_path, entries, facts, warns, summary):
@@ -235,7 +223,7 @@ def _run(args) -> int:
         if not getattr(args, flag) > 0:
             raise InputError(None, f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
     doc = read_course_manifest(args.course_manifest)
-    lq = lq_from_dose_config(_dose_config(args.config))
+    lq = lq_from_dose_config(config_section(args.config, "dose"))
     cycles, warns, facts = [], [], []
     for entry in doc["cycles"]:
         rec, w, f = read_cycle(args.results_dir, entry, lq)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..atomic import atomic_dir, read_json
 from ..cli import run_stage
-from ..cli_checks import require_dir, require_file, require_output_dir
+from ..cli_checks import config_section, require_dir, require_file, require_output_dir
 from ..errors import InputError
 from ..imageio import make_sidecar, read_image, write_image
 from ..qc import Gate
@@ -110,17 +110,6 @@ def settings_from_config(config: dict, args) -> DoseSettings:
         marrow_dose_limit_gy=c.get("marrow_dose_limit_gy", 2.0),
     )
 
-
-def _read_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(path, f"cannot read the configuration ({exc})") from None
-    return data.get("dose", {}) or {}
 
 
 def _read_vocabulary(labels_path: Path) -> dict[int, str]:
@@ -273,7 +262,7 @@ def _run(args) -> int:
         raise InputError(tia_path, "no radionuclide in the sidecar; give --nuclide")
     decay = load_decay(nuclide)
     activity = _read_activity_maps(args.register_dir, tia, decay.nuclide) if args.dose_rate else None
-    settings = settings_from_config(_read_config(args.config), args)
+    settings = settings_from_config(config_section(args.config, "dose"), args)
     fits, fits_json = _read_fits(args.kinetics_dir)
     injected = next((v for v in (args.injected_mbq, tia_side.get("injected_activity_mbq"),
                                  fits_json.get("injected_activity_mbq")) if v is not None), None)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PhantomOrgan", "phantom_organ", "reference_self_dose_gy", "stage_self_dose_gy", "binned_tia",
+__all__ = ["PhantomOrgan", "phantom_organ", "phantom_density_crop", "reference_self_dose_gy", "stage_self_dose_gy", "binned_tia",
            "bin_to_grid", "sample_patient_check", "ORGANS", "SUBDIVISION", "main"]
 
 #: spectdose label, ICRP-110 ids, of the organs checked.
@@ -86,15 +86,24 @@ def phantom_organ(zip_path, organ: str, phantom=None) -> PhantomOrgan:
     sub = arr[box]
     body = (sub > 0) & (sub != 140)  # 0: air outside, 140: internal air
     lab = np.where(np.isin(sub, ids), label, np.where(body, BODY, 0)).astype(np.uint8)
+    rho, affine = phantom_density_crop(ph, box)
+    return PhantomOrgan(organ, label, Image(lab, affine, "label"), rho)
+
+
+def phantom_density_crop(ph, box) -> tuple[np.ndarray, np.ndarray]:
+    """Density (g/mL; air and unassigned labels 0.0012) of the phantom inside the index ``box``,
+    and the affine of that crop (RAS+ mm)."""
+    arr = ph.labels.array
     table = np.zeros(int(arr.max()) + 1)
     for k, d in ph.density_g_per_ml.items():
         if k <= arr.max():
             table[k] = d
+    sub = arr[box]
     rho = np.where(sub > 0, table[sub], 0.0012)
     rho = np.where(rho > 0, rho, 0.0012)
     affine = np.array(ph.labels.affine)
     affine[:3, 3] = ph.labels.index_to_world([b.start for b in box])
-    return PhantomOrgan(organ, label, Image(lab, affine, "label"), rho)
+    return rho, affine
 
 
 def _fine_grid(case: PhantomOrgan):

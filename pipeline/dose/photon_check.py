@@ -52,6 +52,7 @@ def trunk_case(phantom=None, zip_path=None):
 
     from ..grid import bounding_box
     from ..image import Image
+    from .organ_grid_check import phantom_density_crop
 
     ph = phantom if phantom is not None else load_phantom(zip_path or default_zip_path(), "AF")
     arr = ph.labels.array
@@ -61,14 +62,7 @@ def trunk_case(phantom=None, zip_path=None):
     lab = np.where((sub > 0) & (sub != INTERNAL_AIR), BODY, 0).astype(np.uint8)
     for label, (_, ids) in TRUNK_ORGANS.items():
         lab[np.isin(sub, ids)] = label
-    table = np.zeros(int(arr.max()) + 1)
-    for k, d in ph.density_g_per_ml.items():
-        if k <= arr.max():
-            table[k] = d
-    rho = np.where(sub > 0, table[sub], 0.0012)
-    rho = np.where(rho > 0, rho, 0.0012)
-    affine = np.array(ph.labels.affine)
-    affine[:3, 3] = ph.labels.index_to_world([b.start for b in box])
+    rho, affine = phantom_density_crop(ph, box)
     return Image(lab, affine, "label"), rho
 
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import run_stage
-from ..cli_checks import require_dir, require_file
+from ..cli_checks import config_section, require_dir
 from ..errors import InputError
 
 __all__ = ["build_parser", "main"]
@@ -42,18 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read_section(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    require_file(path, "configuration")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"cannot read the configuration ({exc})") from None
-    return dict(data.get("uncertainty") or {})
-
 
 def _run(args) -> int:
     from .sources import settings_from_config
@@ -65,7 +53,7 @@ def _run(args) -> int:
         "segmentation_boundary_shift_voxels", "registration_tre_mm", "s_value_relative_sd", "density_relative_sd",
         "confidence", "mc_draws", "seed")}
     try:
-        settings = settings_from_config(_read_section(args.config), **overrides)
+        settings = settings_from_config(config_section(args.config, "uncertainty"), **overrides)
     except (ValueError, TypeError) as exc:
         raise InputError(args.config, str(exc)) from None
     result, budget = compute_uncertainty(args.patient_dir, settings)
