@@ -188,27 +188,13 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         if np.isnan(cx[k]):
             continue
         bx = _box((cx[k], cy[k]), near_half, (nx, ny))
-        X, Y = np.mgrid[bx[0], bx[1]]
-        near = ((X - cx[k]) * vs[0]) ** 2 + ((Y - cy[k]) * vs[1]) ** 2 <= 35.0 ** 2
-        smk = sm[bx + (k,)]
-        # fill the cortical shell; the spinal canal (CSF < 60 HU) stays out although the arch closes it
-        filled = ndi.binary_fill_holes(bone[bx + (k,)] & near) & (smk > 60.0)
-        e = ndi.binary_erosion(filled, disk8)
-        if not e.any():
+        found = _slice_body(ct, sm, body, k, bx, (cx[k], cy[k]), vs, disk8, bone_hu)
+        if found is None:
             continue
-        lab, n = ndi.label(e)
-        coms = ndi.center_of_mass(e, lab, np.arange(1, n + 1))
-        d = [((c[0] + bx[0].start - cx[k]) * vs[0]) ** 2 + ((c[1] + bx[1].start - cy[k]) * vs[1]) ** 2
-             for c in coms]
-        i = int(np.argmin(d)) + 1
-        blob = lab == i
+        blob, body_slice, c = found
         area_ax[k] = blob.sum() * vs[0] * vs[1]
-        centre[k] = (coms[i - 1][0] + bx[0].start, coms[i - 1][1] + bx[1].start)
-        # vertebral body = opening of the filled bone that contains the blob
-        # its outline from the unsmoothed CT (the 3x3 mean spreads the cortex into the fat around it)
-        raw = ndi.binary_fill_holes((ct[bx + (k,)] > bone_hu) & near) & (smk > 60.0)
-        opened = ndi.binary_dilation(blob, disk8) & filled & raw
-        body_mask[bx + (k,)] = ndi.binary_fill_holes(opened)
+        centre[k] = c
+        body_mask[bx + (k,)] = body_slice
         # lateral width of the whole spine bone blob (for the sacral alae)
         bw = _box(centre[k], wide_half, (nx, ny))
         full = ndi.binary_fill_holes(bone[bw + (k,)])
@@ -337,6 +323,33 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     sacrum_named = ev_sacrum.available and l1 is not None and names[ev_sacrum.values["segment"]] == "S1"
     return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
                        {**result.to_dict(), "rules_decision": rules_decision})
+
+
+def _slice_body(ct, sm, body, k, bx, c_xy, vs, disk8, bone_hu):
+    """The vertebral body in slice ``k`` near the centreline point ``c_xy`` (box ``bx``).
+
+    The cortical shell thresholded at ``bone_hu`` (3x3-smoothed CT) is filled (the spinal canal,
+    CSF below 60 HU, stays out although the arch closes it), eroded by ``disk8``; the piece
+    nearest the centreline is the body's core. The body is the opening of the filled bone that
+    holds the core, its outline from the unsmoothed CT (the 3x3 mean spreads the cortex into
+    the fat around it). Returns ``(core, body, centre_index)`` on the box, or None.
+    """
+    X, Y = np.mgrid[bx[0], bx[1]]
+    near = ((X - c_xy[0]) * vs[0]) ** 2 + ((Y - c_xy[1]) * vs[1]) ** 2 <= 35.0 ** 2
+    smk = sm[bx + (k,)]
+    filled = ndi.binary_fill_holes((smk > bone_hu) & body[bx + (k,)] & near) & (smk > 60.0)
+    e = ndi.binary_erosion(filled, disk8)
+    if not e.any():
+        return None
+    lab, n = ndi.label(e)
+    coms = ndi.center_of_mass(e, lab, np.arange(1, n + 1))
+    d = [((cc[0] + bx[0].start - c_xy[0]) * vs[0]) ** 2 + ((cc[1] + bx[1].start - c_xy[1]) * vs[1]) ** 2
+         for cc in coms]
+    i = int(np.argmin(d)) + 1
+    blob = lab == i
+    raw = ndi.binary_fill_holes((ct[bx + (k,)] > bone_hu) & near) & (smk > 60.0)
+    opened = ndi.binary_dilation(blob, disk8) & filled & raw
+    return blob, ndi.binary_fill_holes(opened), (coms[i - 1][0] + bx[0].start, coms[i - 1][1] + bx[1].start)
 
 
 def _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes, ratio: float = 1.4):
