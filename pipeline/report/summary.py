@@ -231,7 +231,9 @@ def _method(prov: dict, dose_side: dict, fits: dict) -> str:
         parts.append(f"kernel: {kprov.get('kind', 'voxel S-values')} in {kernel.get('medium', 'water')}"
                      + (f", {size}" if size else "") + (f" ({engine})" if engine else ""))
     if "include_photons" in settings:
-        parts.append("electrons and photons" if settings["include_photons"] else "electrons only")
+        how = {"transport": " (photons by Monte Carlo transport in the CT densities)",
+               "kernel": " (photons by the water kernel, density-scaled)"}.get(settings.get("photon_method"), "")
+        parts.append(("electrons and photons" + how) if settings["include_photons"] else "electrons only")
     if assumptions.get("density_correction"):
         curve = str(assumptions.get("hu_to_density") or "").split(" (")[0]
         parts.append("density-corrected from CT" + (f" ({curve})" if curve else ""))

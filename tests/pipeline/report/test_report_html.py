@@ -207,3 +207,15 @@ def test_method_line_says_whether_partial_volume_correction_changed_the_doses(pa
     fits["options"]["pvc"] = pvc
     (patient_dir / "kinetics" / "fits.json").write_text(json.dumps(fits))
     assert expected in parse(build_report(patient_dir)).sections["summary"]
+
+
+@pytest.mark.parametrize("method, expected", [("transport", "photons by Monte Carlo transport in the CT densities"),
+                                              ("kernel", "photons by the water kernel, density-scaled")])
+def test_method_line_names_how_the_photons_were_computed(patient_dir, method, expected):
+    import json
+
+    path = patient_dir / "dose" / "dose_provenance.json"
+    prov = json.loads(path.read_text())
+    prov["settings"].update(include_photons=True, photon_method=method)
+    path.write_text(json.dumps(prov))
+    assert expected in parse(build_report(patient_dir)).sections["summary"]
