@@ -242,3 +242,25 @@ def test_totalsegmentator_example_crest_names_l2():
     for n in ("L2", "L1"):
         c = 0.5 * sum(zr[n])
         assert ref[n][0] <= c <= ref[n][1], (n, zr[n], ref[n])
+
+
+def test_osteopenic_spine_is_analysed_again_at_a_lower_bone_threshold_and_its_levels_agree():
+    """TotalSegmentator example: vertebral bodies on 67 % of their interior slices at 150 HU; the
+    built-in segmenter analyses the spine again at 120 HU (93 %), where sacrum and crests agree."""
+    d = SHARED / "data" / "totalseg_example"
+    if not d.is_dir():
+        pytest.skip("../shared absent")
+    from pipeline.imageio import read_image
+    from pipeline.segment.builtin import BuiltinOptions, _body, _interior_body_cover, _spine_with_low_density_fallback
+
+    ct, _ = read_image(d / "example_ct.nii.gz", unit="HU")
+    arr, tr, vs = to_ras_order(ct)
+    w = np.maximum(arr.astype(np.float32), -1024.0)  # 3 mm in-plane: the working grid is the CT's
+    aff = ras_order_affine(ct, tr, (1, 1, 1))
+    body = _body(w, vs)
+    sp = _spine_with_low_density_fallback(w, body, vs, BuiltinOptions(), aff, None)
+    assert sp.levels.get("bone_hu") == 120.0 and _interior_body_cover(sp) >= 0.9
+    assert sp.levels["decision"] == "pass"
+    l2 = sp.by_name("L2")
+    z = sorted(float(aff[2, 2] * k + aff[2, 3]) for k in (l2.k_lo, l2.k_hi))
+    assert z[0] - 5.0 <= 353.5 <= z[1] + 5.0  # reference L2 body 340-367 mm (its labels)
