@@ -33,7 +33,7 @@ def dose_rate_gy_per_h(activity_bq_per_ml: np.ndarray, voxel_volume_ml: float, m
         Activity concentration at the time point, Bq/mL.
     voxel_volume_ml : float
         Volume of one dose-grid voxel, mL.
-    medium : pipeline.dose.stage.DoseGridMedium
+    medium : pipeline.dose.medium.DoseGridMedium
         Density and body mask on the same grid.
     **dose_kw
         The dose-calculation choices of :func:`pipeline.dose.stage.absorbed_dose_map_gy`

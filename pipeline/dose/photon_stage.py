@@ -59,7 +59,7 @@ def transport_photon_dose(tia_mbq_s: np.ndarray, medium, voxel_mm, decay, settin
     ----------
     tia_mbq_s : numpy.ndarray, shape (I, J, K)
         Decays per voxel, MBq*s.
-    medium : pipeline.dose.stage.DoseGridMedium
+    medium : pipeline.dose.medium.DoseGridMedium
     voxel_mm : sequence of 3 float
         Dose-grid voxel sides, mm.
     decay : kernels.decay.DecayData
@@ -96,7 +96,7 @@ def _organ_photon_means(photon, organs, voxels, tia, ct, rho_ct, fine, medium) -
     other organ voxels the dose-grid photon map sampled trilinearly (as ``dose_ct.nii.gz``); the
     body (label 7, most of it outside the organ box) its dose-grid mean, energy over mass.
     """
-    from .stage import _sub_grid
+    from .medium import sub_grid
 
     out = {}
     rest = [o for o in organs if o.label != BODY_LABEL]
@@ -112,7 +112,7 @@ def _organ_photon_means(photon, organs, voxels, tia, ct, rho_ct, fine, medium) -
         for o in missing:
             mask.ravel(order=voxels.order)[voxels.indices[o.label]] = True
         box = bounding_box(mask)
-        sub = resample_to(tia.with_array(photon.dose_gy, unit="Gy"), _sub_grid(ct, box), "linear", default_value=0.0)
+        sub = resample_to(tia.with_array(photon.dose_gy, unit="Gy"), sub_grid(ct, box), "linear", default_value=0.0)
         photon_ct[box] = np.where(mask[box], sub.array, photon_ct[box])
     for o in rest:
         m = voxels.values(rho_ct, o.label)
@@ -143,7 +143,7 @@ def photon_transport_record(photon, organs, voxels, tia, ct, rho_ct: np.ndarray,
     settings : pipeline.dose.stage.DoseSettings
     fine : pipeline.dose.organgrid.OrganGridDose, optional
         The organ-grid dose (its photon part is reused).
-    medium : pipeline.dose.stage.DoseGridMedium
+    medium : pipeline.dose.medium.DoseGridMedium
         Density and body on the dose grid (the body's photon mean).
     """
     means = _organ_photon_means(photon, organs, voxels, tia, ct, rho_ct, fine, medium)
