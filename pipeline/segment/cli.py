@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spectdose segment", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ct", required=True, help="reference CT (NIfTI, HU)")
-    p.add_argument("--spect", help="reference SPECT (NIfTI, Bq/mL): helps the built-in kidneys; lesions")
+    p.add_argument("--spect", help="reference SPECT (NIfTI, Bq/mL): helps the built-in organs where they are hot "
+                   "(atlas: veto, partial-volume rim, uptake growth; rules: kidney hot spot); lesions")
     p.add_argument("--out", required=True, help="output folder (e.g. results/P/segment)")
     p.add_argument("--backend", choices=BACKENDS, default="builtin")
     p.add_argument("--masks", help="label map / DICOM SEG / RTSTRUCT file or TotalSegmentator folder")
