@@ -138,8 +138,8 @@ def read_cycle(results_dir, entry: dict, lq: dict) -> tuple[CycleRecord, list[st
     def relative_sd(name, block=None):
         """Relative SD of the mean dose: the uncertainty stage's, else the kinetic fit's (None: unknown).
 
-        A non-finite value of the uncertainty stage (e.g. a reduced-protocol cycle, which it cannot
-        resample) falls back to the kinetic SD, with a warning.
+        A missing or non-finite value of the uncertainty stage (a structure with zero dose, an
+        ``uncertainty.json`` of an earlier version) falls back to the kinetic SD, with a warning.
         """
         if unc is not None:
             b = block if block is not None else (unc.get("organs") or {}).get(name)

@@ -2,7 +2,9 @@
 
 Reads ``PATIENT_DIR/kinetics/fits.json``, ``segment/labels.nii.gz``, ``dose/organ_doses.csv``,
 ``dose/dose_ct.nii.gz``, ``dose/marrow.json``, ``dose/bed.csv``, ``dose/planning.json`` and, when
-present, ``register/<tp>/qc.json``; writes ``uncertainty/uncertainty.json`` (per organ: central
+present, ``register/<tp>/qc.json`` (a reduced-protocol cycle of a course, one or two scans: also
+the earlier cycle's ``fits.json`` its kinetics used, ``--prior-fits``, default the path its
+``fits.json`` names); writes ``uncertainty/uncertainty.json`` (per organ: central
 dose, analytic and Monte Carlo SD, 95 % intervals, budget; the same for the EANM marrow dose and
 the kidney BED; the planned activity at the stated confidence) and ``uncertainty/budget.csv``,
 atomically (temporary folder, then renamed). Settings: the ``uncertainty:`` section of the
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, help="confidence of the planned activity (e.g. 0.95)")
     p.add_argument("--mc-draws", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--prior-fits", type=Path,
+                   help="a reduced-protocol cycle's earlier fits.json (default: the one its fits.json names)")
     return p
 
 
@@ -56,7 +60,7 @@ def _run(args) -> int:
         settings = settings_from_config(config_section(args.config, "uncertainty"), **overrides)
     except (ValueError, TypeError) as exc:
         raise InputError(args.config, str(exc)) from None
-    result, budget = compute_uncertainty(args.patient_dir, settings)
+    result, budget = compute_uncertainty(args.patient_dir, settings, args.prior_fits)
     out = write_outputs(args.out or args.patient_dir / "uncertainty", result, budget)
     for line in _summary_lines(result):
         print(line)

@@ -20,6 +20,7 @@ from ..atomic import read_json
 from ..errors import InputError
 from .curvefit import noise_sigma_mbq
 from .geometry import boundary_shift_relative_sd, registration_relative_sd
+from .reduced import ReducedProtocol, prior_fits_path, reduced_protocol_of
 from .sources import UncertaintySettings
 
 __all__ = ["OrganChain", "PatientChains", "read_patient", "model_selection_relative_sd", "FITTED_MODELS"]
@@ -61,6 +62,9 @@ class OrganChain:
         arguments of :func:`.curvefit.noise_sigma_mbq` (also the weights of the Monte Carlo refits).
     uses_s_value : bool
         False for the EANM marrow dose (no S-value, no HU density).
+    reduced : ReducedProtocol or None
+        A reduced-protocol cycle's TIA formula and the earlier cycle's kinetics
+        (:mod:`.reduced`); None for a fitted or fallback TIA.
     """
 
     name: str
@@ -81,6 +85,7 @@ class OrganChain:
     noise_model: tuple = ("fit_error_model", 0.10, 0.02, None)
     model_selection_relative_sd: float = 0.0
     uses_s_value: bool = True
+    reduced: ReducedProtocol | None = None
 
     @property
     def fitted(self) -> bool:
@@ -107,6 +112,8 @@ class PatientChains:
         dose/planning.json.
     tre_mm : dict
         Time point id -> TRE used (mm) and its source.
+    prior_fits : str or None
+        The earlier cycle's ``fits.json`` a reduced-protocol cycle's kinetics came from.
     """
 
     organs: tuple
@@ -116,6 +123,7 @@ class PatientChains:
     g_factor: dict
     planning: dict
     tre_mm: dict
+    prior_fits: str | None = None
 
 
 def _csv_rows(path: Path, what: str) -> list[dict]:
@@ -208,7 +216,8 @@ def _load_grids(pdir: Path):
             spacing)
 
 
-def _chain(name, label, fit, dose_gy, mass_g, settings, em, dose, labels, spacing, tre, uses_s_value=True):
+def _chain(name, label, fit, dose_gy, mass_g, settings, em, dose, labels, spacing, tre, uses_s_value=True,
+           reduced=None):
     t = tuple(float(v) for v in fit.get("time_h", ()))
     y = np.asarray(fit.get("activity_mbq", ()), float)
     method = str(fit.get("method"))
@@ -241,15 +250,49 @@ def _chain(name, label, fit, dose_gy, mass_g, settings, em, dose, labels, spacin
         recovery_relative_sensitivity=_recovery_sensitivity(fit), segmentation_relative_sd=float(seg),
         registration_relative_sd=tuple(float(v) for v in reg),
         noise_model=(kind, float(rel), float(em[1]), settings.counts_per_mbq), uses_s_value=uses_s_value,
+        reduced=reduced,
         model_selection_relative_sd=(
             model_selection_relative_sd(fit.get("candidates"), float(fit.get("tia_mbq_h") or 0.0))
             if settings.model_selection else 0.0))
 
 
-def read_patient(patient_dir, settings: UncertaintySettings) -> PatientChains:
-    """The organ chains of ``results/<patient>`` (see the module docstring for the files)."""
+def _reduced_protocols(fits: dict, fits_path: Path, prior_fits: Path | None) -> tuple[dict, str | None]:
+    """Organ name -> :class:`.reduced.ReducedProtocol` of a reduced-protocol cycle (empty otherwise),
+    and the earlier cycle's ``fits.json`` used (None when not needed or not named)."""
+    reduced = (fits.get("options") or {}).get("reduced_protocol") or {}
+    if not reduced.get("applied"):
+        return {}, None
+    organs = fits.get("organs") or {}
+    needs_prior = any(((o.get("single_time_point") or {}).get("method_used") in ("prior_cycle", "madsen"))
+                      for o in organs.values())
+    try:
+        prior_path = prior_fits_path(fits, fits_path, prior_fits)
+    except InputError:
+        if needs_prior or prior_fits is not None:
+            raise
+        prior_path = None  # every organ by Hanscheid's formula: the earlier cycle only helps to check t/T_eff
+    if prior_path is None and needs_prior:
+        raise InputError(fits_path, "a reduced-protocol cycle whose TIA used an earlier cycle, but it names no "
+                                    "earlier fits.json (options.reduced_protocol.prior_fits): pass --prior-fits")
+    prior = read_json(prior_path, "earlier cycle's kinetics fits") if prior_path is not None else None
+    out = {}
+    for name, organ in organs.items():
+        red = reduced_protocol_of(name, organ, prior, prior_path, fits_path)
+        if red is not None:
+            out[name] = red
+    return out, None if prior_path is None else str(prior_path)
+
+
+def read_patient(patient_dir, settings: UncertaintySettings, prior_fits=None) -> PatientChains:
+    """The organ chains of ``results/<patient>`` (see the module docstring for the files).
+
+    ``prior_fits``: the earlier cycle's ``fits.json`` of a reduced-protocol cycle (default: the one
+    its ``fits.json`` names, see :func:`.reduced.prior_fits_path`).
+    """
     pdir = Path(patient_dir)
-    fits = read_json(pdir / "kinetics" / "fits.json", "kinetics fits")
+    fits_path = pdir / "kinetics" / "fits.json"
+    fits = read_json(fits_path, "kinetics fits")
+    reduced, prior_used = _reduced_protocols(fits, fits_path, None if prior_fits is None else Path(prior_fits))
     rows = _csv_rows(pdir / "dose" / "organ_doses.csv", "organ dose table")
     bed_rows = _csv_rows(pdir / "dose" / "bed.csv", "BED table") if (pdir / "dose" / "bed.csv").is_file() else []
     planning = read_json(pdir / "dose" / "planning.json", "planning")
@@ -266,7 +309,7 @@ def read_patient(patient_dir, settings: UncertaintySettings) -> PatientChains:
         if name not in organ_fits:
             continue
         organs.append(_chain(name, int(r["label"]), organ_fits[name], float(r["mean_gy"]), float(r["mass_g"]),
-                             settings, em, dose, labels, spacing, tre))
+                             settings, em, dose, labels, spacing, tre, reduced=reduced.get(name)))
     marrow = None
     voi = next((o for o in organs if o.name == "marrow_L2L4"), None)
     if marrow_json.get("absorbed_dose_gy") is not None and voi is not None:
@@ -278,4 +321,4 @@ def read_patient(patient_dir, settings: UncertaintySettings) -> PatientChains:
     g = {b["name"]: float(b["g_factor"]) for b in bed_rows}
     return PatientChains(organs=tuple(organs), marrow=marrow,
                          injected_gbq=float(injected) / 1000.0 if injected else None,
-                         lq=lq, g_factor=g, planning=planning, tre_mm=tre)
+                         lq=lq, g_factor=g, planning=planning, tre_mm=tre, prior_fits=prior_used)

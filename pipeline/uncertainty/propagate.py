@@ -16,6 +16,12 @@ first-order propagation, Gear et al. 2018 eq. 3)::
 - ``B_rel``: boundary shift (segmentation), independent per organ;
 - ``S_rel``, ``rho_rel``: S-values and density, shared by all organs (not in the EANM marrow dose).
 
+A reduced-protocol cycle (one or two scans, :mod:`.reduced`) has no fit to refit: its TIA is a
+formula of its scans and the earlier cycle's curve; its ``activity_noise`` and ``registration``
+come from the formula's derivatives, and two sources of its own are added to its budget,
+``prior_kinetics`` (the earlier fit's covariance) and ``reduced_method`` (Hänscheid's
+approximation); the Monte Carlo evaluates the formula on resampled scans and earlier parameters.
+
 Monte Carlo: every draw samples the shared factors once and, per organ, resampled time-point
 activities around the fitted curve (parametric bootstrap; SD ``sqrt(s) sigma_i`` of the error
 model with the fit's chi-square inflation ``s``, plus the registration SD), refits the chosen
@@ -30,6 +36,7 @@ import numpy as np
 from .curvefit import (fit_covariance, integrate_many, model_and_jacobian, noise_sigma_mbq, refit_tia, tia_gradient,
                        tia_point_sensitivity)
 from .inputs import OrganChain
+from .reduced import REDUCED_SOURCES, reduced_ratio_draws, reduced_relative_variances
 from .sources import SOURCE_NAMES, UncertaintySettings
 
 __all__ = ["analytic_relative_variances", "monte_carlo", "summarise", "combine_analytic",
@@ -43,11 +50,18 @@ def analytic_relative_variances(chain: OrganChain, settings: UncertaintySettings
     """Relative variance of the dose from each source (first order), source -> float.
 
     Signed relative sensitivities of the shared sources are in ``_signed`` (needed to combine
-    organs: the kidneys' mass-weighted mean).
+    organs: the kidneys' mass-weighted mean). A reduced-protocol chain also has the keys
+    :data:`.reduced.REDUCED_SOURCES`.
     """
     var = dict.fromkeys(SOURCE_NAMES, 0.0)
     var["calibration"] = settings.calibration_relative_sd ** 2
-    if chain.fitted and chain.tia_mbq_h > 0:
+    if chain.reduced is not None:
+        var.update(dict.fromkeys(REDUCED_SOURCES, 0.0))
+    if chain.reduced is not None and chain.tia_mbq_h > 0:
+        var.update(reduced_relative_variances(chain.reduced, chain.time_h, chain.activity_mbq, chain.sigma_mbq,
+                                              chain.registration_relative_sd, chain.lambda_phys_per_h,
+                                              chain.tia_mbq_h))
+    elif chain.fitted and chain.tia_mbq_h > 0:
         t, y, sig = (np.asarray(v, float) for v in (chain.time_h, chain.activity_mbq, chain.sigma_mbq))
         cov, _ = fit_covariance(chain.method, chain.params, t, y, sig, chain.lambda_phys_per_h)
         g = tia_gradient(chain.method, chain.params, chain.lambda_phys_per_h)
@@ -78,12 +92,13 @@ def _signed_shared(chain: OrganChain, settings: UncertaintySettings) -> dict:
 
 def combine_analytic(chains, weights, settings: UncertaintySettings) -> dict:
     """Variance (Gy^2) per source of ``sum_o w_o D_o`` (shared sources add linearly, others in quadrature)."""
-    out = dict.fromkeys(SOURCE_NAMES, 0.0)
-    for src in SOURCE_NAMES:
+    names = SOURCE_NAMES + (REDUCED_SOURCES if any(c.reduced is not None for c in chains) else ())
+    out = dict.fromkeys(names, 0.0)
+    for src in names:
         if src in SHARED_SOURCES:
             out[src] = sum(w * c.dose_gy * _signed_shared(c, settings)[src] for c, w in zip(chains, weights)) ** 2
         else:
-            out[src] = sum((w * c.dose_gy) ** 2 * analytic_relative_variances(c, settings)[src]
+            out[src] = sum((w * c.dose_gy) ** 2 * analytic_relative_variances(c, settings).get(src, 0.0)
                            for c, w in zip(chains, weights))
     return out
 
@@ -91,6 +106,9 @@ def combine_analytic(chains, weights, settings: UncertaintySettings) -> dict:
 def _tia_ratio_draws(chain: OrganChain, settings: UncertaintySettings, rng, n: int):
     """TIA*/TIA_hat per draw and the refitted parameters (None without a fitted model)."""
     reg = np.asarray(chain.registration_relative_sd, float)
+    if chain.reduced is not None and chain.tia_mbq_h > 0:
+        return reduced_ratio_draws(chain.reduced, chain.time_h, chain.activity_mbq, chain.sigma_mbq, reg,
+                                   chain.lambda_phys_per_h, chain.tia_mbq_h, rng, n), None
     if not (chain.fitted and chain.tia_mbq_h > 0):
         z = rng.standard_normal((n, 2))
         reg_rel = float(np.sqrt(np.sum(reg ** 2))) / max(reg.size, 1)

@@ -20,6 +20,7 @@ from ..qc import Check, Gate
 from .inputs import read_patient
 from .planning import plan_with_confidence
 from .propagate import analytic_relative_variances, combine_analytic, g_factor_many, monte_carlo, summarise
+from .reduced import HAENSCHEID_RANGE, REDUCED_SOURCE_REFERENCES, haenscheid_method_relative_sd
 from .sources import SOURCE_NAMES, UncertaintySettings
 
 __all__ = ["compute_uncertainty", "write_outputs", "BUDGET_COLUMNS"]
@@ -48,8 +49,29 @@ def _agreement(gate: Gate, name: str, summary: dict, tol: float):
                    "resampling of the chain (robust SD)", status, subject=name))
 
 
-def compute_uncertainty(patient_dir, settings: UncertaintySettings = UncertaintySettings()) -> tuple[dict, list]:
+def _haenscheid_range(gate: Gate, name: str, red):
+    """QC of Hanscheid's formula: t/T_eff inside the range where its 10 % accuracy is stated."""
+    if red is None or red.method != "haenscheid" or red.t_over_teff is None:
+        return
+    _, inside = haenscheid_method_relative_sd(red.t_over_teff)
+    lo, hi = HAENSCHEID_RANGE
+    gate.add(Check("haenscheid_t_over_teff", float(red.t_over_teff), "1", f"{lo:g}-{hi:g}",
+                   f"Hanscheid et al. J Nucl Med 2018;59:75: the single-time-point formula is within 10 % only "
+                   f"there (T_eff from {red.teff_source}); outside it the method SD is the mono-exponential error "
+                   f"1 - x 2^(1-x) over sqrt(3)", "pass" if inside else "warn", subject=name))
+
+
+def compute_uncertainty(patient_dir, settings: UncertaintySettings = UncertaintySettings(),
+                        prior_fits=None) -> tuple[dict, list]:
     """Uncertainty of every organ dose, the EANM marrow dose, the kidney BED and the planned activity.
+
+    Parameters
+    ----------
+    patient_dir : path
+        ``results/<patient>`` (or ``results/<patient>/<cycle>``).
+    settings : UncertaintySettings
+    prior_fits : path, optional
+        A reduced-protocol cycle's earlier ``fits.json`` (default: the one its ``fits.json`` names).
 
     Returns
     -------
@@ -59,7 +81,7 @@ def compute_uncertainty(patient_dir, settings: UncertaintySettings = Uncertainty
         Rows of ``budget.csv`` (columns :data:`BUDGET_COLUMNS`).
     """
     t0 = time.perf_counter()
-    pc = read_patient(patient_dir, settings)
+    pc = read_patient(patient_dir, settings, prior_fits)
     t_read = time.perf_counter() - t0
     chains = list(pc.organs) + ([pc.marrow] if pc.marrow is not None else [])
     t1 = time.perf_counter()
@@ -77,6 +99,9 @@ def compute_uncertainty(patient_dir, settings: UncertaintySettings = Uncertainty
                   "recovery_relative_sensitivity": c.recovery_relative_sensitivity,
                   "segmentation_relative_sd": c.segmentation_relative_sd,
                   "registration_relative_sd_per_time_point": list(c.registration_relative_sd)})
+        if c.reduced is not None:
+            s["reduced_protocol"] = c.reduced.describe()
+            _haenscheid_range(gate, c.name, c.reduced)
         organs[c.name] = s
         _agreement(gate, c.name, s, settings.agreement_relative_tolerance)
     result = {"quantity": "dose_uncertainty", "unit": "Gy", "software": "spectdose", "software_version": __version__,
@@ -86,6 +111,21 @@ def compute_uncertainty(patient_dir, settings: UncertaintySettings = Uncertainty
               "settings": settings.describe(), "registration_tre_mm": pc.tre_mm,
               "organs": {k: v for k, v in organs.items() if k != "red_marrow"},
               "red_marrow_eanm": organs.get("red_marrow")}
+    if any(c.reduced is not None for c in chains):
+        used = sorted({src for c in chains if c.reduced is not None for src in ("activity_noise", "registration")}
+                      | {"prior_kinetics" for c in chains if c.reduced is not None and c.reduced.prior_model}
+                      | {"reduced_method" for c in chains if c.reduced is not None and c.reduced.method_relative_sd})
+        result["reduced_protocol"] = {
+            "prior_fits": pc.prior_fits,
+            "methods": {c.name: c.reduced.method for c in chains if c.reduced is not None},
+            "tia_sources": used,
+            "sources": {k: REDUCED_SOURCE_REFERENCES[k] for k in used},
+            "propagation": "first order through the derivatives of the reduced TIA formula (pipeline/uncertainty/"
+                           "reduced.py); Monte Carlo: the formula evaluated on resampled scans and on the earlier "
+                           "curve's parameters drawn from their covariance (no refit)",
+            "not_included": "a change of the organ kinetics between the cycles beyond the earlier fit's own "
+                            "uncertainty; the earlier cycle's model choice (model_selection is 0 here); the "
+                            "earlier curve's uncertainty in the LQ protraction factor g (BED)"}
     # kidneys together (mass-weighted, as the dose stage's planning), BED
     kid = [c for c in pc.organs if c.name in KIDNEYS]
     bed, central, rel, draws, g = {}, {}, {}, {}, {}
@@ -142,7 +182,7 @@ def _budget_rows(result: dict) -> list[dict]:
     blocks += [(n, "bed", s) for n, s in result.get("bed", {}).items()]
     for name, quantity, s in blocks:
         central = s["central_gy"]
-        for src in SOURCE_NAMES:
+        for src in [n for n in SOURCE_NAMES if n in s["budget"]] + [n for n in s["budget"] if n not in SOURCE_NAMES]:
             b = s["budget"][src]
             rows.append({"structure": name, "quantity": quantity, "source": src, "sd": b["sd_gy"], "unit": "Gy",
                          "relative_sd": b["sd_gy"] / central if central else None,

@@ -311,6 +311,16 @@ def reduced_flags(wildcards, input):
     return flags
 
 
+def uncertainty_prior_fits(wildcards):
+    """A reduced-protocol cycle's earlier fits.json (its uncertainty propagates that fit's covariance)."""
+    _, prior = REDUCED.get(wildcards.patient, (None, None))
+    return [f"{RESULTS}/{prior}/kinetics/fits.json"] if prior else []
+
+
+def uncertainty_prior_flag(wildcards, input):
+    return f"--prior-fits {shlex.quote(str(input.prior[0]))}" if input.prior else ""
+
+
 def course_cycle_units(patient_id):
     return [f"{patient_id}/{c['id']}" for c in COURSES[patient_id]["cycles"]]
 
