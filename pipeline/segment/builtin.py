@@ -42,6 +42,7 @@ from .orient import block_mean, from_ras_order, ras_order_affine, to_ras_order
 from .builtin_atlas import atlas_box, bodies_from_atlas, crop, uncrop
 from .builtin_rules import kidneys_by_rules, organ_under_lung
 from .spine import analyse_spine
+from .vertebral_body import complete_body_slices
 
 __all__ = ["BuiltinOptions", "BuiltinResult", "segment_builtin"]
 
@@ -229,6 +230,10 @@ def segment_builtin(ct: Image, spect: Image | None = None,
             v = spine.by_name(n)
             m = np.zeros(work.shape, bool)
             m[:, :, v.k_lo:v.k_hi + 1] = spine.body_mask[:, :, v.k_lo:v.k_hi + 1]
+            m, completed = complete_body_slices(m, sm, v.k_lo, v.k_hi)
+            if completed:
+                notes.append(f"{n}: body outline whole on too few slices (thin cortex); {completed} of its "
+                             f"{v.k_hi - v.k_lo + 1} slices completed from the nearest whole slice")
             m, _ = _largest_components(m, 1)
             bodies[n] = m
     spine_x = float(np.nanmedian(spine.centre[:, 0]))
