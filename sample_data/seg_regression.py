@@ -20,6 +20,10 @@ patient), ``all`` keeps it (what a held-back case made from these phantoms would
 kidney:spleen:liver:rest uptake 10:3:2:0.3, 12 mm FWHM, 4.8 mm voxels, 5 % noise) and adds
 the uptake error per organ: the mean of that SPECT in the segmented organ against the mean
 in the reference organ (%), the part of the organ-dose error that the segmentation makes.
+``--spect realistic`` uses the non-uniform SPECT of :mod:`sample_data.seg_spect` instead
+(renal cortex, medulla and a hot pelvis, a hot spleen, bowel, a lymph node beside the left
+kidney and a liver metastasis near the right one, the node also in the CT) and reports the
+share of each lesion that a segmented organ took.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ def _uptake_errors(ct, spect, labels, ref) -> dict:
 
 
 def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
-         atlas=(), labelled=None, judge_uptake=False) -> dict:
+         atlas=(), labelled=None, judge_uptake=False, lesions=None) -> dict:
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
     from pipeline.segment.evaluate import compare_labels, compare_levels
@@ -103,6 +107,12 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
     if judge_uptake:
         row["uptake_error_pct"] = _uptake_errors(ct, spect, labels, ref)
+    if lesions:
+        # share of each lesion (not an organ) that a segmented organ took, %
+        ours = np.asarray(labels.array)
+        row["lesion_taken_pct"] = {
+            n: {o: round(100.0 * float(np.mean(ours[m] == lid)), 1) for o, lid in zip(ORGANS, (1, 2, 3, 4))
+                if np.any(ours[m] == lid)} for n, m in lesions.items()}
     test_levels = {n: float(np.mean(v)) for n, v in info.get("levels_z_mm", {}).items()}
     lv = compare_levels(test_levels, ref_levels, names=evaluate_levels)
     row["levels"] = {n: r["match"] if r["status"] != "no reference" else None for n, r in lv.items()}
@@ -123,7 +133,7 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
     return tuple(subjects)
 
 
-def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool = False) -> dict:
+def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -158,12 +168,21 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
             ref, _ = read_image(out / "truth" / "labels.nii.gz")
             levels = {n: tuple(v) for n, v in vertebra_z_ranges().items()}
             return _row(name, ct, ref, levels, spect=spect, anchor=anchor, atlas=atlas)
-    from sample_data.icrp110 import load_case
+    from sample_data.icrp110 import development_cases, load_case, load_phantom
 
-    ct, ref, levels = load_case(shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip", name)
-    return _row(name, ct, ref, {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")},
-                anchor=anchor, atlas=atlas, spect=simulated_spect(ct, ref) if spect else None,
-                judge_uptake=spect)
+    zip_path = shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip"
+    ph = load_phantom(zip_path, development_cases()[name].phantom)
+    ct, ref, levels = load_case(zip_path, name, phantom=ph)
+    ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
+    if spect == "realistic":
+        from pipeline.segment.evaluate import resample_nearest
+        from sample_data.seg_spect import realistic_spect
+
+        sp, ct, lesions = realistic_spect(ct, resample_nearest(ph.labels, ct))
+        return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
+                    lesions=lesions)
+    return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
+                spect=simulated_spect(ct, ref) if spect else None, judge_uptake=bool(spect))
 
 
 def format_rows(rows) -> str:
@@ -179,7 +198,12 @@ def format_rows(rows) -> str:
         up = ""
         if r.get("uptake_error_pct"):
             up = "  uptake % " + " ".join("-" if v is None else f"{v:+.1f}" for v in r["uptake_error_pct"].values())
-        lines.append(f"{r['case']:<24}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}")
+        les = ""
+        if r.get("lesion_taken_pct") is not None:
+            les = "  lesions in organs: " + ("; ".join(f"{n} {o} {v:.0f} %" for n, t in r["lesion_taken_pct"].items()
+                                                      for o, v in t.items() if n != "liver_met" or o != "liver")
+                                          or "none")
+        lines.append(f"{r['case']:<24}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}{les}")
     return "\n".join(lines)
 
 
@@ -193,8 +217,11 @@ def main(argv=None) -> int:
     p.add_argument("--atlas", choices=("none", "loo", "all"), default="none",
                    help="organs by atlas registration with the ICRP-110 phantoms: none (the rules), "
                         "loo (an ICRP case without its own phantom: the honest test), all")
-    p.add_argument("--spect", action="store_true",
-                   help="ICRP-110 cases: a simulated reference SPECT for the segmenter, and the uptake error")
+    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic"),
+                   help="ICRP-110 cases: a simulated reference SPECT for the segmenter, and the uptake error; "
+                        "uniform organ uptake (default), or realistic (sample_data.seg_spect: cortex, medulla, "
+                        "hot renal pelvis, hot spleen, bowel, a node beside the left kidney and a liver "
+                        "metastasis near the right one; also reports the share of each lesion an organ took)")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -204,7 +231,7 @@ def main(argv=None) -> int:
     rows = []
     for name in args.cases.split(","):
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
-                             spect=args.spect and name[:2] in ("AF", "AM")))
+                             spect=args.spect if name[:2] in ("AF", "AM") else False))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

@@ -209,7 +209,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             if o != n:
                 blocked |= masks[o]
         before = int(masks[n].sum())
-        masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked)
+        masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked, spect=spect)
         organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
     return masks, record
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume",
-           "grow_with_uptake"]
+           "grow_with_uptake", "drop_other_hot_basins"]
 
 
 def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.0,
@@ -265,7 +265,8 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
 
 def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_hu: float, organ_sd_hu: float,
                      veto: np.ndarray, blocked: np.ndarray | None = None, k_sd: float = 2.0,
-                     min_veto: float = 0.7, max_mm: float = 20.0, smooth_mm: float = 2.0) -> np.ndarray:
+                     min_veto: float = 0.7, max_mm: float = 20.0, smooth_mm: float = 2.0,
+                     spect: np.ndarray | None = None) -> np.ndarray:
     """The organ's mask grown over connected tissue that has both its CT number and its uptake.
 
     Where the atlas of another person gave an organ less room than the patient's organ
@@ -294,6 +295,9 @@ def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_h
         Voxels that may not be added (other organs).
     k_sd, min_veto, max_mm, smooth_mm : float
         CT window (SDs), uptake condition, largest growth (mm), CT smoothing (SD, mm).
+    spect : numpy.ndarray, optional
+        The SPECT the veto came from: what the growth took from another hot structure's
+        uptake basin is dropped again (:func:`drop_other_hot_basins`).
 
     Returns
     -------
@@ -310,4 +314,119 @@ def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_h
         if not new.any():
             break
         m |= new
+    if spect is not None and (m & ~mask).any():
+        m = drop_other_hot_basins(spect, mask, m, vs, others=blocked)
     return m
+
+
+def drop_other_hot_basins(spect: np.ndarray, mask: np.ndarray, grown: np.ndarray, voxel_size_mm,
+                          min_dynamic: float = 0.1, clearance_mm: float = 6.0, smooth_mm: float = 1.5,
+                          peak_radius_mm: float = 8.0, others: np.ndarray | None = None) -> np.ndarray:
+    """The grown organ without what it took from another hot structure's uptake basin.
+
+    Growth over tissue with the organ's CT number and uptake (:func:`grow_with_uptake`) cannot
+    tell a hot lymph node or lesion beside a kidney on unenhanced CT (similar CT numbers, hot
+    as the organ) from a part of the kidney the atlas missed. What tells them apart is the
+    SPECT's shape: a missed part of the organ continues the organ's uptake, a separate
+    structure has its own peak with a valley between. The smoothed SPECT is divided into
+    uptake basins (watershed of the inverted SPECT from markers: the organ's mask, and every
+    local maximum at least half the organ's uptake and more than ``clearance_mm`` outside it);
+    a basin whose peak stands above the saddle to the organ's basin by at least
+    ``min_dynamic`` of the organ's uptake (75th percentile in the mask) is another structure,
+    and the voxels the growth added in it are dropped. Lower bumps (noise, the organ's own
+    non-uniformity) stay with the organ, and so do basins whose peak lies in another segmented
+    organ (``others``): a cold organ's edge next to a hot kidney lies on the kidney's slope,
+    and the growth never enters the kidney itself (it is blocked).
+
+    Realistic simulated SPECT (``sample_data.seg_regression --spect realistic``: a lymph node
+    of 12 mm radius at 1.5 x the renal cortex uptake, 8 mm medial to the left kidney): the
+    growth took 23-45 % of the node on 4 of 6 ICRP-110 cases without this step.
+
+    Parameters
+    ----------
+    spect : numpy.ndarray, shape (I, J, K)
+        SPECT on the mask's grid (any activity unit).
+    mask, grown : numpy.ndarray of bool, shape (I, J, K)
+        The organ before and after the growth.
+    voxel_size_mm : sequence of 3 float
+    min_dynamic : float
+        Smallest height of a separate peak above its saddle to the organ, relative to the
+        organ's uptake.
+    clearance_mm, smooth_mm, peak_radius_mm : float
+        Distance outside the mask beyond which a maximum can be another structure's; Gaussian
+        smoothing (SD) of the SPECT against noise maxima; radius of the maximum filter.
+    others : numpy.ndarray of bool, optional
+        The other organs' masks: peaks within ``clearance_mm`` of them are theirs, not lesions.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    vs = np.asarray(voxel_size_mm, float)
+    added = grown & ~mask
+    # a box around the growth, wide enough to hold the peaks of what it reached
+    margin = np.ceil((2 * peak_radius_mm + clearance_mm) / vs).astype(int)
+    idx = np.argwhere(grown)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + margin + 1, grown.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    s = ndi.gaussian_filter(np.asarray(spect[box], np.float32), smooth_mm / vs)
+    m = mask[box]
+    if not m.any():
+        return grown
+    s_organ = float(np.percentile(s[m], 75))
+    if s_organ <= 0:
+        return grown
+    r = np.ceil(peak_radius_mm / vs).astype(int)
+    zz = np.indices(2 * r + 1).astype(float)
+    ball = sum(((zz[a] - r[a]) * vs[a]) ** 2 for a in range(3)) <= peak_radius_mm ** 2
+    far = ndi.distance_transform_edt(~m, sampling=vs) > clearance_mm
+    if others is not None and others[box].any():
+        far &= ndi.distance_transform_edt(~others[box], sampling=vs) > clearance_mm
+    peaks = (s >= ndi.maximum_filter(s, footprint=ball)) & (s >= 0.5 * s_organ) & far
+    target = _ascent_target(s, m)
+    flat_s = s.ravel()
+    is_peak = peaks.ravel()
+    organ_basin = m.ravel()[target]  # voxels whose steepest ascent runs into the organ
+    touch = (ndi.binary_dilation(organ_basin.reshape(s.shape)) & ~organ_basin.reshape(s.shape)).ravel()
+    add = added[box].ravel()
+    drop = np.zeros(s.size, bool)
+    for t in np.unique(target[add & ~organ_basin]):
+        if not is_peak[t]:
+            continue  # a low bump or a maximum near the organ: stays with the organ
+        b = target == t
+        border = b & touch
+        saddle = float(flat_s[border].max()) if border.any() else 0.0
+        if flat_s[t] - saddle >= min_dynamic * s_organ:
+            drop |= b & add
+    out = grown.copy()
+    out[box] &= ~drop.reshape(s.shape)
+    return out
+
+
+def _ascent_target(s: np.ndarray, absorb: np.ndarray) -> np.ndarray:
+    """Flat index where steepest ascent on ``s`` (26 neighbours) ends for every voxel (flat array);
+    the voxels of ``absorb`` end where they are (an ascent that enters them stops there)."""
+    shape = s.shape
+    pad = np.pad(s, 1, constant_values=-np.inf)
+    idx = np.pad(np.arange(s.size).reshape(shape), 1, constant_values=-1)
+    best = s.copy()
+    parent = np.arange(s.size).reshape(shape)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            for dk in (-1, 0, 1):
+                if di == dj == dk == 0:
+                    continue
+                sl = tuple(slice(1 + d, 1 + d + n) for d, n in zip((di, dj, dk), shape))
+                nb = pad[sl]
+                better = nb > best
+                best[better] = nb[better]
+                parent[better] = idx[sl][better]
+    parent[absorb] = np.flatnonzero(absorb.ravel())
+    flat = parent.ravel()
+    for _ in range(int(np.ceil(np.log2(max(s.size, 2)))) + 1):  # pointer jumping: paths of any length
+        nxt = flat[flat]
+        if np.array_equal(nxt, flat):
+            break
+        flat = nxt
+    return flat

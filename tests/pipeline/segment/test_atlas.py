@@ -17,8 +17,8 @@ from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, orga
                                     register_subject, resolve_atlas_source, write_atlas_subject,
                                     z_offset_from_profiles)
 from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
-from pipeline.segment.atlas_refine import (grow_partial_volume, grow_with_uptake, intensity_model, refine_organs,
-                                           uptake_veto)
+from pipeline.segment.atlas_refine import (drop_other_hot_basins, grow_partial_volume, grow_with_uptake,
+                                           intensity_model, refine_organs, uptake_veto)
 
 
 def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scale=1.0, noise=0.0, seed=0,
@@ -190,6 +190,57 @@ def test_uptake_growth_adds_the_missed_lobe_of_a_hot_organ_but_not_a_cold_neighb
     assert not (grown & cold).any()
     assert not (grown & ~organ).sum() > 0.02 * organ.sum()
     assert dice(grown, organ) > dice(known, organ) + 0.05
+
+
+def _organ_and_node(noise=0.0, node=True, seed=0):
+    """Organ (sphere 18 mm, uptake 10) whose mask misses a 12 mm cap, and a node (sphere 10 mm,
+    uptake 15) 8 mm beside it; SPECT 12 mm FWHM on a 2 mm grid; the growth's result = the organ
+    and the node's side within 20 mm of the mask (what the CT and the uptake alone allow)."""
+    from scipy import ndimage as ndi
+
+    vs = 2.0
+    g = np.mgrid[:80, :50, :50].astype(float)
+    r_org = np.sqrt((g[0] - 25) ** 2 + (g[1] - 25) ** 2 + (g[2] - 25) ** 2) * vs
+    r_node = np.sqrt((g[0] - 43) ** 2 + (g[1] - 25) ** 2 + (g[2] - 25) ** 2) * vs
+    organ, nd = r_org <= 18.0, (r_node <= 10.0) & node
+    act = np.where(organ, 10.0, 0.3)
+    act[nd] = 15.0
+    spect = ndi.gaussian_filter(act, 12.0 / 2.3548 / vs)
+    spect = spect * (1.0 + noise * np.random.default_rng(seed).standard_normal(spect.shape))
+    mask = organ & (g[0] > 25 - 12.0 / vs)  # the atlas missed the cap on the far side from the node
+    near = ndi.distance_transform_edt(~mask, sampling=vs) <= 20.0
+    grown = mask | ((organ | nd) & near)
+    return spect, mask, grown, organ, nd, (vs,) * 3
+
+
+def test_growth_into_another_hot_structure_basin_is_dropped_and_the_organ_own_missed_part_kept():
+    spect, mask, grown, organ, node, vs = _organ_and_node()
+    assert (grown & node).sum() > 0.3 * node.sum()  # the growth took a good part of the node
+    out = drop_other_hot_basins(spect, mask, grown, vs)
+    assert not (out & node).any()
+    assert np.array_equal(out & organ, grown & organ)  # the missed cap and the rest stay
+
+
+def test_a_cold_organ_keeps_its_edge_on_a_hot_neighbour_organ_slope():
+    # the "node" is now a segmented hot organ (a kidney) and the organ a cold one (liver, uptake 2)
+    from scipy import ndimage as ndi
+
+    _, _, _, organ, _, vs = _organ_and_node()
+    g = np.mgrid[:80, :50, :50]
+    kidney = np.sqrt((g[0] - 40) ** 2 + (g[1] - 25) ** 2 + (g[2] - 25) ** 2) * vs[0] <= 10.0  # touching
+    act = np.where(organ, 2.0, 0.3)
+    act[kidney] = 10.0
+    spect = ndi.gaussian_filter(act, 12.0 / 2.3548 / vs[0])
+    mask = organ & (g[0] < 30)  # the atlas missed the liver's side next to the kidney
+    grown = organ.copy()
+    assert np.array_equal(drop_other_hot_basins(spect, mask, grown, vs, others=kidney), grown)
+    assert not np.array_equal(drop_other_hot_basins(spect, mask, grown, vs), grown)  # without knowing the kidney
+
+
+def test_noise_bumps_in_the_organ_missed_part_do_not_split_it_off():
+    spect, mask, grown, organ, _, vs = _organ_and_node(noise=0.05, node=False, seed=3)
+    out = drop_other_hot_basins(spect, mask, grown, vs)
+    assert np.array_equal(out, grown)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,119 @@
+"""A non-uniform reference SPECT for the segmentation regression, with hot spots that are not organs.
+
+:func:`sample_data.seg_regression.simulated_spect` gives every organ a uniform uptake. A real
+Lu-177 peptide or PSMA scan at about 24 h is not uniform, and its hot spots are not all organs.
+:func:`realistic_spect` builds, from an ICRP-110 phantom's own organ ids on the CT grid:
+
+- kidneys non-uniform: cortex 10, medulla 5, renal pelvis 15 (urine);
+- spleen 8 (next to the left kidney: somatostatin-receptor ligands give the spleen the highest
+  uptake of the abdomen in many patients), liver 2, small intestine 1.5, colon 1, stomach 1,
+  the rest of the body 0.3 (relative activity concentrations; a plausible 24 h pattern, not a
+  measured one);
+- two lesions of 12 mm radius at uptake 15, placed where they can fool a segmenter: a
+  para-aortic lymph node 8 mm medial to the left kidney at its hilum (soft tissue, 40 HU, written
+  into the CT too), and a liver metastasis in the liver within 40 mm of the right kidney;
+
+then the same camera model as the uniform one (Gaussian blur of ``fwhm_mm``, isotropic
+``voxel_mm`` grid, multiplicative noise). The lesions are returned so that the regression can
+also check that no kidney took them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["REALISTIC_UPTAKE", "realistic_spect"]
+
+#: Relative uptake per ICRP-110 organ id group (see the module docstring).
+REALISTIC_UPTAKE = {
+    (89, 92): 10.0,  # kidney cortex
+    (90, 93): 5.0,  # kidney medulla
+    (91, 94): 15.0,  # renal pelvis (urine)
+    (127,): 8.0,  # spleen
+    (95,): 2.0,  # liver
+    (74,): 1.5,  # small intestine
+    tuple(range(76, 87)): 1.0,  # colon wall and contents
+    (72, 73): 1.0,  # stomach wall and contents
+}
+LESION_UPTAKE = 15.0
+LESION_RADIUS_MM = 12.0
+
+
+def _ball(shape, centre_vox, radius_mm, vs):
+    idx = np.indices(shape, dtype=np.float32)
+    d2 = sum(((idx[a] - centre_vox[a]) * vs[a]) ** 2 for a in range(3))
+    return d2 <= radius_mm ** 2
+
+
+def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_mm: float = 4.8,
+                    noise: float = 0.05, seed: int = 0):
+    """The non-uniform SPECT, the CT with the lymph node written in, and the lesion masks.
+
+    Parameters
+    ----------
+    ct : Image
+        The case's CT (HU).
+    native_on_ct : numpy.ndarray, shape of ``ct``
+        The phantom's ICRP-110 organ ids at the CT's voxel centres (nearest neighbour).
+    fwhm_mm, voxel_mm, noise : float
+        Camera resolution (mm), SPECT voxel size (mm), relative noise SD.
+    seed : int
+
+    Returns
+    -------
+    spect : Image
+        Bq/mL (arbitrary scale), on an isotropic ``voxel_mm`` grid over the CT.
+    ct_out : Image
+        ``ct`` with the lymph node at 40 HU plus the CT's own noise (its SD in the interior of fat).
+    lesions : dict
+        ``"node_left"`` and ``"liver_met"`` -> bool mask on the CT grid.
+    """
+    from scipy import ndimage as ndi
+
+    from pipeline.grid import resample_to
+    from pipeline.image import Image, affine_from_geometry
+
+    rng = np.random.default_rng(seed)
+    lab = np.asarray(native_on_ct)
+    hu = np.asarray(ct.array, np.float32).copy()
+    vs = np.asarray(ct.voxel_size_mm, float)
+    body = hu > -400.0
+    act = np.where(body, 0.3, 0.0).astype(np.float32)
+    for ids, v in REALISTIC_UPTAKE.items():
+        act[np.isin(lab, ids)] = v
+    lesions = {}
+    # para-aortic node: medial to the left kidney's hilum, in the kidney's centroid slice
+    kid_l = np.isin(lab, (89, 90, 91))
+    spine_x = float(np.argwhere(np.isin(lab, (51, 52)))[:, 0].mean())
+    c = np.argwhere(kid_l).mean(axis=0)
+    k = int(round(c[2]))
+    pts = np.argwhere(kid_l[:, :, k])
+    medial = pts[np.argmin(np.abs(pts[:, 0] - spine_x))]
+    step = np.sign(spine_x - medial[0])
+    centre = np.array([medial[0] + step * (LESION_RADIUS_MM + 8.0) / vs[0], medial[1], k], float)
+    node = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & body & ~np.isin(lab, (51, 52)) & ~kid_l
+    lesions["node_left"] = node
+    # liver metastasis: the liver voxel farthest inside the liver among those within 40 mm of the right kidney
+    liver = np.isin(lab, (95,))
+    kid_r = np.isin(lab, (92, 93, 94))
+    near = ndi.distance_transform_edt(~kid_r, sampling=vs) <= 40.0
+    inside = ndi.distance_transform_edt(liver, sampling=vs)
+    cand = np.where(liver & near, inside, 0.0)
+    centre = np.array(np.unravel_index(int(np.argmax(cand)), cand.shape), float)
+    lesions["liver_met"] = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & liver
+    for m in lesions.values():
+        act[m] = LESION_UPTAKE
+    fat = ndi.binary_erosion((hu > -200) & (hu < 0), iterations=2)  # away from partial volume
+    noise_sd = float(np.std(hu[fat])) if fat.any() else 0.0
+    hu[node] = 40.0 + noise_sd * rng.standard_normal(int(node.sum())).astype(np.float32)
+    ct_out = ct.with_array(hu, unit="HU")
+
+    act = ndi.gaussian_filter(act, fwhm_mm / 2.3548 / vs)
+    lo = ct.index_to_world(np.zeros((1, 3)))[0]
+    hi = ct.index_to_world(np.array([[n - 1 for n in ct.shape]], float))[0]
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    shape = tuple(int(v) for v in np.ceil((hi - lo) / voxel_mm) + 1)
+    grid = Image(np.zeros(shape, np.float32), affine_from_geometry(tuple(lo), np.eye(3), (voxel_mm,) * 3), "Bq/mL")
+    sp = resample_to(ct.with_array(act, unit="Bq/mL"), grid, "linear", antialias=True)
+    arr = np.asarray(sp.array, np.float32) * (1.0 + noise * rng.standard_normal(shape).astype(np.float32))
+    return sp.with_array(np.maximum(arr, 0.0) * 1000.0, unit="Bq/mL"), ct_out, lesions
