@@ -50,25 +50,13 @@ def simulated_spect(ct, ref, fwhm_mm: float = 12.0, voxel_mm: float = 4.8, noise
     0 in air), Gaussian blur of ``fwhm_mm``, block-averaged onto an isotropic ``voxel_mm``
     grid, multiplicative Gaussian noise of relative SD ``noise``.
     """
-    from scipy import ndimage as ndi
-
-    from pipeline.grid import resample_to
-    from pipeline.image import Image, affine_from_geometry
+    from sample_data.seg_spect import camera
 
     lab = np.asarray(ref.array)
     act = np.where(np.asarray(ct.array) > -400.0, 0.3, 0.0).astype(np.float32)
     for lid, v in SIMULATED_UPTAKE.items():
         act[lab == lid] = v
-    act = ndi.gaussian_filter(act, fwhm_mm / 2.3548 / np.asarray(ct.voxel_size_mm, float))
-    lo = ct.index_to_world(np.zeros((1, 3)))[0]
-    hi = ct.index_to_world(np.array([[n - 1 for n in ct.shape]], float))[0]
-    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    shape = tuple(int(v) for v in np.ceil((hi - lo) / voxel_mm) + 1)
-    grid = Image(np.zeros(shape, np.float32), affine_from_geometry(tuple(lo), np.eye(3), (voxel_mm,) * 3), "Bq/mL")
-    sp = resample_to(ct.with_array(act, unit="Bq/mL"), grid, "linear", antialias=True)
-    rng = np.random.default_rng(seed)
-    arr = np.asarray(sp.array, np.float32) * (1.0 + noise * rng.standard_normal(shape).astype(np.float32))
-    return sp.with_array(np.maximum(arr, 0.0) * 1000.0, unit="Bq/mL")
+    return camera(ct, act, fwhm_mm, voxel_mm, noise, np.random.default_rng(seed))
 
 
 def _uptake_errors(ct, spect, labels, ref) -> dict:

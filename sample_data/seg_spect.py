@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REALISTIC_UPTAKE", "realistic_spect"]
+__all__ = ["REALISTIC_UPTAKE", "realistic_spect", "camera"]
 
 #: Relative uptake per ICRP-110 organ id group (see the module docstring).
 REALISTIC_UPTAKE = {
@@ -70,9 +70,6 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     """
     from scipy import ndimage as ndi
 
-    from pipeline.grid import resample_to
-    from pipeline.image import Image, affine_from_geometry
-
     rng = np.random.default_rng(seed)
     lab = np.asarray(native_on_ct)
     hu = np.asarray(ct.array, np.float32).copy()
@@ -108,7 +105,19 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     hu[node] = 40.0 + noise_sd * rng.standard_normal(int(node.sum())).astype(np.float32)
     ct_out = ct.with_array(hu, unit="HU")
 
-    act = ndi.gaussian_filter(act, fwhm_mm / 2.3548 / vs)
+    return camera(ct, act, fwhm_mm, voxel_mm, noise, rng), ct_out, lesions
+
+
+def camera(ct, activity: np.ndarray, fwhm_mm: float, voxel_mm: float, noise: float, rng):
+    """A SPECT of ``activity`` (relative, on the CT grid): Gaussian blur of ``fwhm_mm``, block
+    average onto an isotropic ``voxel_mm`` grid over the CT, multiplicative Gaussian noise of
+    relative SD ``noise``; Bq/mL at 1000 per unit of ``activity``."""
+    from scipy import ndimage as ndi
+
+    from pipeline.grid import resample_to
+    from pipeline.image import Image, affine_from_geometry
+
+    act = ndi.gaussian_filter(np.asarray(activity, np.float32), fwhm_mm / 2.3548 / np.asarray(ct.voxel_size_mm, float))
     lo = ct.index_to_world(np.zeros((1, 3)))[0]
     hi = ct.index_to_world(np.array([[n - 1 for n in ct.shape]], float))[0]
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
@@ -116,4 +125,4 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     grid = Image(np.zeros(shape, np.float32), affine_from_geometry(tuple(lo), np.eye(3), (voxel_mm,) * 3), "Bq/mL")
     sp = resample_to(ct.with_array(act, unit="Bq/mL"), grid, "linear", antialias=True)
     arr = np.asarray(sp.array, np.float32) * (1.0 + noise * rng.standard_normal(shape).astype(np.float32))
-    return sp.with_array(np.maximum(arr, 0.0) * 1000.0, unit="Bq/mL"), ct_out, lesions
+    return sp.with_array(np.maximum(arr, 0.0) * 1000.0, unit="Bq/mL")
