@@ -122,7 +122,8 @@ def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
 
 
 def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions(),
-                 registrations=(), spect: np.ndarray | None = None) -> tuple[dict, dict]:
+                 registrations=(), spect: np.ndarray | None = None,
+                 spect_fov: np.ndarray | None = None) -> tuple[dict, dict]:
     """Organ masks on the grid of ``grid_ct``.
 
     Parameters
@@ -144,6 +145,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`; ``rim_added_voxels``),
         then connected tissue with its CT numbers and its uptake
         (:func:`pipeline.segment.atlas_refine.grow_with_uptake`; ``uptake_added_voxels``).
+    spect_fov : numpy.ndarray of bool, optional
+        Where ``spect`` has data: outside it the CT alone decides (no veto, no growth);
+        the share of each organ inside it is recorded (``spect_veto.in_spect_field_of_view``).
 
     Returns
     -------
@@ -168,7 +172,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         soft = {n: np.clip(ndi.gaussian_filter(fused[n], fusion.refine_sigma_mm / np.asarray(vs)), 0.0, 1.0)
                 ** fusion.refine_gamma for n in ATLAS_ORGANS}
         for n in refine if spect is not None else ():
-            v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs)
+            v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs, valid=spect_fov)
             if v is not None:
                 veto[n] = v
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
@@ -201,9 +205,11 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     # the organ itself rather than from the atlas prior)
     for n in veto:
         model = organs[n].get("intensity_model", {})
-        v, _ = uptake_veto(spect, masks[n].astype(np.float32), vs)
+        v, _ = uptake_veto(spect, masks[n].astype(np.float32), vs, valid=spect_fov)
         if model.get("median_hu") is None or v is None:
             continue
+        if spect_fov is not None:
+            v = np.where(spect_fov, v, 0.0)  # no growth on the CT alone where the SPECT has no data
         blocked = np.zeros(hu.shape, bool)
         for o in names:
             if o != n:

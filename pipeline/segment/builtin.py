@@ -173,9 +173,12 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     vs = vs_full * np.array(f)
     notes: list[str] = []
 
-    spect_w = None
+    spect_w = spect_fov = None
     if spect is not None:
-        spect_w = _spect_on_working_grid(ct, spect, tr, f, work.shape)
+        spect_w, spect_fov = _spect_on_working_grid(ct, spect, tr, f, work.shape)
+        if not spect_fov.all():
+            notes.append(f"the SPECT covers {100 * spect_fov.mean():.0f} % of the CT: outside it the organs are "
+                         "found on the CT alone")
 
     body = _body(work, vs)
     lungs = _lungs(work, body, vs)
@@ -242,7 +245,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         from .atlas_organs import atlas_organs
 
         masks, organ_method = atlas_organs(crop_img, options.atlas, carried, registrations=registrations,
-                                           spect=None if spect_w is None else spect_w[box])
+                                           spect=None if spect_w is None else spect_w[box],
+                                           spect_fov=None if spect_fov is None else spect_fov[box])
         organ_method["vertebrae"] = vert_record
         organ_method["box_working_voxels"] = [[int(b.start), int(b.stop)] for b in box]
         masks = {n: uncrop(m, box, work.shape) & body & ~bone for n, m in masks.items()}
@@ -345,15 +349,21 @@ def _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_leve
 
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):
-    """Linear resampling of the SPECT onto the CT grid, then RAS order and block mean."""
-    from ..grid import resample_to
+    """Linear resampling of the SPECT onto the CT grid, then RAS order and block mean.
 
-    on_ct = resample_to(spect, ct, "linear", default_value=0.0).array
+    Returns the SPECT (0 outside its field of view) and its field of view (bool: every CT
+    voxel of the working voxel inside the SPECT's grid), both on the working grid.
+    """
     from nibabel.orientations import apply_orientation
 
+    from ..grid import resample_to
+
+    on_ct = resample_to(spect, ct, "linear", default_value=np.nan).array
     a = apply_orientation(on_ct, tr).astype(np.float32)
     a = block_mean(a, f) if f != (1, 1, 1) else a
-    return a[: shape[0], : shape[1], : shape[2]]
+    a = a[: shape[0], : shape[1], : shape[2]]
+    fov = np.isfinite(a)
+    return np.where(fov, a, 0.0).astype(np.float32), fov
 
 
 def _lesions(spect, body, organs, spine, vs, rel_threshold):

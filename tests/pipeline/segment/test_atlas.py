@@ -133,6 +133,34 @@ def test_uptake_veto_is_low_far_from_a_hot_organ_and_unused_for_a_cold_one():
     assert flat is None and not rec["used"]  # not hot: the SPECT says nothing about where it is
 
 
+def test_uptake_veto_leaves_the_part_of_an_organ_outside_the_spect_field_of_view_to_the_ct():
+    _, truth, _, spect = _hot_kidney_with_cold_muscle()
+    ks = np.flatnonzero(truth.any(axis=(0, 1)))
+    fov = np.zeros(truth.shape, bool)
+    fov[:, :, : (ks[0] + ks[-1]) // 2] = True  # the SPECT's axial field of view ends mid-organ
+    cut = np.where(fov, spect, 0.0)  # no counts beyond it
+    blind, _ = uptake_veto(cut, truth.astype(np.float32), (3.0, 3.0, 3.0))
+    assert np.median(blind[truth & ~fov]) < 0.1  # without the field of view: half the organ vetoed
+    veto, rec = uptake_veto(cut, truth.astype(np.float32), (3.0, 3.0, 3.0), valid=fov)
+    assert rec["used"] and 0.3 < rec["in_spect_field_of_view"] < 0.7
+    assert np.all(veto[~fov] == 1.0) and np.median(veto[truth & fov]) > 0.9
+
+
+def test_spect_on_the_working_grid_marks_its_field_of_view():
+    from pipeline.image import affine_from_geometry
+    from pipeline.segment.builtin import _spect_on_working_grid
+    from pipeline.segment.orient import to_ras_order
+
+    ct = Image(np.zeros((20, 20, 30), np.float32), affine_from_geometry((0.0, 0.0, 0.0), np.eye(3), (2.0,) * 3), "HU")
+    spect = Image(np.full((12, 12, 8), 5.0, np.float32), affine_from_geometry((0.0, 0.0, 0.0), np.eye(3), (4.0,) * 3),
+                  "Bq/mL")  # z 0..28 mm of the CT's 0..58 mm
+    _, tr, _ = to_ras_order(ct)
+    s, fov = _spect_on_working_grid(ct, spect, tr, (1, 1, 1), ct.shape)
+    z_in = np.flatnonzero(fov.all(axis=(0, 1)))
+    assert z_in[0] == 0 and z_in[-1] == 14 and not fov[:, :, 15:].any()  # z 28 mm is the last SPECT centre
+    assert np.all(s[fov] == 5.0) and np.all(s[~fov] == 0.0)
+
+
 def test_spect_veto_keeps_a_hot_kidney_out_of_a_touching_muscle_of_the_same_ct_number():
     from scipy import ndimage as ndi
 
