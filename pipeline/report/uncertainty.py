@@ -2,8 +2,9 @@
 
 One table of the doses with their standard uncertainty and 95 % interval (Monte Carlo, and the
 analytic SD beside it), the uncertainty budget of every structure (SD in Gy of each source and
-its share of the variance), the kidney BED, and the planned activity at the stated confidence
-beside the central estimate.
+its share of the variance; a reduced-protocol cycle's two sources of its own, the earlier cycle's
+kinetics and the single-time-point method, only where present), the kidney BED, and the planned
+activity at the stated confidence beside the central estimate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ TITLE = "Uncertainty (EANM)"
 SOURCE_LABELS = {"calibration": "calibration", "activity_noise": "time-point activities (fit)",
                  "model_selection": "model selection",
                  "registration": "registration", "recovery": "recovery (PVC)", "segmentation": "segmentation",
-                 "s_value": "S-values", "density": "density"}
+                 "s_value": "S-values", "density": "density",
+                 # a reduced-protocol cycle of a course only (pipeline.uncertainty.reduced)
+                 "prior_kinetics": "earlier cycle's kinetics", "reduced_method": "single-time-point method"}
+#: Sources shown only when a structure has them in its budget.
+OPTIONAL_SOURCES = ("prior_kinetics", "reduced_method")
 
 
 def _dose_row(name: str, s: dict) -> dict:
@@ -56,7 +61,8 @@ def uncertainty_section(pdir: Path) -> str | None:
     parts = [table([_dose_row(n, s) for n, _, s in structures],
                    caption="Absorbed dose and BED with their standard uncertainty (uncertainty/uncertainty.json)",
                    numeric=(f"Dose {PLUS_MINUS} SD (Gy)", "Relative SD (%)", "95 % interval (Gy)", "Analytic SD (Gy)"))]
-    sources = list(SOURCE_LABELS)
+    present = {src for _, _, st in structures for src in (st.get("budget") or {})}
+    sources = [src for src in SOURCE_LABELS if src not in OPTIONAL_SOURCES or src in present]
     budget_rows = []
     for name, _, s in structures:
         row = {"Structure": name}
@@ -80,6 +86,12 @@ def uncertainty_section(pdir: Path) -> str | None:
             {"Planned activity": f"{conf:g} % confidence per limit (analytic)",
              "Activity (GBq)": fmt_sig(plan["analytic_activity_gbq"]), "Limiting": plan["analytic_limiting"]},
         ], caption="Activity planning with its uncertainty", numeric=("Activity (GBq)",)))
+    red = data.get("reduced_protocol")
+    if isinstance(red, dict):
+        methods = ", ".join(f"{organ_label(n)}: {m}" for n, m in (red.get("methods") or {}).items())
+        parts.append(note(f"Reduced-protocol cycle (one or two scans): the TIA formula of each structure ({methods}) "
+                          f"is propagated with the earlier cycle's fit ({red.get('prior_fits') or 'none'}). "
+                          f"Not included: {red.get('not_included', 'see uncertainty.json')}."))
     mc = data.get("monte_carlo") or {}
     parts.append(note(f"First-order propagation (EANM, Gear et al. 2018) with the fit covariance and the calibration "
                       f"factor common to all time points; Monte Carlo resampling of the organ-level chain "

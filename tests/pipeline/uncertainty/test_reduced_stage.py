@@ -127,6 +127,15 @@ def test_reduced_cycle_with_earlier_kinetics_has_a_finite_sd_and_the_earlier_fit
     assert result["qc_summary"]["warn"] == 0
 
 
+def test_report_shows_the_reduced_cycle_sources_only_for_a_reduced_cycle(course):
+    from pipeline.report.uncertainty import uncertainty_section
+
+    _run(course / "c2")
+    html = uncertainty_section(course / "c2")
+    assert "s kinetics (Gy)" in html and "single-time-point method (Gy)" in html  # "earlier cycle's kinetics"
+    assert "Reduced-protocol cycle" in html and "prior_cycle" in html
+
+
 def test_madsen_earlier_rate_term_is_the_closed_form(course):
     result, _ = _run(course / "c3")
     prior = json.loads((course / "c1" / "kinetics" / "fits.json").read_text())["organs"]["liver"]

@@ -167,4 +167,5 @@ def test_report_shows_the_budget_only_when_the_stage_ran(patient, outputs, tmp_p
     assert anchors.index("uncertainty") == anchors.index("planning") + 1
     html = uncertainty_section(patient)
     assert "Uncertainty budget" in html and "Left kidney" in html and "95 % confidence" in html
+    assert "earlier cycle" not in html and "Reduced-protocol" not in html  # a fitted study: not its columns
     assert uncertainty_section(tmp_path) is None
