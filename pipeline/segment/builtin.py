@@ -235,7 +235,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
             m[:, :, v.k_lo:v.k_hi + 1] = spine.body_mask[:, :, v.k_lo:v.k_hi + 1]
             m, completed = complete_body_slices(m, sm, v.k_lo, v.k_hi)
             if completed:
-                notes.append(f"{n}: body outline whole on too few slices (thin cortex); {completed} of its "
+                notes.append(f"{n}: body outline whole on too few slices (thin cortex, partial volume); {completed} of its "
                              f"{v.k_hi - v.k_lo + 1} slices completed from the nearest whole slice")
             m, _ = _largest_components(m, 1)
             bodies[n] = m

@@ -7,7 +7,7 @@ closed only near the endplates: the outline is whole on those slices and a corti
 on the others (TotalSegmentator example, L4: 1746 mm^2 on one slice, 150-380 mm^2 on five),
 and the marrow VOI eroded from it is empty. Where a named vertebra's outline is whole on too
 few of its slices, each deficient slice takes the outline of the nearest whole slice of the
-same vertebra (one voxel wider, for the tilt between them), restricted to tissue above
+same vertebra, restricted to tissue above
 ``soft_hu`` (trabecular bone; the spinal canal, CSF near 10 HU, and the fat around the body
 stay out), holes filled, the piece that overlaps the reference outline.
 """
@@ -57,11 +57,10 @@ def complete_body_slices(mask: np.ndarray, sm: np.ndarray, k_lo: int, k_hi: int,
     if np.mean(whole) >= min_whole_cover:
         return out, 0
     ref_ks = ks[whole]
-    grow = np.ones((3, 3), bool)
     done = 0
     for k in ks[~whole]:
         r = int(ref_ks[np.argmin(np.abs(ref_ks - k))])
-        ref = ndi.binary_dilation(mask[:, :, r], grow)
+        ref = mask[:, :, r]
         cand = ndi.binary_fill_holes(ref & (sm[:, :, k] > soft_hu))
         lab, n = ndi.label(cand)
         if n == 0:

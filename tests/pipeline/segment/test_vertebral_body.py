@@ -39,7 +39,7 @@ def test_fragmentary_outline_is_completed_to_the_body_and_keeps_the_canal_out():
     truth = body.copy()
     truth[:, :, [0, 11]] = False
     dice = 2 * np.sum(out & truth) / (out.sum() + truth.sum())
-    assert dice > 0.97  # the outline is taken one voxel wider, then cut at 60 HU: exact here but for the fragments
+    assert dice > 0.97  # the nearest whole outline, cut at 60 HU: exact here but for the fragments
     assert not np.any(out & canal)
     # its marrow VOI (4 mm margin) is no longer empty: 6 of 10 slices (3 mm) beyond the endplates' margin
     before = marrow_voi({"L3": mask}, VS, "eroded", margin_mm=4.0)["L3"].sum()
