@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .marrow import ellipsoid_structure
+
 __all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume",
            "grow_with_uptake", "drop_other_hot_basins"]
 
@@ -217,17 +219,14 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     vs = np.asarray(voxel_size_mm, float)
     inside = prior > 0.5
     rec = {"used": False, "fraction": fraction, "min_contrast": min_contrast, "uptake_ratio": None}
-    if valid is not None:
-        rec["in_spect_field_of_view"] = round(float(np.mean(valid[inside])), 3) if inside.any() else None
-        dist = ndi.distance_transform_edt(~inside, sampling=vs)
-        inside = inside & valid
-    if inside.sum() < 10 or not np.isfinite(spect[inside]).all():
-        return None, rec
-    if valid is None:
-        dist = ndi.distance_transform_edt(~inside, sampling=vs)
+    dist = ndi.distance_transform_edt(~inside, sampling=vs)
     shell = (dist > shell_mm[0]) & (dist <= shell_mm[1])
     if valid is not None:
+        rec["in_spect_field_of_view"] = round(float(np.mean(valid[inside])), 3) if inside.any() else None
+        inside = inside & valid
         shell &= valid
+    if inside.sum() < 10 or not np.isfinite(spect[inside]).all():
+        return None, rec
     s_organ = float(np.percentile(spect[inside], percentile))
     s_shell = float(np.median(spect[shell])) if shell.any() else 0.0
     ratio = s_organ / s_shell if s_shell > 0 else float("inf")
@@ -346,10 +345,10 @@ def drop_other_hot_basins(spect: np.ndarray, mask: np.ndarray, grown: np.ndarray
     tell a hot lymph node or lesion beside a kidney on unenhanced CT (similar CT numbers, hot
     as the organ) from a part of the kidney the atlas missed. What tells them apart is the
     SPECT's shape: a missed part of the organ continues the organ's uptake, a separate
-    structure has its own peak with a valley between. The smoothed SPECT is divided into
-    uptake basins (watershed of the inverted SPECT from markers: the organ's mask, and every
-    local maximum at least half the organ's uptake and more than ``clearance_mm`` outside it);
-    a basin whose peak stands above the saddle to the organ's basin by at least
+    structure has its own peak with a valley between. Every voxel of the smoothed SPECT
+    belongs to the uptake basin where its steepest ascent ends: the organ's mask, or a local
+    maximum. A maximum at least half the organ's uptake, more than ``clearance_mm`` outside it,
+    whose peak stands above the saddle to the organ's basin by at least
     ``min_dynamic`` of the organ's uptake (75th percentile in the mask) is another structure,
     and the voxels the growth added in it are dropped. Lower bumps (noise, the organ's own
     non-uniformity) stay with the organ, and so do basins whose peak lies in another segmented
@@ -395,9 +394,7 @@ def drop_other_hot_basins(spect: np.ndarray, mask: np.ndarray, grown: np.ndarray
     s_organ = float(np.percentile(s[m], 75))
     if s_organ <= 0:
         return grown
-    r = np.ceil(peak_radius_mm / vs).astype(int)
-    zz = np.indices(2 * r + 1).astype(float)
-    ball = sum(((zz[a] - r[a]) * vs[a]) ** 2 for a in range(3)) <= peak_radius_mm ** 2
+    ball = ellipsoid_structure(peak_radius_mm, vs)
     far = ndi.distance_transform_edt(~m, sampling=vs) > clearance_mm
     if others is not None and others[box].any():
         far &= ndi.distance_transform_edt(~others[box], sampling=vs) > clearance_mm

@@ -7,9 +7,9 @@ closed only near the endplates: the outline is whole on those slices and a corti
 on the others (TotalSegmentator example, L4: 1746 mm^2 on one slice, 150-380 mm^2 on five),
 and the marrow VOI eroded from it is empty. Where a named vertebra's outline is whole on too
 few of its slices, each deficient slice takes the outline of the nearest whole slice of the
-same vertebra, restricted to tissue above
-``soft_hu`` (trabecular bone; the spinal canal, CSF near 10 HU, and the fat around the body
-stay out), holes filled, the piece that overlaps the reference outline.
+same vertebra, restricted to tissue above ``soft_hu`` (trabecular bone; the spinal canal, CSF
+near 10 HU, and the fat around the body stay out), holes filled, the piece that overlaps the
+reference outline.
 """
 
 from __future__ import annotations
