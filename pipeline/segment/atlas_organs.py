@@ -13,7 +13,9 @@ region (its prior above 0.5, dilated by three voxels), ``mad_hu``.
   person), the fused prior above 0.5 is the organ; otherwise the organ of another
   person is only a guide, and the mask comes from the patient's CT numbers
   (:func:`pipeline.segment.atlas_refine.refine_organs`, the prior sharpened to
-  ``prior ** gamma`` after ``refine_sigma_mm`` smoothing).
+  ``prior ** gamma`` after ``refine_sigma_mm`` smoothing; the liver's prior has a tail
+  beyond the atlas outline, :func:`prior_with_tail`, so that a liver larger than the atlas
+  person's can be taken whole).
 
 - With the reference SPECT, for every organ refined on the CT that is clearly hot
   (its uptake at least twice that of a shell around it): voxels far below its uptake
@@ -38,7 +40,7 @@ from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, r
 from .atlas_refine import grow_partial_volume, grow_with_uptake, refine_organs, uptake_veto
 
 
-__all__ = ["FusionOptions", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
+__all__ = ["FusionOptions", "prior_with_tail", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,67 @@ class FusionOptions:
         Smoothing of the fused prior before the CT-based refinement (SD), mm.
     refine_gamma : float
         Exponent applied to the smoothed prior before the refinement (< 1 widens it).
+    tail_organs : tuple of str
+        Organs whose refinement prior gets a tail beyond the atlas outline
+        (:func:`prior_with_tail`), so that the patient's CT numbers can take an organ
+        larger than the atlas person's.
+    tail_mm : float
+        Decay length of that tail, mm (0: none).
+    tail_height : float
+        Prior of the tail at the atlas outline.
+
+    Notes
+    -----
+    The tail is given to the liver only, and "other" learns its CT numbers in the organs'
+    neighbourhood without the tail (else the tail moved that neighbourhood outwards and the
+    male spleen lost 0.02-0.06 Dice). Leave-one-out, CT only (the other ICRP-110 phantom as
+    atlas), liver Dice without / with a 10 mm tail: AF_3mm 0.86 / 0.89, AF_4mm 0.85 / 0.86,
+    AM_2mm, AM_3mm 0.84 / 0.84, AM_4mm 0.84 / 0.83; TotalSegmentator 0.84 / 0.88; kidneys and
+    spleens within 0.02; with a simulated SPECT (uniform or realistic) Dice within 0.01 and the
+    largest kidney uptake error 4.2 % (5.0 % before). A tail for the spleen
+    raised TotalSegmentator's spleen (0.58 to 0.79) but let AM_3mm's leak into the body-wall
+    muscle (0.66 to 0.53, not cured by a 4.5 or 7 mm opening); tails for every organ let the
+    kidneys leak (AM_3mm right kidney 0.80 to 0.72 at 8 mm, 0.63 at 15 mm).
     """
 
     tau_hu: float = 10.0
     trust_mad_hu: float = 20.0
     refine_sigma_mm: float = 2.0
     refine_gamma: float = 0.6
+    tail_organs: tuple = ("liver",)
+    tail_mm: float = 10.0
+    tail_height: float = 0.5
+
+
+def prior_with_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, voxel_size_mm,
+                    tail_mm: float, height: float = 0.5, others_max: float = 0.05) -> np.ndarray:
+    """A refinement prior that does not end at the atlas person's organ outline.
+
+    Outside the fused prior's 0.5 outline the prior is at least
+    ``height * exp(-d / tail_mm)`` (``d`` the distance to the outline, mm), except where
+    another organ's fused prior exceeds ``others_max`` (the tail never competes with a
+    neighbour's own ground). The patient's CT numbers then decide how far the organ
+    reaches (:func:`pipeline.segment.atlas_refine.refine_organs`).
+
+    Parameters
+    ----------
+    soft : numpy.ndarray
+        The organ's refinement prior (values in [0, 1]).
+    fused : numpy.ndarray
+        The organ's fused atlas prior, same shape.
+    others : numpy.ndarray
+        The largest fused prior of the other organs, same shape.
+    voxel_size_mm : sequence of 3 float
+    tail_mm : float
+        Decay length, mm.
+
+    Returns
+    -------
+    numpy.ndarray, float32
+    """
+    d = ndi.distance_transform_edt(fused <= 0.5, sampling=np.asarray(voxel_size_mm, float))
+    tail = np.where(others > others_max, 0.0, height * np.exp(-d / tail_mm))
+    return np.maximum(soft, tail).astype(np.float32)
 
 
 def _smoothed_hu(hu: np.ndarray, voxel_size_mm) -> np.ndarray:
@@ -171,12 +228,18 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     if refine:
         soft = {n: np.clip(ndi.gaussian_filter(fused[n], fusion.refine_sigma_mm / np.asarray(vs)), 0.0, 1.0)
                 ** fusion.refine_gamma for n in ATLAS_ORGANS}
+        # "other" learns its CT numbers in the organs' neighbourhood without the tails
+        total = sum(soft.values())
+        other_region = (total > 0.01) & (total < 0.5)
+        for n in fusion.tail_organs if fusion.tail_mm > 0 else ():
+            others = np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
+            soft[n] = prior_with_tail(soft[n], fused[n], others, vs, fusion.tail_mm, fusion.tail_height)
         for n in refine if spect is not None else ():
             v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs, valid=spect_fov)
             if v is not None:
                 veto[n] = v
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
-        refined, models = refine_organs(hu, vs, soft, veto=veto)
+        refined, models = refine_organs(hu, vs, soft, veto=veto, other_region=other_region)
         for n in refine:
             masks[n] = refined[n]
             organs[n]["intensity_model"] = models[n]

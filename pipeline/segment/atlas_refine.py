@@ -52,7 +52,7 @@ def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.
 def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float = 2.0,
                   sure: float = 0.9, min_sd_hu: float = 8.0, recentre_iterations: int = 2,
                   max_shift_mm: float = 15.0, posterior_sigma_mm: float = 2.0,
-                  veto: dict | None = None) -> tuple[dict, dict]:
+                  veto: dict | None = None, other_region: np.ndarray | None = None) -> tuple[dict, dict]:
     """Masks of the atlas organs, the priors moved onto the patient's organs first.
 
     The MAP segmentation (:func:`map_organs`) is repeated ``recentre_iterations`` times,
@@ -63,6 +63,10 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     shifts in the models (``shift_mm``). ``veto`` (optional, organ name -> array in
     [0, 1] on the grid) multiplies that organ's prior in every pass and is never shifted:
     it can only take voxels away from the organ (see :func:`uptake_veto`).
+    ``other_region`` (optional, bool array): where the "other" class learns its CT
+    histogram, instead of the organs' neighbourhood under ``priors`` (a prior with a tail,
+    :func:`pipeline.segment.atlas_organs.prior_with_tail`, would otherwise put organ tissue
+    beyond the atlas outline out of that neighbourhood).
     """
     vs = np.asarray(voxel_size_mm, float)
     sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)  # once for every pass
@@ -70,7 +74,7 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     current = dict(priors)
     for it in range(recentre_iterations + 1):
         vetoed = {n: p * veto[n] if veto and n in veto else p for n, p in current.items()}
-        masks, models = _map_smoothed(sm, vetoed, sure, min_sd_hu, posterior_sigma_mm / vs)
+        masks, models = _map_smoothed(sm, vetoed, sure, min_sd_hu, posterior_sigma_mm / vs, other_region)
         if it == recentre_iterations:
             break
         for n, m in masks.items():
@@ -123,13 +127,14 @@ def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float 
 
 
 def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
-                  posterior_sigma_vox=0.0) -> tuple[dict, dict]:
-    """:func:`map_organs` on a CT already smoothed (HU); posterior smoothing SD in voxels per axis."""
+                  posterior_sigma_vox=0.0, other_region: np.ndarray | None = None) -> tuple[dict, dict]:
+    """:func:`map_organs` on a CT already smoothed (HU); posterior smoothing SD in voxels per axis;
+    ``other_region``: where "other" learns its histogram (default: the organs' neighbourhood)."""
     names = list(priors)
     p = np.stack([priors[n] for n in names]).astype(np.float32)
     total = p.sum(axis=0)
     p_other = np.clip(1.0 - total, 0.0, 1.0)
-    near = (total > 0.01) & (total < 0.5)
+    near = (total > 0.01) & (total < 0.5) if other_region is None else other_region
     allowed = (sm > -300.0) & (sm < 300.0)
 
     models = {}

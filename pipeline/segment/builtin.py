@@ -209,13 +209,19 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     atlas_bodies = None
     if spine.levels.get("decision") == "fail":
         # the atlas names L2-L4 only where this CT's own landmarks cannot (none found, or they
-        # disagree); a single landmark that the atlas contradicts is a refusal
+        # disagree); a single landmark that the atlas contradicts is a refusal. The atlas's levels
+        # are a weak evidence on real CTs: on the GE low-dose CT its L3 centre (best subject) lay
+        # 32 mm above the landmarks' L3, on the TotalSegmentator CT 53 mm below (the profile and
+        # mutual-information registration of a trunk atlas onto a cut field of view); it names the
+        # ICRP-110 phantoms' levels right only because the two phantoms resemble each other.
         usable = spine.levels.get("rules_decision") == "fail"
         atlas_bodies = bodies_from_atlas(spine.body_mask, sm, vert_priors) if usable else None
         if atlas_bodies is None:
             raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
         spine.levels["message"] = ("L2-L4 from the atlas registration (" + ", ".join(
             f"{n} {r['best_mad_hu']} HU" for n, r in vert_record.items()) + " mean CT difference); "
+            + "check them on the CT: on the two real CTs where the landmarks settle the levels, the "
+            + "atlas's L3 was one and two vertebrae off; override with --vertebra-level; "
             + "the rules alone: " + spine.levels["message"])
         spine.levels["decision"] = "warn"
         spine.levels["source"] = "atlas"

@@ -324,3 +324,42 @@ def test_atlas_folder_round_trip_and_sources(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no subject"):
         read_atlas(tmp_path / "empty")
+
+
+def _ball(shape, vs, centre_mm, radius_mm):
+    g = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs)], indexing="ij")
+    return sum((gi - c) ** 2 for gi, c in zip(g, centre_mm)) <= radius_mm ** 2
+
+
+def test_prior_tail_lets_the_ct_take_an_organ_larger_than_the_atlas_one_but_not_a_neighbour():
+    """A 'liver' (ball of radius 28 mm) with a lobe the atlas person lacks (radius 18 mm, 30 mm
+    off its centre), and a 'kidney' of the same CT number touching it, each with its own prior.
+    Without the tail the refined liver stays near the atlas outline; with it the liver takes
+    its lobe, and the kidney keeps its ground."""
+    from scipy import ndimage as ndi
+
+    from pipeline.segment.atlas_organs import prior_with_tail
+
+    vs = (3.0, 3.0, 3.0)
+    shape = (60, 60, 60)
+    liver = _ball(shape, vs, (80.0, 90.0, 90.0), 28.0) | _ball(shape, vs, (80.0, 60.0, 90.0), 18.0)
+    kidney = _ball(shape, vs, (126.0, 90.0, 90.0), 15.0)  # 3 mm from the liver's edge
+    rng = np.random.default_rng(0)
+    ct = np.where(liver | kidney, 45.0, -100.0) + rng.normal(0.0, 10.0, shape)
+    fused = {"liver": ndi.gaussian_filter(_ball(shape, vs, (80.0, 90.0, 90.0), 28.0).astype(np.float32), 1.0),
+             "kidney": ndi.gaussian_filter(kidney.astype(np.float32), 1.0)}
+    soft = {n: np.clip(ndi.gaussian_filter(p, 0.67), 0, 1) ** 0.6 for n, p in fused.items()}
+    plain, _ = refine_organs(ct, vs, soft)
+    tailed = dict(soft)
+    tailed["liver"] = prior_with_tail(soft["liver"], fused["liver"], fused["kidney"], vs, tail_mm=10.0)
+    total = sum(soft.values())
+    masks, _ = refine_organs(ct, vs, tailed, other_region=(total > 0.01) & (total < 0.5))
+    lobe = liver & ~_ball(shape, vs, (80.0, 90.0, 90.0), 28.0)
+    # measured: 52 % of the lobe without the tail, 63 % with it; nothing outside the liver either way
+    assert masks["liver"][lobe].mean() > plain["liver"][lobe].mean() + 0.08
+    assert (masks["liver"] & ~liver).sum() <= (plain["liver"] & ~liver).sum() + 5
+    assert (masks["liver"] & kidney).sum() == 0
+    assert abs(dice(masks["kidney"], kidney) - dice(plain["kidney"], kidney)) < 0.01
+    # the tail is never above its height, and zero on the neighbour's ground
+    t = prior_with_tail(np.zeros(shape, np.float32), fused["liver"], fused["kidney"], vs, tail_mm=10.0)
+    assert t.max() <= 0.5 + 1e-6 and np.all(t[fused["kidney"] > 0.05] == 0.0)
