@@ -324,4 +324,7 @@ def _run(args) -> int:
 
 
 def main(argv=None) -> int:
+    from ..memory import keep_large_blocks_in_heap
+
+    keep_large_blocks_in_heap()  # full-resolution CTs: a fifth less wall time (pipeline.memory)
     return run_stage("spectdose segment", build_parser(), _run, argv)

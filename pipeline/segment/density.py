@@ -67,11 +67,14 @@ def hu_to_density_g_per_ml(hu_array, table=None) -> np.ndarray:
             raise ValueError("calibration table must be (HU, g/mL) pairs with increasing HU")
         return np.interp(hu, pts[:, 0], pts[:, 1])
     hu = np.maximum(hu, -1000.0)
-    uppers = np.array([seg[0] for seg in SCHNEIDER_2000[:-1]])
     intercepts = np.array([seg[1] for seg in SCHNEIDER_2000])
     slopes = np.array([seg[2] for seg in SCHNEIDER_2000])
-    segment = np.searchsorted(uppers, hu, side="left")  # first segment whose upper bound >= hu
-    rho = intercepts[segment] + slopes[segment] * hu
+    # first segment whose upper bound >= hu: the number of upper bounds below hu
+    # (a comparison per bound is twice as fast as searchsorted on a CT's 30 million body voxels)
+    segment = np.zeros(hu.shape, np.uint8)
+    for upper, _, _ in SCHNEIDER_2000[:-1]:
+        segment += hu > upper
+    rho = np.take(intercepts, segment) + np.take(slopes, segment) * hu
     return np.maximum(rho, 0.0)
 
 
