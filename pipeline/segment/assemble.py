@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..image import Image
 from . import labels as L
 from .marrow import marrow_voi
+from .components import select_labels
 
 __all__ = ["vertebral_body_from_vertebra", "body_from_ct", "assemble_labels", "check_organs"]
 
@@ -53,7 +54,7 @@ def body_from_ct(ct: Image) -> np.ndarray:
     if n == 0:
         return m
     sizes = ndi.sum_labels(m, lab, np.arange(1, n + 1)) * ct.voxel_volume_ml
-    body = np.isin(lab, np.flatnonzero(sizes > 100.0) + 1)
+    body = select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
     for k in range(body.shape[2]):
         body[:, :, k] = ndi.binary_fill_holes(body[:, :, k])
     return body

@@ -43,6 +43,7 @@ from .builtin_atlas import atlas_box, bodies_from_atlas, crop, uncrop
 from .builtin_rules import kidneys_by_rules, organ_under_lung
 from .spine import analyse_spine
 from .vertebral_body import complete_body_slices
+from .components import select_labels
 
 __all__ = ["BuiltinOptions", "BuiltinResult", "segment_builtin"]
 
@@ -112,7 +113,7 @@ def _largest_components(mask, keep=1):
         return np.zeros_like(mask), []
     sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
     order = np.argsort(sizes)[::-1][:keep]
-    return np.isin(lab, order + 1), sizes[order]
+    return select_labels(lab, order + 1), sizes[order]
 
 
 # --------------------------------------------------------------------------- tissues
@@ -123,7 +124,7 @@ def _body(ct, vs):
     if n == 0:
         raise InputError(None, "no patient found in the CT (nothing above -400 HU)")
     sizes = ndi.sum_labels(m, lab, np.arange(1, n + 1)) * np.prod(vs) / 1000.0
-    body = np.isin(lab, np.flatnonzero(sizes > 100.0) + 1)
+    body = select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
     body = ndi.binary_dilation(body, np.ones((3, 3, 1), bool), iterations=2) & (ct > -400)
     for k in range(body.shape[2]):
         body[:, :, k] = ndi.binary_fill_holes(body[:, :, k])
@@ -137,7 +138,7 @@ def _lungs(ct, body, vs):
         return np.zeros_like(air)
     sizes = ndi.sum_labels(air, lab, np.arange(1, n + 1)) * np.prod(vs) / 1000.0
     big = np.flatnonzero((sizes >= 0.3 * sizes.max()) & (sizes > 100.0)) + 1
-    lungs = np.isin(lab, big)
+    lungs = select_labels(lab, big)
     # include the dense (dependent) lung and vessels: close and fill per slice
     for k in range(lungs.shape[2]):
         if lungs[:, :, k].any():

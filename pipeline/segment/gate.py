@@ -32,6 +32,7 @@ from ..image import Image
 from . import labels as L
 from .gate_ranges import RANGES, Limits
 from .orient import block_factors, block_mean, ras_order_affine, to_ras_order
+from .components import select_labels
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
@@ -163,7 +164,10 @@ def _interior(mask: np.ndarray) -> np.ndarray:
 
 
 def _centroid_world(g: _Grid, mask: np.ndarray) -> np.ndarray:
-    return g.world(np.array(ndi.center_of_mass(mask)))
+    """World centroid (mm) of a boolean mask (NaN when empty); the mean of its voxel indices
+    (``ndi.center_of_mass`` weighs the whole array: 0.2 s per organ at full resolution)."""
+    idx = np.argwhere(mask)
+    return g.world(idx.mean(axis=0) if idx.size else np.full(3, np.nan))
 
 
 def _largest_fraction(mask: np.ndarray) -> float:
@@ -184,7 +188,7 @@ def _lungs(g: _Grid) -> np.ndarray:
     if n == 0:
         return air
     sizes = np.bincount(lab.ravel())[1:] * g.voxel_ml
-    return np.isin(lab, np.flatnonzero(sizes > 100.0) + 1)
+    return select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
 
 
 # --------------------------------------------------------------------------- checks

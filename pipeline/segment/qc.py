@@ -49,14 +49,12 @@ def qc_figure(path, ct: Image, labels: Image, vocabulary: dict[int, str], title:
     a, _, vs = to_ras_order(ct)
     lab, _, _ = to_ras_order(labels)
 
-    from scipy import ndimage as ndi
-
     step = tuple(max(1, int(round(2.0 / v))) for v in vs)  # centres on a ~2 mm subsample (fast)
     sub = lab[::step[0], ::step[1], ::step[2]]
 
     def centre(ids, default):
-        m = np.isin(sub, ids)
-        return np.array(ndi.center_of_mass(m)) * step if m.any() else default
+        idx = np.argwhere(np.isin(sub, ids))
+        return idx.mean(axis=0) * step if idx.size else default
 
     def extent(mask):
         """(lo, hi) index bounds of a mask along each axis (from projections, no argwhere)."""

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import levels as LV
+from .components import select_labels
 
 __all__ = ["segment_at", "sacrum_evidence", "lateral_components", "rib_bearing_segments", "crest_evidence"]
 
@@ -158,7 +159,7 @@ def crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz) ->
             big.append(i)
     top = {"right": -1, "left": -1}
     if big:
-        sel = np.isin(lab, big) & (np.abs(dxa) > 40.0) & (np.abs(dxa) < 150.0)
+        sel = select_labels(lab, big) & (np.abs(dxa) > 40.0) & (np.abs(dxa) < 150.0)
         sub, n_sub = ndi.label(sel)
         for j, sl in enumerate(ndi.find_objects(sub), start=1):
             if sl is None or sl[2].start > k_reach:
