@@ -22,6 +22,9 @@ region (its prior above 0.5, dilated by three voxels), ``mad_hu``.
   are vetoed, its partial-volume rim against fat is added, and it grows over connected
   tissue that has both its CT numbers and its uptake (:mod:`pipeline.segment.atlas_refine`).
   The SPECT never makes an organ on its own.
+- With the reference SPECT, where two organs touch and one of them is clearly hot, their
+  common boundary is put at the midpoint of their uptakes
+  (:func:`pipeline.segment.uptake_boundary.split_by_uptake`, ``split_touching_by_uptake``).
 
 Measured on the ICRP-110 phantoms (one subject registered to the other, noise-free
 4 mm atlas onto the low-dose 3 mm case): ``mad_hu`` 9-11 HU for the same person,
@@ -38,6 +41,7 @@ from scipy import ndimage as ndi
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
 from .atlas_refine import grow_partial_volume, grow_with_uptake, refine_organs, uptake_veto
+from .uptake_boundary import split_by_uptake
 
 
 __all__ = ["FusionOptions", "prior_with_tail", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
@@ -65,6 +69,14 @@ class FusionOptions:
         Decay length of that tail, mm (0: none).
     tail_height : float
         Prior of the tail at the atlas outline.
+    split_touching_by_uptake : bool
+        With a SPECT, put the common boundary of two touching organs, one of them clearly hot,
+        at the midpoint of their uptakes (:func:`pipeline.segment.uptake_boundary.split_by_uptake`).
+        Leave-one-out with a simulated SPECT, right kidney Dice and uptake error without / with:
+        uniform SPECT 0.91-0.92 / 0.92-0.94, -4.0..+0.8 % / -3.0..+1.7 %; realistic SPECT
+        0.90-0.91 / 0.91-0.92, -4.2..-1.1 % / -3.9..-0.5 %; other organs within 0.01 and 0.5 %.
+        Sample patient (kidneys embedded in liver and spleen, no fat between): kidneys 0.86 / 0.83
+        -> 0.90 / 0.89, spleen 0.77 -> 0.83, liver 0.95 -> 0.96.
     rim_without_spect : bool
         Add the partial-volume rim against fat
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`, one voxel, only voxels
@@ -97,6 +109,7 @@ class FusionOptions:
     tail_mm: float = 10.0
     tail_height: float = 0.5
     rim_without_spect: bool = True
+    split_touching_by_uptake: bool = True
 
 
 def prior_with_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, voxel_size_mm,
@@ -292,6 +305,15 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         before = int(masks[n].sum())
         masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked, spect=spect)
         organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
+    # where two organs touch and one is hot, their common boundary at the midpoint of their uptakes
+    if spect is not None and veto and fusion.split_touching_by_uptake:
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                if a not in veto and b not in veto:
+                    continue
+                masks[a], masks[b], rec = split_by_uptake(spect, masks[a], masks[b], vs, valid=spect_fov)
+                if rec["used"]:
+                    organs[a].setdefault("uptake_boundary", {})[b] = rec
     return masks, record
 
 

@@ -1,0 +1,96 @@
+"""The boundary of two touching organs from their uptake: a blurred step with a known edge."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from pipeline.segment.uptake_boundary import organ_uptake_level, split_by_uptake
+
+VS = (2.0, 2.0, 2.0)
+FWHM_MM = 12.0
+
+
+def _two_blocks(edge_i=30, hot=10.0, cold=2.0, shape=(60, 30, 30)):
+    """Truth: organ A (x < edge_i) and organ B (x >= edge_i) in a box of zero uptake; the SPECT is
+    the uptake blurred by a 12 mm FWHM Gaussian."""
+    a = np.zeros(shape, bool)
+    b = np.zeros(shape, bool)
+    a[5:edge_i, 5:25, 5:25] = True
+    b[edge_i:55, 5:25, 5:25] = True
+    act = np.where(a, hot, 0.0) + np.where(b, cold, 0.0)
+    sigma_vox = FWHM_MM / 2.3548 / np.asarray(VS)
+    return a, b, ndi.gaussian_filter(act, sigma_vox)
+
+
+def _edge(mask_a, k=15):
+    """Index of the first x column not in A along the line j = 15, slice ``k``."""
+    return int(np.argmin(mask_a[:, 15, k][5:])) + 5
+
+
+def test_a_boundary_displaced_into_the_cold_organ_returns_to_the_true_edge():
+    a, b, spect = _two_blocks()
+    # the atlas put the boundary 4 voxels (8 mm) too far into B
+    wrong_a = a.copy()
+    wrong_a[30:34, 5:25, 5:25] = True
+    wrong_b = b & ~wrong_a
+    new_a, new_b, rec = split_by_uptake(spect, wrong_a, wrong_b, VS)
+    assert rec["used"] and rec["hot"] == "a"
+    # the midpoint of a blurred step is the edge itself: within one voxel (2 mm)
+    assert abs(_edge(new_a) - 30) <= 1
+    assert not (new_a & new_b).any()
+    assert ((new_a | new_b) == (wrong_a | wrong_b)).all()  # nothing outside the pair is taken
+
+
+@pytest.mark.parametrize("fwhm_mm", [8.0, 12.0, 18.0])
+def test_a_boundary_displaced_into_the_hot_organ_returns_to_the_true_edge(fwhm_mm):
+    # the SPECT's resolution is 12 mm; the split assumes fwhm_mm (only for the fall-off at the
+    # pair's outer surface, which must not give the hot organ's outer edge to the cold one)
+    a, b, spect = _two_blocks()
+    wrong_b = b.copy()
+    wrong_b[25:30, 5:25, 5:25] = True
+    wrong_a = a & ~wrong_b
+    new_a, new_b, rec = split_by_uptake(spect, wrong_a, wrong_b, VS, fwhm_mm=fwhm_mm)
+    assert rec["used"]
+    assert abs(_edge(new_a) - 30) <= 1
+    assert rec["moved_b_to_a"] > 0 and rec["moved_a_to_b"] == 0
+
+
+def test_similar_uptakes_leave_the_boundary_to_the_ct():
+    a, b, spect = _two_blocks(hot=3.0, cold=2.5)
+    wrong_a = a.copy()
+    wrong_a[30:34, 5:25, 5:25] = True
+    new_a, new_b, rec = split_by_uptake(spect, wrong_a, b & ~wrong_a, VS)
+    assert not rec["used"] and rec["ratio"] < 1.5
+    assert (new_a == wrong_a).all()
+
+
+def test_organs_that_do_not_touch_are_left_alone():
+    a, b, spect = _two_blocks()
+    b_apart = b.copy()
+    b_apart[30:36] = False
+    new_a, new_b, rec = split_by_uptake(spect, a, b_apart, VS)
+    assert not rec["used"] and rec["contact_voxels"] == 0
+    assert (new_a == a).all() and (new_b == b_apart).all()
+
+
+def test_outside_the_spect_field_of_view_nothing_changes_hands():
+    a, b, spect = _two_blocks()
+    wrong_a = a.copy()
+    wrong_a[30:34, 5:25, 5:25] = True
+    valid = np.ones(a.shape, bool)
+    valid[:, :, 15:] = False  # the SPECT covers only half of the blocks
+    new_a, _, rec = split_by_uptake(spect, wrong_a, b & ~wrong_a, VS, valid=valid)
+    assert rec["used"]
+    assert abs(_edge(new_a, k=10) - 30) <= 1  # inside the field of view: moved
+    assert (new_a[:, :, 15:] == wrong_a[:, :, 15:]).all()  # outside: as it was
+
+
+def test_uptake_level_ignores_a_hot_neighbour_spill_over():
+    a, b, spect = _two_blocks()
+    dist_a = ndi.distance_transform_edt(~a, sampling=VS)
+    with_spill = organ_uptake_level(spect, b)
+    away = organ_uptake_level(spect, b, away=dist_a > 10.0)
+    # B's plateau is 2 (blurred at its other faces a little lower); the spill from A raises
+    # the whole-organ estimate, the estimate away from A stays within 5 % of the plateau
+    assert with_spill > away
+    assert abs(away - 2.0) / 2.0 < 0.05
