@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..image import Image
 from . import labels as L
 from .marrow import marrow_voi
-from .components import select_labels
+from .components import component_sizes, select_labels
 
 __all__ = ["vertebral_body_from_vertebra", "body_from_ct", "assemble_labels", "check_organs"]
 
@@ -39,7 +39,7 @@ def vertebral_body_from_vertebra(mask: np.ndarray, voxel_size_mm, radius_mm: flo
         if not e.any():
             continue
         lab, nlab = ndi.label(e)
-        sizes = ndi.sum_labels(e, lab, np.arange(1, nlab + 1))
+        sizes = component_sizes(lab, nlab)
         core = lab == (int(np.argmax(sizes)) + 1)
         out[:, :, k] = ndi.binary_dilation(core, disk) & filled
     return out
@@ -53,7 +53,7 @@ def body_from_ct(ct: Image) -> np.ndarray:
     lab, n = ndi.label(m)
     if n == 0:
         return m
-    sizes = ndi.sum_labels(m, lab, np.arange(1, n + 1)) * ct.voxel_volume_ml
+    sizes = component_sizes(lab, n) * ct.voxel_volume_ml
     body = select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
     for k in range(body.shape[2]):
         body[:, :, k] = ndi.binary_fill_holes(body[:, :, k])

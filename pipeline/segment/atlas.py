@@ -32,6 +32,7 @@ from ..errors import InputError
 from ..image import Image
 from ..imageio import read_image, to_sitk, write_image
 from . import labels as L
+from .components import component_sizes
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
            "organ_priors", "z_offset_from_profiles", "carry_subject", "coarser_grid", "resolve_atlas_source", "load_atlas",
@@ -170,7 +171,7 @@ def _body_mask(a: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(m)
     if n == 0:
         return m
-    sizes = ndi.sum_labels(m, lab, np.arange(1, n + 1))
+    sizes = component_sizes(lab, n)
     m = lab == int(np.argmax(sizes)) + 1
     for k in range(m.shape[0]):
         m[k] = ndi.binary_fill_holes(m[k])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .components import component_sizes
 from .marrow import ellipsoid_structure
 
 __all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume",
@@ -168,7 +169,7 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
         m = (winner == i) & allowed & (p[i] > 0.02)
         lab, k = ndi.label(m)
         if k > 1:
-            sizes = ndi.sum_labels(m, lab, np.arange(1, k + 1))
+            sizes = component_sizes(lab, k)
             m = lab == int(np.argmax(sizes)) + 1
         m = ndi.binary_fill_holes(m)
         masks[n] = m

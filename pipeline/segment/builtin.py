@@ -43,7 +43,7 @@ from .builtin_atlas import atlas_box, bodies_from_atlas, crop, uncrop
 from .builtin_rules import kidneys_by_rules, organ_under_lung
 from .spine import analyse_spine
 from .vertebral_body import complete_body_slices
-from .components import select_labels
+from .components import component_sizes, select_labels
 
 __all__ = ["BuiltinOptions", "BuiltinResult", "segment_builtin"]
 
@@ -111,7 +111,7 @@ def _largest_components(mask, keep=1):
     lab, n = ndi.label(mask)
     if n == 0:
         return np.zeros_like(mask), []
-    sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
+    sizes = component_sizes(lab, n)
     order = np.argsort(sizes)[::-1][:keep]
     return select_labels(lab, order + 1), sizes[order]
 
@@ -123,7 +123,7 @@ def _body(ct, vs):
     lab, n = ndi.label(m)
     if n == 0:
         raise InputError(None, "no patient found in the CT (nothing above -400 HU)")
-    sizes = ndi.sum_labels(m, lab, np.arange(1, n + 1)) * np.prod(vs) / 1000.0
+    sizes = component_sizes(lab, n) * np.prod(vs) / 1000.0
     body = select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
     body = ndi.binary_dilation(body, np.ones((3, 3, 1), bool), iterations=2) & (ct > -400)
     for k in range(body.shape[2]):
@@ -136,7 +136,7 @@ def _lungs(ct, body, vs):
     lab, n = ndi.label(air)
     if n == 0:
         return np.zeros_like(air)
-    sizes = ndi.sum_labels(air, lab, np.arange(1, n + 1)) * np.prod(vs) / 1000.0
+    sizes = component_sizes(lab, n) * np.prod(vs) / 1000.0
     big = np.flatnonzero((sizes >= 0.3 * sizes.max()) & (sizes > 100.0)) + 1
     lungs = select_labels(lab, big)
     # include the dense (dependent) lung and vessels: close and fill per slice

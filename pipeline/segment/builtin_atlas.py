@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
+from .components import component_sizes
 
 __all__ = ["atlas_box", "crop", "uncrop", "bodies_from_atlas", "largest_component"]
 
@@ -19,7 +20,7 @@ def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
     lab, n = ndi.label(mask)
     if n == 0:
         return np.zeros_like(mask), 0
-    sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
+    sizes = component_sizes(lab, n)
     return lab == int(np.argmax(sizes)) + 1, int(sizes.max())
 
 

@@ -34,6 +34,7 @@ from scipy.signal import find_peaks
 
 from . import levels as LV
 from . import spine_landmarks as LM
+from .components import component_sizes
 
 __all__ = ["Vertebra", "SpineResult", "analyse_spine", "level_names"]
 
@@ -103,7 +104,7 @@ def _largest(mask: np.ndarray):
     lab, n = ndi.label(mask)
     if n == 0:
         return None, 0
-    sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
+    sizes = component_sizes(lab, n)
     i = int(np.argmax(sizes)) + 1
     return lab == i, float(sizes[i - 1])
 

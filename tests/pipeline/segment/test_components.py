@@ -1,6 +1,7 @@
 import numpy as np
+from scipy import ndimage as ndi
 
-from pipeline.segment.components import select_labels
+from pipeline.segment.components import component_sizes, select_labels
 
 
 def test_select_labels_equals_isin_including_absent_and_out_of_range_ids():
@@ -9,3 +10,13 @@ def test_select_labels_equals_isin_including_absent_and_out_of_range_ids():
     for ids in ([3, 7], [0], [], [19, 25, 40], np.array([5, 5, 2])):
         assert np.array_equal(select_labels(lab, ids), np.isin(lab, ids))
     assert select_labels(np.zeros((0, 3), np.int32), [1]).shape == (0, 3)
+
+
+def test_component_sizes_equal_scipy_sum_labels():
+    rng = np.random.default_rng(1)
+    mask = ndi.gaussian_filter(rng.normal(size=(40, 30, 20)), 1.5) > 0.1
+    lab, n = ndi.label(mask)
+    assert n > 5
+    want = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
+    assert np.array_equal(component_sizes(lab, n), want)
+    assert component_sizes(np.zeros((4, 4), np.int32), 0).shape == (0,)
