@@ -12,7 +12,11 @@ follows its neighbours where its own CT number is ambiguous); each voxel takes t
 most probable class; each organ keeps its largest piece, with holes filled.
 Leave-one-out on the six ICRP-110 cases (2-4 mm): smoothing by 2 mm raised the mean
 Dice of the four organs from 0.791 to 0.802 (spleen of the male phantom 0.59 -> 0.68),
-no organ lower by more than 0.01. Gas (< -300 HU) and bone (> 300 HU) are never organ.
+no organ lower by more than 0.01. Gas (< -300 HU) and bone (> 300 HU) are never organ;
+neither is fat (smoothed CT below -50 HU), not even in an organ's filled holes: the renal
+sinus fat, enclosed by the kidney, is not parenchyma and holds no activity (leave-one-out,
+CT only: male right kidneys 0.79-0.80 -> 0.82-0.83, TotalSegmentator kidneys +0.01, no organ
+lower; with a simulated SPECT the male right kidneys' uptake errors -3.5..-1.7 % -> -3.3..-1.3 %).
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def intensity_model(values: np.ndarray, min_sd_hu: float, floor_hu: float = -50.
 def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float = 2.0,
                   sure: float = 0.9, min_sd_hu: float = 8.0, recentre_iterations: int = 2,
                   max_shift_mm: float = 15.0, posterior_sigma_mm: float = 2.0,
-                  veto: dict | None = None, other_region: np.ndarray | None = None) -> tuple[dict, dict]:
+                  veto: dict | None = None, other_region: np.ndarray | None = None,
+                  max_fat_hu: float = -50.0) -> tuple[dict, dict]:
     """Masks of the atlas organs, the priors moved onto the patient's organs first.
 
     The MAP segmentation (:func:`map_organs`) is repeated ``recentre_iterations`` times,
@@ -67,7 +72,8 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     ``other_region`` (optional, bool array): where the "other" class learns its CT
     histogram, instead of the organs' neighbourhood under ``priors`` (a prior with a tail,
     :func:`pipeline.segment.atlas_organs.prior_with_tail`, would otherwise put organ tissue
-    beyond the atlas outline out of that neighbourhood).
+    beyond the atlas outline out of that neighbourhood). Voxels whose smoothed CT is at or
+    below ``max_fat_hu`` (HU) are in no organ, holes or not.
     """
     vs = np.asarray(voxel_size_mm, float)
     sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)  # once for every pass
@@ -75,7 +81,8 @@ def refine_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: flo
     current = dict(priors)
     for it in range(recentre_iterations + 1):
         vetoed = {n: p * veto[n] if veto and n in veto else p for n, p in current.items()}
-        masks, models = _map_smoothed(sm, vetoed, sure, min_sd_hu, posterior_sigma_mm / vs, other_region)
+        masks, models = _map_smoothed(sm, vetoed, sure, min_sd_hu, posterior_sigma_mm / vs, other_region,
+                                      max_fat_hu)
         if it == recentre_iterations:
             break
         for n, m in masks.items():
@@ -128,7 +135,8 @@ def map_organs(ct_hu: np.ndarray, voxel_size_mm, priors: dict, smooth_mm: float 
 
 
 def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
-                  posterior_sigma_vox=0.0, other_region: np.ndarray | None = None) -> tuple[dict, dict]:
+                  posterior_sigma_vox=0.0, other_region: np.ndarray | None = None,
+                  max_fat_hu: float = -50.0) -> tuple[dict, dict]:
     """:func:`map_organs` on a CT already smoothed (HU); posterior smoothing SD in voxels per axis;
     ``other_region``: where "other" learns its histogram (default: the organs' neighbourhood)."""
     names = list(priors)
@@ -171,7 +179,7 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
         if k > 1:
             sizes = component_sizes(lab, k)
             m = lab == int(np.argmax(sizes)) + 1
-        m = ndi.binary_fill_holes(m)
+        m = ndi.binary_fill_holes(m) & (sm > max_fat_hu)
         masks[n] = m
     return masks, models
 

@@ -102,6 +102,24 @@ def test_refinement_moves_a_shifted_prior_onto_the_organ_the_ct_shows():
     assert np.allclose(shift, (-9.0, 0.0, -6.0), atol=3.5)
 
 
+def test_refinement_leaves_the_fat_of_an_enclosed_renal_sinus_out_of_the_kidney():
+    from scipy import ndimage as ndi
+
+    ct, lab = torso(vs=(3.0, 3.0, 3.0), shape=(96, 72, 110), noise=15.0)
+    a = np.asarray(ct.array).copy()
+    truth = np.asarray(lab.array) == L.KIDNEY_LEFT
+    # a sinus of fat (-100 HU) in the middle of the kidney, enclosed by 2 voxels (6 mm) of parenchyma
+    sinus = ndi.binary_erosion(truth, iterations=3)
+    assert 0.1 < sinus.sum() / truth.sum() < 0.5
+    a[sinus] = -100.0 + np.random.default_rng(5).normal(0, 15.0, sinus.sum())
+    prior = np.clip(ndi.gaussian_filter(truth.astype(np.float32), 0.7), 0, 1) ** 0.6
+    masks, _ = refine_organs(a, ct.voxel_size_mm, {"kidney_left": prior})
+    m = masks["kidney_left"]
+    core = ndi.binary_erosion(sinus, iterations=1)  # away from the sinus wall's partial volume
+    assert m[core].mean() < 0.05  # before: filled as a hole, all of it kidney
+    assert m[truth & ~sinus].mean() > 0.85
+
+
 def _hot_kidney_with_cold_muscle(seed=3):
     """CT (HU), kidney truth and a 12 mm FWHM SPECT of a kidney that touches a muscle block of its own CT number."""
     from scipy import ndimage as ndi
