@@ -80,17 +80,19 @@ class FusionOptions:
         -> 0.90 / 0.89, spleen 0.77 -> 0.83, liver 0.95 -> 0.96.
     inside_ribs_organs : tuple of str
         Organs refined on the CT that may not reach outside the rib cage
-        (:func:`pipeline.segment.rib_cage.outside_rib_cage`: farther out than a rib seen from the
-        body's centre; their prior is zero there, and neither the rim nor the uptake growth may
-        add it). Reference organ voxels it calls outside: kidneys 0-10 of 1425-15022, livers at
-        most 0.17 %, spleens at most 0.17 % (ICRP-110 at 2-4 mm), none on TotalSegmentator; the
-        sample patient's synthetic ribs cross its liver and spleen (1.6 % and 5.4 %).
-        Leave-one-out CT only, without / with: male livers 0.84 / 0.85, 0.83 / 0.85,
-        0.81 / 0.83 (the body-wall muscle outside the ribs, 50 HU against the liver's 60, was
-        taken), male spleens 0.72 / 0.76 (2 mm), 0.71 / 0.72, 0.66 / 0.66; female AF_4mm liver
-        0.87 / 0.86, TotalSegmentator right kidney 0.81 / 0.80, the rest within 0.005. With a
-        simulated SPECT: Dice within 0.01, the male right kidneys' uptake errors -3.9..-2.1 % to
-        -3.5..-1.7 % (realistic); sample patient (atlas and SPECT) spleen 0.83 / 0.81.
+        (:func:`pipeline.segment.rib_cage.outside_rib_cage`: farther out than the inner surface
+        of a rib seen from the body's centre; their prior is zero there, and neither the rim nor
+        the uptake growth may add it). Reference organ voxels it calls outside: livers at most
+        0.45 %, spleens 0.33 %, kidneys 0.26 % (ICRP-110 at 2-4 mm), none on TotalSegmentator;
+        the sample patient's synthetic ribs cross its liver and spleen.
+        Leave-one-out CT only, without / with: male livers 0.84 / 0.86, 0.83 / 0.86,
+        0.81 / 0.84 (the body-wall muscle outside the ribs, 50 HU against the liver's 60, was
+        taken), male spleens 0.72 / 0.76, 0.71 / 0.74, 0.66 / 0.67; the rest within 0.01
+        (TotalSegmentator right kidney 0.81 / 0.80). With a simulated SPECT: Dice within 0.01,
+        the male right kidneys' uptake errors smaller by up to 0.5 %; sample patient (atlas and
+        its SPECT) spleen 0.83 / 0.81. A tail on the spleen's prior (as the liver's) was tried
+        again with this: TotalSegmentator's spleen 0.66 -> 0.82, but the male spleens fell to
+        0.56-0.62 (the muscle inside the ribs, diaphragm, has the spleen's CT numbers).
     rim_without_spect : bool
         Add the partial-volume rim against fat
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`, one voxel, only voxels

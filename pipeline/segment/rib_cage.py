@@ -22,7 +22,7 @@ __all__ = ["outside_rib_cage"]
 
 
 def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n_sectors: int = 120,
-                     min_radius_fraction: float = 0.6, margin_mm: float = 3.0,
+                     min_radius_fraction: float = 0.6, margin_mm: float = 0.0,
                      neighbour_slices_mm: float = 5.0, min_rib_area_mm2: float = 20.0) -> np.ndarray:
     """Voxels outside the ribs, seen from the body's centre on each axial slice.
 
@@ -41,7 +41,10 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
         not). The vertebra behind the centre does reach that far: what lies straight behind it
         (the back muscles; no organ) counts as outside, like the wall beyond a rib.
     margin_mm : float
-        A voxel is outside when it lies this much farther out than the rib, mm.
+        A voxel is outside when it lies this much farther out than the rib's inner surface, mm.
+        0: the intercostal muscles count as outside. Reference organ voxels called outside on
+        the ICRP-110 cases (2-4 mm) and TotalSegmentator at 3 / 0 / -3 mm: livers at most
+        0.17 / 0.45 / 1.24 %, spleens 0.18 / 0.33 / 0.84 %, kidneys 0.14 / 0.26 / 0.56 %.
     neighbour_slices_mm : float
         A sector's rib radius is the median over the slices within this distance, mm
         (ribs run obliquely: a sector can fall between two ribs on one slice).
