@@ -29,6 +29,7 @@ validate(config, "config/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_courses.smk"
 
 
 PATIENTS = load_patients(
