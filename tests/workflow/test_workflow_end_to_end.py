@@ -101,6 +101,7 @@ def test_adding_a_time_point_reruns_only_its_dependants(first_run):
         ("register", (("patient", "S01"), ("tp", LATE_SCAN))),
         ("kinetics", (("patient", "S01"),)),
         ("dose", (("patient", "S01"),)),
+        ("uncertainty", (("patient", "S01"),)),  # an input of the report since d88b06a; it uses the fits
         ("report", (("patient", "S01"),)),
     ])
     run = snakemake(work, *PROFILE, target, timeout_s=1800)
