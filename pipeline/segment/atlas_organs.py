@@ -304,12 +304,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         mu = organs[n].get("intensity_model", {}).get("median_hu")
         if mu is None:
             continue
-        blocked = veto[n] < 0.5 if n in veto else np.zeros(hu.shape, bool)
-        if n in fusion.inside_ribs_organs:
-            blocked = blocked | outside_ribs
-        for o in names:
-            if o != n:
-                blocked |= masks[o]
+        blocked = _blocked_for(n, masks, outside_ribs if n in fusion.inside_ribs_organs else None)
+        if n in veto:
+            blocked |= veto[n] < 0.5
         before = int(masks[n].sum())
         masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked)
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
@@ -322,10 +319,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             continue
         if spect_fov is not None:
             v = np.where(spect_fov, v, 0.0)  # no growth on the CT alone where the SPECT has no data
-        blocked = outside_ribs.copy() if n in fusion.inside_ribs_organs else np.zeros(hu.shape, bool)
-        for o in names:
-            if o != n:
-                blocked |= masks[o]
+        blocked = _blocked_for(n, masks, outside_ribs if n in fusion.inside_ribs_organs else None)
         before = int(masks[n].sum())
         masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked, spect=spect)
         organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
@@ -339,6 +333,15 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
                 if rec["used"]:
                     organs[a].setdefault("uptake_boundary", {})[b] = rec
     return masks, record
+
+
+def _blocked_for(name: str, masks: dict, also: np.ndarray | None = None) -> np.ndarray:
+    """Where organ ``name`` may not grow: every other organ's mask, and ``also`` when given."""
+    blocked = np.zeros_like(masks[name]) if also is None else also.copy()
+    for o, m in masks.items():
+        if o != name:
+            blocked |= m
+    return blocked
 
 
 def atlas_vertebrae(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions()):

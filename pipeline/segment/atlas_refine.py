@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .components import component_sizes
+from .components import largest_component
 from .marrow import ellipsoid_structure
 
 __all__ = ["refine_organs", "map_organs", "intensity_model", "uptake_veto", "grow_partial_volume",
@@ -174,11 +174,7 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
     winner = np.argmax(post, axis=0)
     masks = {}
     for i, n in enumerate(names):
-        m = (winner == i) & allowed & (p[i] > 0.02)
-        lab, k = ndi.label(m)
-        if k > 1:
-            sizes = component_sizes(lab, k)
-            m = lab == int(np.argmax(sizes)) + 1
+        m, _ = largest_component((winner == i) & allowed & (p[i] > 0.02))
         m = ndi.binary_fill_holes(m) & (sm > max_fat_hu)
         masks[n] = m
     return masks, models

@@ -10,18 +10,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
-from .components import component_sizes
+from .components import largest_component
 
-__all__ = ["atlas_box", "crop", "uncrop", "bodies_from_atlas", "largest_component"]
-
-
-def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """The largest connected piece of ``mask`` and its voxel count."""
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return np.zeros_like(mask), 0
-    sizes = component_sizes(lab, n)
-    return lab == int(np.argmax(sizes)) + 1, int(sizes.max())
+__all__ = ["atlas_box", "crop", "uncrop", "bodies_from_atlas"]
 
 
 def atlas_box(work_img: Image, subjects, transforms, margin_mm: float = 25.0) -> tuple:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
-__all__ = ["select_labels", "component_sizes"]
+__all__ = ["select_labels", "component_sizes", "largest_component"]
 
 
 def select_labels(lab: np.ndarray, ids) -> np.ndarray:
@@ -47,3 +48,25 @@ def component_sizes(lab: np.ndarray, n: int) -> np.ndarray:
         on the GE CT's 512 x 512 x 303 body labels 0.16 s instead of 9 s.
     """
     return np.bincount(lab.ravel(), minlength=n + 1)[1 : n + 1]
+
+
+def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The largest connected piece of ``mask`` (face connectivity) and its voxel count.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool, any shape
+
+    Returns
+    -------
+    piece : numpy.ndarray of bool, same shape
+        All False when ``mask`` is empty; of equal pieces, the first labelled.
+    size : int
+        Its voxel count (0 when empty).
+    """
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return np.zeros_like(mask, dtype=bool), 0
+    sizes = component_sizes(lab, n)
+    i = int(np.argmax(sizes))
+    return lab == i + 1, int(sizes[i])

@@ -32,7 +32,7 @@ from ..image import Image
 from . import labels as L
 from .gate_ranges import RANGES, Limits
 from .orient import block_factors, block_mean, ras_order_affine, to_ras_order
-from .components import select_labels
+from .components import component_sizes, select_labels
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
@@ -187,7 +187,7 @@ def _lungs(g: _Grid) -> np.ndarray:
     lab, n = ndi.label(air)
     if n == 0:
         return air
-    sizes = np.bincount(lab.ravel())[1:] * g.voxel_ml
+    sizes = component_sizes(lab, n) * g.voxel_ml
     return select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .components import component_sizes, select_labels
+from .components import component_sizes, largest_component, select_labels
 
 __all__ = ["outside_rib_cage"]
 
@@ -48,11 +48,11 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
     neighbour_slices_mm : float
         A sector's rib radius is the median over the slices within this distance, mm
         (ribs run obliquely: a sector can fall between two ribs on one slice).
-
     min_rib_area_mm2 : float
         Bone pieces smaller than this on a slice are not ribs, mm^2 (a rib's cross-section is
         50-150 mm^2; on the ICRP-110 female at 2 mm with low-dose noise, single noisy voxels
         above 200 HU put 3.6 % of the liver outside the rib cage without this).
+
     Returns
     -------
     numpy.ndarray of bool, shape (I, J, K)
@@ -65,16 +65,12 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
     y = (np.arange(nj) * vs[1])[None, :]
     body = ct_hu > -400.0
     rib_r = np.full((nk, n_sectors), np.nan)
-    geometry = []
-    b_slices = {}
+    geometry = []  # per slice: (radius mm, sector, trunk) or None
     for k in range(nk):
-        b = body[:, :, k]
-        if b.sum() < 100:
+        if np.count_nonzero(body[:, :, k]) < 100:
             geometry.append(None)
             continue
-        lab, n = ndi.label(b)
-        if n > 1:  # the trunk: the largest piece (not the arms, not the table)
-            b = lab == int(np.argmax(component_sizes(lab, n))) + 1
+        b, _ = largest_component(body[:, :, k])  # the trunk (not the arms, not the table)
         b = ndi.binary_fill_holes(b)
         ci, cj = (float(v) for v in np.argwhere(b).mean(axis=0))
         r = np.hypot(x - ci * vs[0], y - cj * vs[1])
@@ -91,8 +87,7 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
         first = np.full(n_sectors, np.inf)
         np.minimum.at(first, sector[bone], r[bone])
         rib_r[k] = np.where(np.isfinite(first), first, np.nan)
-        geometry.append((r, sector))
-        b_slices[k] = b
+        geometry.append((r, sector, b))
     half = int(round(neighbour_slices_mm / vs[2]))
     out = np.zeros(ct_hu.shape, bool)
     for k, g in enumerate(geometry):
@@ -104,6 +99,6 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
             continue
         limit = np.full(n_sectors, np.inf)
         limit[seen] = np.nanmedian(window[:, seen], axis=0) + margin_mm
-        r, sector = g
-        out[:, :, k] = (r > limit[sector]) & b_slices[k]
+        r, sector, b = g
+        out[:, :, k] = (r > limit[sector]) & b
     return out

@@ -34,7 +34,7 @@ from scipy.signal import find_peaks
 
 from . import levels as LV
 from . import spine_landmarks as LM
-from .components import component_sizes
+from .components import largest_component
 
 __all__ = ["Vertebra", "SpineResult", "analyse_spine", "level_names"]
 
@@ -98,15 +98,6 @@ def _running_median(v: np.ndarray, half: int) -> np.ndarray:
         if s.size:
             out[k] = np.median(s)
     return out
-
-
-def _largest(mask: np.ndarray):
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return None, 0
-    sizes = component_sizes(lab, n)
-    i = int(np.argmax(sizes)) + 1
-    return lab == i, float(sizes[i - 1])
 
 
 def _box(c, half_vox, shape):
@@ -395,8 +386,8 @@ def _coarse_centreline(body, bone, x_mid, vs, half_x_mm: float = 30.0):
         if not m.any():
             continue
         m = ndi.binary_fill_holes(m)
-        e, size = _largest(ndi.binary_erosion(m, disk6))
-        if e is not None and size * vs[0] * vs[1] > 40.0:
+        e, size = largest_component(ndi.binary_erosion(m, disk6))
+        if size * vs[0] * vs[1] > 40.0:
             c = ndi.center_of_mass(e)
             cent0[k] = (c[0] + x0, c[1])
     return cent0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .components import select_labels
+from .components import component_sizes, select_labels
 
 __all__ = ["organ_uptake_level", "split_by_uptake"]
 
@@ -132,9 +132,7 @@ def _keep_largest(mask: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.n
     lab, n = ndi.label(mask, np.ones((3, 3, 3), bool))
     if n <= 1:
         return mask, other
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    keep = lab == int(np.argmax(sizes))
+    keep = lab == int(np.argmax(component_sizes(lab, n))) + 1
     dropped = np.where(keep, 0, lab)
     touching = np.unique(dropped[ndi.binary_dilation(other) & (dropped > 0)])
     return keep, other | select_labels(dropped, touching[touching > 0])

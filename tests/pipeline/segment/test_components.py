@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage as ndi
 
-from pipeline.segment.components import component_sizes, select_labels
+from pipeline.segment.components import component_sizes, largest_component, select_labels
 
 
 def test_select_labels_equals_isin_including_absent_and_out_of_range_ids():
@@ -20,3 +20,13 @@ def test_component_sizes_equal_scipy_sum_labels():
     want = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
     assert np.array_equal(component_sizes(lab, n), want)
     assert component_sizes(np.zeros((4, 4), np.int32), 0).shape == (0,)
+
+
+def test_largest_component_is_the_biggest_piece_with_its_size_and_empty_gives_nothing():
+    m = np.zeros((20, 20, 5), bool)
+    m[1:4, 1:4, 1:3] = True  # 18 voxels
+    m[10:15, 10:15, 1:4] = True  # 75 voxels
+    piece, size = largest_component(m)
+    assert size == 75 and piece.sum() == 75 and piece[12, 12, 2] and not piece[2, 2, 2]
+    empty, n = largest_component(np.zeros((4, 4), bool))
+    assert n == 0 and not empty.any() and empty.dtype == bool
