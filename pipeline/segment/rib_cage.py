@@ -5,9 +5,11 @@ the ribs have nearly their CT numbers on an unenhanced CT (muscle 40-55 HU, live
 spleen 45-50 HU), and an atlas prior of another person can reach into them. On each axial
 slice, looking outwards from the body's centre in angular sectors, the first rib met
 (bone near the body surface) gives the rib cage's radius in that sector; a voxel farther
-out than that radius (plus a margin) is outside the rib cage. Sectors without a rib on the
-slice (the anterior gap below the costal margin, slices below the ribs) say nothing: the
-test only ever removes voxels where a rib is seen between them and the body's centre.
+out than that radius (less a margin for the intercostal muscles) is outside the rib cage.
+Short runs of sectors without a rib between two that have one (an intercostal space the
+oblique ribs leave open on the slice) take the radius interpolated between those two;
+longer runs (the anterior gap below the costal margin) and slices below the ribs say nothing:
+the test only ever removes voxels where the rib cage is seen between them and the body's centre.
 Used by :mod:`pipeline.segment.atlas_organs` for the liver and the spleen (measured there).
 """
 
@@ -18,13 +20,37 @@ from scipy import ndimage as ndi
 
 from .components import component_sizes, largest_component, select_labels
 
-__all__ = ["outside_rib_cage"]
+__all__ = ["outside_rib_cage", "rib_cage_depth_mm", "bridge_gaps"]
 
 
-def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n_sectors: int = 120,
-                     min_radius_fraction: float = 0.6, margin_mm: float = 0.0,
-                     neighbour_slices_mm: float = 5.0, min_rib_area_mm2: float = 20.0) -> np.ndarray:
-    """Voxels outside the ribs, seen from the body's centre on each axial slice.
+def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, margin_mm: float = -3.0, **kwargs) -> np.ndarray:
+    """Voxels outside the ribs (less ``margin_mm``), seen from the body's centre on each axial slice.
+
+    ``rib_cage_depth_mm(ct_hu, voxel_size_mm, **kwargs) > margin_mm`` (:func:`rib_cage_depth_mm`).
+
+    Parameters
+    ----------
+    margin_mm : float
+        A voxel is outside when it lies this much farther out than the rib's inner surface, mm.
+        -3 (default): the intercostal muscles and the outermost 3 mm under the ribs (the
+        diaphragm and the innermost intercostal muscle lie between the ribs and the liver or
+        spleen) count as outside. Reference organ voxels called outside on the ICRP-110 cases
+        (2-4 mm) and TotalSegmentator at 0 / -3 mm, with the gap bridging: livers at most
+        0.60 / 1.44 %, spleens 0.33 / 1.06 %, kidneys 0.84 / 1.53 % (the female right kidney
+        behind the 12th rib); without the bridging at 3 / 0 / -3 mm: livers 0.17 / 0.45 / 1.24 %,
+        spleens 0.18 / 0.33 / 0.84 %, kidneys 0.14 / 0.26 / 0.56 %.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (I, J, K)
+    """
+    return rib_cage_depth_mm(ct_hu, voxel_size_mm, **kwargs) > margin_mm
+
+
+def rib_cage_depth_mm(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n_sectors: int = 120,
+                      min_radius_fraction: float = 0.6, neighbour_slices_mm: float = 5.0,
+                      min_rib_area_mm2: float = 20.0, max_gap_deg: float = 24.0) -> np.ndarray:
+    """How far each voxel lies beyond the ribs' inner surface, seen from the body's centre per slice, mm.
 
     Parameters
     ----------
@@ -40,11 +66,6 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
         sector counts as rib (calcified vessels and the organs' surroundings near the centre do
         not). The vertebra behind the centre does reach that far: what lies straight behind it
         (the back muscles; no organ) counts as outside, like the wall beyond a rib.
-    margin_mm : float
-        A voxel is outside when it lies this much farther out than the rib's inner surface, mm.
-        0: the intercostal muscles count as outside. Reference organ voxels called outside on
-        the ICRP-110 cases (2-4 mm) and TotalSegmentator at 3 / 0 / -3 mm: livers at most
-        0.17 / 0.45 / 1.24 %, spleens 0.18 / 0.33 / 0.84 %, kidneys 0.14 / 0.26 / 0.56 %.
     neighbour_slices_mm : float
         A sector's rib radius is the median over the slices within this distance, mm
         (ribs run obliquely: a sector can fall between two ribs on one slice).
@@ -52,12 +73,18 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
         Bone pieces smaller than this on a slice are not ribs, mm^2 (a rib's cross-section is
         50-150 mm^2; on the ICRP-110 female at 2 mm with low-dose noise, single noisy voxels
         above 200 HU put 3.6 % of the liver outside the rib cage without this).
+    max_gap_deg : float
+        Runs of sectors without a rib at most this wide (degrees), between two sectors with one,
+        take the linearly interpolated radius (0: no bridging). An intercostal space seen on an
+        axial slice spans 10-20 degrees; the anterior gap below the costal margin 60-120.
 
     Returns
     -------
-    numpy.ndarray of bool, shape (I, J, K)
-        Only inside the trunk (each slice's largest piece above -400 HU): the arms, the table
-        and the air are never "outside the rib cage".
+    numpy.ndarray, float32, shape (I, J, K)
+        Radial distance beyond the inner surface of the first rib in the voxel's sector (mm,
+        negative inside the cage); -inf where nothing is known: outside the trunk (each slice's
+        largest piece above -400 HU: the arms, the table, the air), in sectors and slices
+        without a rib.
     """
     vs = np.asarray(voxel_size_mm, float)
     ni, nj, nk = ct_hu.shape
@@ -89,7 +116,7 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
         rib_r[k] = np.where(np.isfinite(first), first, np.nan)
         geometry.append((r, sector, b))
     half = int(round(neighbour_slices_mm / vs[2]))
-    out = np.zeros(ct_hu.shape, bool)
+    out = np.full(ct_hu.shape, -np.inf, np.float32)
     for k, g in enumerate(geometry):
         if g is None:
             continue
@@ -97,8 +124,38 @@ def outside_rib_cage(ct_hu: np.ndarray, voxel_size_mm, bone_hu: float = 200.0, n
         seen = np.isfinite(window).any(axis=0)
         if not seen.any():
             continue
-        limit = np.full(n_sectors, np.inf)
-        limit[seen] = np.nanmedian(window[:, seen], axis=0) + margin_mm
+        radius = np.full(n_sectors, np.nan)
+        radius[seen] = np.nanmedian(window[:, seen], axis=0)
+        radius = bridge_gaps(radius, int(max_gap_deg / 360.0 * n_sectors))
         r, sector, b = g
-        out[:, :, k] = (r > limit[sector]) & b
+        depth = r - radius[sector]
+        out[:, :, k] = np.where(b & np.isfinite(depth), depth, -np.inf)
+    return out
+
+
+def bridge_gaps(radius: np.ndarray, max_gap: int) -> np.ndarray:
+    """Circular runs of at most ``max_gap`` NaN entries filled linearly from the two entries around them.
+
+    Parameters
+    ----------
+    radius : numpy.ndarray, shape (n,)
+        Rib radius per angular sector (mm), NaN where no rib was seen; sector n-1 neighbours sector 0.
+    max_gap : int
+        Longest run of NaN sectors that is filled (0: none).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        A copy; longer runs stay NaN.
+    """
+    n = radius.size
+    seen = np.flatnonzero(np.isfinite(radius))
+    out = radius.copy()
+    if max_gap <= 0 or seen.size < 2:
+        return out
+    for a, b in zip(seen, np.r_[seen[1:], seen[0] + n]):
+        gap = int(b - a - 1)
+        if 0 < gap <= max_gap:
+            t = np.arange(1, gap + 1)
+            out[(a + t) % n] = radius[a] + (radius[b % n] - radius[a]) * t / (gap + 1)
     return out

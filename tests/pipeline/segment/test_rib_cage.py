@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline.segment.rib_cage import outside_rib_cage
+from pipeline.segment.rib_cage import bridge_gaps, outside_rib_cage
 
 VS = (2.0, 2.0, 5.0)
 
@@ -63,3 +63,26 @@ def test_slices_without_ribs_say_nothing():
     ct, _ = _trunk()
     ct[ct >= 250.0] = 45.0  # no bone at all (below the rib cage, spine aside)
     assert not outside_rib_cage(ct, VS).any()
+
+
+def test_an_intercostal_space_on_the_slice_is_bridged_and_its_wall_is_outside():
+    ct, g = _trunk()
+    rho, ang = g["rho"], g["ang"]
+    space = (ang > -10) & (ang < 5)  # 15 degrees without rib on every slice, laterally
+    ct[(np.abs(rho - 0.8) < 0.025)[:, :, None].repeat(ct.shape[2], 2) & space[:, :, None]] = 45.0
+    out = outside_rib_cage(ct, VS)[:, :, 6]
+    wall = (rho > 0.86) & (rho < 0.98) & (ang > -7) & (ang < 2)
+    assert out[wall].mean() > 0.95
+    assert not out[(rho < 0.74) & space].any()
+    # without bridging the space says nothing
+    assert not outside_rib_cage(ct, VS, max_gap_deg=0.0)[:, :, 6][wall].any()
+
+
+def test_bridge_gaps_interpolates_short_runs_across_the_circle_and_leaves_long_ones():
+    r = np.full(12, np.nan)
+    r[[0, 3, 10]] = [10.0, 16.0, 30.0]
+    out = bridge_gaps(r, 2)
+    np.testing.assert_allclose(out[[1, 2]], [12.0, 14.0])  # 10 -> 16 over three steps
+    np.testing.assert_allclose(out[11], 20.0)  # 30 -> 10 across the wrap
+    assert np.isnan(out[4:10]).all()  # six sectors: too long
+    assert np.isnan(bridge_gaps(r, 0)[1])
