@@ -41,6 +41,7 @@ from scipy import ndimage as ndi
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
 from .atlas_refine import grow_partial_volume, grow_with_uptake, refine_organs, uptake_veto
+from .components import without_thin_appendages
 from .rib_cage import rib_cage_depth_mm
 from .uptake_boundary import split_by_uptake
 
@@ -109,6 +110,19 @@ class FusionOptions:
         male spleens' uptake errors grew by 0.1-0.3 % (simulated SPECT, uniform and realistic);
         with 0 every organ's Dice and uptake error is within 0.01 and 0.2 % of the margin-0,
         unbridged rib cage.
+    appendage_radius_mm : float
+        Each organ refined on the CT loses the parts thinner than twice this that stick out of
+        its body (:func:`pipeline.segment.components.without_thin_appendages`: sheets of muscle
+        along the liver and spleen, the crus and vessels beside a kidney, which the voxelwise
+        choice on CT numbers follows), before its partial-volume rim; 0: none. Leave-one-out,
+        CT only, without / with 6 mm: male right kidneys 0.82 / 0.85, 0.83 / 0.85, 0.82 / 0.86,
+        male livers 0.88 / 0.89, 0.87 / 0.88, 0.85 / 0.87, male spleens 0.77 / 0.79, 0.76 / 0.78,
+        0.75 / 0.78, female cases within 0.01; TotalSegmentator left kidney 0.87 / 0.93, right
+        0.81 / 0.82, liver 0.90 / 0.91, spleen 0.66 / 0.65 (its kidney volume ratio 1.64 now warns:
+        its right kidney takes the hilum and a band of liver edge with kidney-like CT numbers);
+        sample patient spleen 0.81 / 0.80. With a simulated SPECT (uniform, realistic) every Dice
+        within 0.01 and uptake error within 0.4 %. 8 mm was no better (TotalSegmentator left
+        kidney 0.88).
     rim_without_spect : bool
         Add the partial-volume rim against fat
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`, one voxel, only voxels
@@ -145,6 +159,7 @@ class FusionOptions:
     inside_ribs_organs: tuple = ("liver", "spleen")
     rib_margin_mm: float = -3.0
     rib_margin_hot_mm: float = 0.0
+    appendage_radius_mm: float = 6.0
 
 
 def prior_with_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, voxel_size_mm,
@@ -306,8 +321,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
         refined, models = refine_organs(hu, vs, soft, veto=veto, other_region=other_region)
         for n in refine:
-            masks[n] = refined[n]
+            masks[n] = without_thin_appendages(refined[n], vs, fusion.appendage_radius_mm)
             organs[n]["intensity_model"] = models[n]
+            organs[n]["thin_appendages_removed_voxels"] = int(refined[n].sum() - masks[n].sum())
     # no overlaps: a voxel claimed twice goes to the organ with the higher fused prior
     names = list(ATLAS_ORGANS)
     stack = np.stack([np.where(masks[n], fused[n] + 1e-3, 0.0) for n in names])

@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage as ndi
 
-from pipeline.segment.components import component_sizes, largest_component, select_labels
+from pipeline.segment.components import component_sizes, largest_component, select_labels, without_thin_appendages
 
 
 def test_select_labels_equals_isin_including_absent_and_out_of_range_ids():
@@ -30,3 +30,25 @@ def test_largest_component_is_the_biggest_piece_with_its_size_and_empty_gives_no
     assert size == 75 and piece.sum() == 75 and piece[12, 12, 2] and not piece[2, 2, 2]
     empty, n = largest_component(np.zeros((4, 4), bool))
     assert n == 0 and not empty.any() and empty.dtype == bool
+
+
+def _ball(shape, centre, radius_vox):
+    g = np.indices(shape)
+    return sum((g[a] - c) ** 2 for a, c in enumerate(centre)) <= radius_vox ** 2
+
+
+def test_a_thin_sheet_sticking_out_of_an_organ_is_cut_and_the_organ_keeps_its_outline():
+    organ = _ball((60, 60, 60), (30, 30, 30), 12)  # 24 mm radius at 2 mm voxels
+    sheet = np.zeros_like(organ)
+    sheet[30:58, 28:31, 20:40] = True  # 6 mm thick, reaching 32 mm beyond the organ
+    out = without_thin_appendages(organ | sheet, (2.0, 2.0, 2.0), 6.0)
+    assert out[organ].all()  # the organ's own voxels, outline included, all stay
+    beyond = sheet & (ndi.distance_transform_edt(~organ, sampling=2.0) > 10.0)  # > 10 mm out of the organ
+    assert beyond.sum() > 500 and not out[beyond].any()
+
+
+def test_a_mask_thinner_than_the_ball_everywhere_is_returned_unchanged():
+    plate = np.zeros((40, 40, 40), bool)
+    plate[5:35, 5:35, 18:21] = True  # 6 mm thick
+    np.testing.assert_array_equal(without_thin_appendages(plate, (2.0, 2.0, 2.0), 6.0), plate)
+    np.testing.assert_array_equal(without_thin_appendages(plate, (2.0, 2.0, 2.0), 0.0), plate)
