@@ -9,7 +9,8 @@ Checks, per solid organ (kidneys, liver, spleen): present (unless declared
 absent), volume, median HU, gas volume and fat fraction inside, largest
 connected piece, side of the midline; kidneys: distance from the midline,
 antero-posterior position against the vertebral bodies, level against L2-L4,
-volume ratio of the two; liver: gap between its top and the right lung base;
+volume ratio of the two and, with a SPECT, the colder one's concentration over the
+hotter one's; liver: gap between its top and the right lung base;
 SPECT uptake against a shell 10-25 mm around the organ. Spine: extent of
 L2-L4, three bodies and their heights, the L2-L4 mask against the levels found
 on the CT, marrow VOI volume per vertebra and its median HU.
@@ -232,6 +233,17 @@ def _midline_x(g: _Grid) -> tuple[float, str]:
     return float(_centroid_world(g, body)[0]), "body outline"
 
 
+def _mean_uptake(g: _Grid, spect: Image, mask: np.ndarray) -> float | None:
+    """Mean SPECT in the organ (its unit), None when less than half of it lies in the SPECT's field of view."""
+    idx = np.argwhere(mask)
+    if not len(idx):
+        return None
+    vals = ndi.map_coordinates(np.asarray(spect.array, np.float32), spect.world_to_index(g.world(idx)).T, order=1,
+                               mode="constant", cval=np.nan)
+    vals = vals[np.isfinite(vals)]
+    return float(np.mean(vals)) if vals.size >= 0.5 * len(idx) else None
+
+
 def _uptake_ratio(g: _Grid, spect: Image, mask: np.ndarray) -> float | None:
     """Mean SPECT in the organ over the mean in a shell 10-25 mm outside it (working grid)."""
     from ..grid import bounding_box
@@ -427,6 +439,13 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         ratio = max(vl, vr) / max(min(vl, vr), 1e-9)
         res.checks.append(_graded("kidneys", "volume_ratio", ratio, RANGES["kidney.volume_ratio"],
                                   soften=cuts["kidney_left"] or cuts["kidney_right"]))
+        if spect is not None:
+            u = [_mean_uptake(g, spect, masks[k]) for k in ("kidney_left", "kidney_right")]
+            if None in u or max(u) <= 0:
+                res.checks.append(_skip("kidneys", "uptake_symmetry", "a kidney outside the SPECT or no counts"))
+            else:
+                res.checks.append(_graded("kidneys", "uptake_symmetry", min(u) / max(u),
+                                          RANGES["kidney.uptake_symmetry"]))
     res.checks += spine_checks
     for organ in masks:  # several borderline checks together mean a wrong mask
         n = sum(1 for c in res.checks if c.structure == organ and c.status == "warn" and "field of view" not in c.note)

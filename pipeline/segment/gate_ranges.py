@@ -165,6 +165,16 @@ RANGES: dict[str, Limits] = {
         1.0, _INF, 0.5, _INF, "",
         "renal uptake of peptides, PSMA ligands and small molecules exceeds its surroundings; "
         "a kidney mask at half its surroundings' concentration is not on the kidney"),
+    "kidney.uptake_symmetry": Limits(
+        0.6, 1.0, 0.35, 1.0, "",
+        "mean SPECT concentration of the colder kidney over the hotter one: both kidneys take up "
+        "any radiopharmaceutical alike (differential renal function 45-55 % in healthy adults, "
+        "renography guidelines; with kidney volumes up to 1.6 apart the concentrations stay within "
+        "0.6); 0.96-0.995 on the reference masks of the ICRP-110 cases with a simulated SPECT, 0.79-0.99 "
+        "on the sample patient's at 1-168 h (washout half-lives 50 and 45 h); a kidney mask in the "
+        "fossa of a removed kidney (ICRP-110 female, fossa filled with fat or bowel) read 0.18-0.20 "
+        "beside the hot kidney, where the volume checks only warned; a non-functioning kidney also "
+        "reads low: a look is needed either way"),
     "organ.uptake_ratio": Limits(
         0.6, _INF, 0.3, _INF, "",
         "liver and spleen concentrations are not far below their surroundings for the "

@@ -69,6 +69,24 @@ def test_corrupted_sample_segmentation_fails_on_the_right_check(sample, case):
     assert failing & CORRUPTIONS[case][1], (case, failing)
 
 
+def test_a_kidney_far_colder_than_the_other_on_the_spect_fails_uptake_symmetry(sample):
+    # a mask on liver, bowel or fat in the fossa of a removed kidney reads a fraction of the other
+    # kidney's concentration (0.18-0.20 on the ICRP-110 female with a simulated nephrectomy)
+    truth = sample["truth"]
+    ok = check_segmentation(sample["ct"], truth, sample["spect"], levels=sample["levels"])
+    sym = ok.find("kidneys", "uptake_symmetry")
+    assert sym.status == "pass" and sym.value > 0.8
+    spect = sample["spect"]
+    right = np.asarray(truth.array) == L.KIDNEY_RIGHT
+    idx = np.round(spect.world_to_index(truth.index_to_world(np.argwhere(right).astype(float)))).astype(int)
+    cold = np.asarray(spect.array, np.float32).copy()
+    box = tuple(slice(max(int(a) - 3, 0), int(b) + 4) for a, b in zip(idx.min(0), idx.max(0)))
+    cold[box] *= 0.2  # the right kidney's region at a fifth of its uptake
+    res = check_segmentation(sample["ct"], truth, spect.with_array(cold), levels=sample["levels"])
+    bad = res.find("kidneys", "uptake_symmetry")
+    assert bad.status == "fail" and bad.value < 0.35
+
+
 def test_declared_absent_spleen_passes(sample):
     from sample_data.seg_corpus import corrupt
 
