@@ -183,6 +183,7 @@ def format_rows(rows) -> str:
         d = "".join(f"{'-' if r['dice'][o] is None else format(r['dice'][o], '.2f'):>6}" for o in ORGANS)
         lv = " ".join(f"{n}{'?' if ok is None else ('+' if ok else 'x')}" for n, ok in r["levels"].items())
         fails = f" fail: {', '.join(r['qc_failing'])}" if r["qc_failing"] else ""
+        fails += f" warn: {', '.join(r['qc_warn'])}" if r.get("qc_warn") else ""
         up = ""
         if r.get("uptake_error_pct"):
             up = "  uptake % " + " ".join("-" if v is None else f"{v:+.1f}" for v in r["uptake_error_pct"].values())
