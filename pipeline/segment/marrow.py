@@ -35,21 +35,27 @@ def ellipsoid_structure(radius_mm: float, voxel_size_mm) -> np.ndarray:
 def _interior(body: np.ndarray, vs, margin_mm: float) -> np.ndarray:
     """Voxels of ``body`` whose centre is farther than margin_mm from its outer surface.
 
-    The surface lies half a voxel beyond the centres of the outermost voxels,
-    so the distance of a centre to the nearest outside voxel centre is
-    reduced by half the voxel size along that axis (conservatively, the
-    largest half voxel).
+    The surface is the outline of the body's voxel cubes. The distance from a voxel centre to
+    the cube of a voxel ``n`` steps away is ``sqrt(sum_i(((|n_i| - 0.5)+ * vs_i)^2))``, so a
+    voxel is interior when no outside voxel lies within the structuring element of the steps
+    whose cube is at most ``margin_mm`` away: a binary erosion, exact on any voxel shape (half
+    the slice thickness counts towards an endplate, half the pixel towards the cortex).
+    Subtracting the largest half voxel in every direction, as before, widened the in-plane
+    margin by 1.7 mm on 1.6 x 1.6 x 5 mm voxels.
     """
     if not body.any():
         return np.zeros_like(body, dtype=bool)
+    vs = np.asarray(vs, float)
+    r = np.floor(margin_mm / vs + 0.5).astype(int) + 1
+    steps = np.meshgrid(*[np.arange(-n, n + 1) for n in r], indexing="ij")
+    gap2 = sum((np.clip(np.abs(st) - 0.5, 0.0, None) * v) ** 2 for st, v in zip(steps, vs))
+    element = gap2 <= margin_mm ** 2
     idx = np.argwhere(body)
-    lo = np.maximum(idx.min(0) - 2, 0)
-    hi = np.minimum(idx.max(0) + 3, body.shape)
+    lo = np.maximum(idx.min(0) - 1, 0)
+    hi = np.minimum(idx.max(0) + 2, body.shape)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    sub = np.pad(body[sl], 1)
-    dist = ndi.distance_transform_edt(sub, sampling=vs)[1:-1, 1:-1, 1:-1]
     out = np.zeros_like(body, dtype=bool)
-    out[sl] = dist - 0.5 * float(np.max(vs)) > margin_mm
+    out[sl] = ndi.binary_erosion(body[sl], element, border_value=0)
     return out
 
 

@@ -55,3 +55,15 @@ def test_voi_stays_away_from_lesions():
     assert voi.any() and dist[voi].min() > 4.0
     # and the lesion did remove voxels that the lesion-free VOI had
     assert voi.sum() < marrow_voi({"L3": body}, VS, "eroded", margin_mm=4.0)["L3"].sum()
+
+
+def test_thick_slices_do_not_widen_the_in_plane_margin():
+    # 1 x 1 x 5 mm voxels: the endplate margin counts half a 5 mm slice, the in-plane one half a 1 mm pixel
+    ii, jj, kk = np.indices((60, 60, 10))
+    body = (np.hypot(ii - 30, jj - 30) <= 20) & (kk >= 1) & (kk <= 8)  # surface ~20.5 mm from the axis
+    voi = marrow_voi({"L3": body}, (1.0, 1.0, 5.0), "eroded", margin_mm=4.0)["L3"]
+    ii, jj = np.nonzero(voi.any(axis=2))
+    r = np.hypot(ii - 30, jj - 30).max()
+    assert 20.5 - 4.0 - 1.0 <= r < 20.5 - 4.0  # within one pixel of the margin, never inside it
+    kk = np.flatnonzero(voi.any(axis=(0, 1)))
+    assert (kk.min() - 0.5) * 5.0 > 4.0 and ((8 + 0.5) - kk.max()) * 5.0 > 4.0
