@@ -88,3 +88,25 @@ def test_totalsegmentator_reference_labels_never_fail():
     labels = assemble_labels(sm, st, "TotalSegmentator example", [], full_vertebrae=True)
     res = check_segmentation(sm, labels)
     assert not res.by_status("fail"), [x.line() for x in res.by_status("fail")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["AF_3mm", "AM_4mm"])
+def test_a_kidney_mask_without_kidney_uptake_fails_on_the_kidneys_symmetry(icrp_cases, case):
+    """A simulated SPECT (12 mm FWHM) of the reference organs passes; the same SPECT with the
+    right kidney at the body's background (a removed or non-functioning kidney, the mask left on
+    what fills its place) fails on ``kidneys: uptake_symmetry`` and nothing else needs to."""
+    from sample_data.seg_regression import simulated_spect
+
+    from pipeline.segment import labels as L
+
+    c = icrp_cases[case]
+    ok = check_segmentation(c["ct"], c["ref"], simulated_spect(c["ct"], c["ref"]), levels=c["levels"])
+    sym = ok.find("kidneys", "uptake_symmetry")
+    assert sym.status == "pass" and sym.value > 0.9, sym.line()
+    without = np.asarray(c["ref"].array).copy()
+    without[without == L.KIDNEY_RIGHT] = L.BODY  # no kidney uptake there
+    spect = simulated_spect(c["ct"], c["ref"].with_array(without))
+    res = check_segmentation(c["ct"], c["ref"], spect, levels=c["levels"])
+    bad = res.find("kidneys", "uptake_symmetry")
+    assert bad.status == "fail" and bad.value < 0.2, bad.line()
