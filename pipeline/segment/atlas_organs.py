@@ -297,7 +297,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
 
     refine = [n for n in ATLAS_ORGANS if organs[n]["method"] == "atlas+CT"]
     masks = {n: fused[n] > 0.5 for n in ATLAS_ORGANS if n not in refine}
-    veto = {}
+    veto, rib_limit = {}, {}
     outside_ribs = outside_ribs_hot = np.zeros(hu.shape, bool)
     if refine and fusion.inside_ribs_organs:
         depth = rib_cage_depth_mm(hu, vs)
@@ -316,8 +316,10 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs, valid=spect_fov)
             if v is not None:
                 veto[n] = v
-        for n in fusion.inside_ribs_organs:  # a hot organ's uptake, not the CT, decides under the ribs
-            soft[n] = np.where(outside_ribs_hot if n in veto else outside_ribs, 0.0, soft[n])
+        # where each organ kept inside the ribs may not be: a hot organ's uptake, not the CT, decides under the ribs
+        rib_limit = {n: outside_ribs_hot if n in veto else outside_ribs for n in fusion.inside_ribs_organs}
+        for n, outside in rib_limit.items():
+            soft[n] = np.where(outside, 0.0, soft[n])
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
         refined, models = refine_organs(hu, vs, soft, veto=veto, other_region=other_region)
         for n in refine:
@@ -340,7 +342,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         mu = organs[n].get("intensity_model", {}).get("median_hu")
         if mu is None:
             continue
-        blocked = _blocked_for(n, masks, _rib_block(n, fusion, outside_ribs_hot if n in veto else outside_ribs))
+        blocked = _blocked_for(n, masks, rib_limit.get(n))
         if n in veto:
             blocked |= veto[n] < 0.5
         before = int(masks[n].sum())
@@ -355,7 +357,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             continue
         if spect_fov is not None:
             v = np.where(spect_fov, v, 0.0)  # no growth on the CT alone where the SPECT has no data
-        blocked = _blocked_for(n, masks, _rib_block(n, fusion, outside_ribs_hot))
+        blocked = _blocked_for(n, masks, rib_limit.get(n))
         before = int(masks[n].sum())
         masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked, spect=spect)
         organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
@@ -369,11 +371,6 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
                 if rec["used"]:
                     organs[a].setdefault("uptake_boundary", {})[b] = rec
     return masks, record
-
-
-def _rib_block(name: str, fusion: FusionOptions, outside: np.ndarray) -> np.ndarray | None:
-    """``outside`` (outside the rib cage) for an organ kept inside it, else None."""
-    return outside if name in fusion.inside_ribs_organs else None
 
 
 def _blocked_for(name: str, masks: dict, also: np.ndarray | None = None) -> np.ndarray:

@@ -233,19 +233,12 @@ def _midline_x(g: _Grid) -> tuple[float, str]:
     return float(_centroid_world(g, body)[0]), "body outline"
 
 
-def _mean_uptake(g: _Grid, spect: Image, mask: np.ndarray) -> float | None:
-    """Mean SPECT in the organ (its unit), None when less than half of it lies in the SPECT's field of view."""
-    idx = np.argwhere(mask)
-    if not len(idx):
-        return None
-    vals = ndi.map_coordinates(np.asarray(spect.array, np.float32), spect.world_to_index(g.world(idx)).T, order=1,
-                               mode="constant", cval=np.nan)
-    vals = vals[np.isfinite(vals)]
-    return float(np.mean(vals)) if vals.size >= 0.5 * len(idx) else None
+def _organ_and_shell_uptake(g: _Grid, spect: Image, mask: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean SPECT in the organ and in a shell 10-25 mm outside it (working grid, the SPECT's unit).
 
-
-def _uptake_ratio(g: _Grid, spect: Image, mask: np.ndarray) -> float | None:
-    """Mean SPECT in the organ over the mean in a shell 10-25 mm outside it (working grid)."""
+    The organ's mean is None when less than half of it lies in the SPECT's field of view; the
+    shell's when fewer than 20 of its voxels do.
+    """
     from ..grid import bounding_box
 
     margin = [int(np.ceil(26.0 / v)) for v in g.vs]
@@ -254,19 +247,13 @@ def _uptake_ratio(g: _Grid, spect: Image, mask: np.ndarray) -> float | None:
     d = ndi.distance_transform_edt(~m, sampling=g.vs)
     shell = (d > 10.0) & (d <= 25.0)
     idx = np.argwhere(m | shell) + [s.start for s in box]
-    world = g.world(idx)
-    sidx = spect.world_to_index(world)
-    vals = ndi.map_coordinates(np.asarray(spect.array, np.float32), sidx.T, order=1, mode="constant", cval=np.nan)
+    vals = ndi.map_coordinates(np.asarray(spect.array, np.float32), spect.world_to_index(g.world(idx)).T, order=1,
+                               mode="constant", cval=np.nan)
     sel_m = m[tuple((idx - [s.start for s in box]).T)]
-    inside = vals[sel_m]
-    around = vals[~sel_m]
+    inside, around = vals[sel_m], vals[~sel_m]
     inside, around = inside[np.isfinite(inside)], around[np.isfinite(around)]
-    if inside.size < 0.5 * sel_m.sum() or around.size < 20:
-        return None  # organ mostly outside the SPECT field of view
-    a = float(np.mean(around))
-    if a <= 0:
-        return None
-    return float(np.mean(inside)) / a
+    organ = float(np.mean(inside)) if inside.size >= 0.5 * sel_m.sum() else None
+    return organ, (float(np.mean(around)) if around.size >= 20 else None)
 
 
 def _liver_dome_gap(g: _Grid, liver: np.ndarray, lungs: np.ndarray) -> float | None:
@@ -383,7 +370,7 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
     vert = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
     vert_c = _centroid_world(g, vert) if vert.sum() > 20 else None
     lungs = None
-    masks, cuts = {}, {}
+    masks, cuts, uptake = {}, {}, {}  # uptake: organ -> (organ mean, shell mean) on the SPECT
     for organ in ORGANS:
         lid = L.name_to_id(organ)
         vol = float(counts[lid]) * ct.voxel_volume_ml
@@ -428,11 +415,11 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
                 else:
                     res.checks.append(_graded(organ, "dome_gap_mm", gap, RANGES["liver.dome_gap_mm"]))
         if spect is not None:
-            r = _uptake_ratio(g, spect, mask)
-            if r is None:
+            inside, around = uptake[organ] = _organ_and_shell_uptake(g, spect, mask)
+            if inside is None or around is None or around <= 0:
                 res.checks.append(_skip(organ, "uptake_ratio", "organ outside the SPECT or no counts around it"))
             else:
-                res.checks.append(_graded(organ, "uptake_ratio", r, _limits(organ, "uptake_ratio")))
+                res.checks.append(_graded(organ, "uptake_ratio", inside / around, _limits(organ, "uptake_ratio")))
     if "kidney_left" in masks and "kidney_right" in masks:
         vl = float(counts[L.KIDNEY_LEFT]) * ct.voxel_volume_ml
         vr = float(counts[L.KIDNEY_RIGHT]) * ct.voxel_volume_ml
@@ -440,7 +427,7 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         res.checks.append(_graded("kidneys", "volume_ratio", ratio, RANGES["kidney.volume_ratio"],
                                   soften=cuts["kidney_left"] or cuts["kidney_right"]))
         if spect is not None:
-            u = [_mean_uptake(g, spect, masks[k]) for k in ("kidney_left", "kidney_right")]
+            u = [uptake[k][0] for k in ("kidney_left", "kidney_right")]
             if None in u or max(u) <= 0:
                 res.checks.append(_skip("kidneys", "uptake_symmetry", "a kidney outside the SPECT or no counts"))
             else:
