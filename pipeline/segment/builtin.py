@@ -37,9 +37,10 @@ from scipy import ndimage as ndi
 from ..errors import InputError
 from ..image import Image
 from . import labels as L
-from .marrow import ellipsoid_structure, marrow_voi
+from .marrow import ellipsoid_structure
 from .orient import block_mean, from_ras_order, ras_order_affine, to_ras_order
 from .builtin_atlas import atlas_box, bodies_from_atlas, crop, uncrop
+from .native_spine import bodies_on_ct_grid, marrow_on_ct_grid, upsample_mask
 from .builtin_rules import kidneys_by_rules, organ_under_lung
 from .spine import analyse_spine
 from .vertebral_body import complete_body_slices
@@ -98,13 +99,16 @@ class BuiltinResult:
 
 
 # --------------------------------------------------------------------------- geometry helpers
-def _upsample_labels(lab, f, shape):
-    out = lab
-    for ax, g in enumerate(f):
-        if g > 1:
-            out = np.repeat(out, g, axis=ax)
-    pad = [(0, s - o) for s, o in zip(shape, out.shape)]
-    return np.pad(out, pad, mode="edge")
+def _put_spine_on_ct_grid(full_box, bodies_ct, marrow):
+    """Replace, in place, the upsampled working-grid L2-L4 bodies by those drawn on the CT grid.
+
+    Only voxels labelled body or vertebra change: an organ label keeps its voxels.
+    """
+    free = np.isin(full_box, (L.BODY, L.VERTEBRAE_L2L4, L.MARROW_L2L4))
+    full_box[free & (full_box != L.BODY)] = L.BODY
+    for n, m in bodies_ct.items():
+        full_box[free & m] = L.VERTEBRAE_L2L4
+        full_box[free & marrow[n]] = L.MARROW_L2L4
 
 
 def _largest_components(mask, keep=1):
@@ -280,12 +284,13 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         organs = liver | spleen | kidneys["kidney_left"] | kidneys["kidney_right"]
         lesions = _lesions(spect_w, body, organs, spine, vs, options.lesion_threshold)
 
-    # the thresholded outline lies up to one voxel outside the true cortex (CT blur spreads the
-    # cortex into the fat around it): the VOI margin is counted from the outline eroded by one
-    # in-plane voxel
-    inner = {n: ndi.binary_erosion(m, np.ones((3, 3, 1), bool)) for n, m in bodies.items()}
-    marrow = marrow_voi(inner, vs, options.marrow_method, options.marrow_margin_mm,
-                        options.marrow_sphere_radius_mm, lesions > 0)
+    # the bodies are drawn again on the CT's own in-plane grid and the marrow VOI is made there:
+    # on the ~2 mm working grid a 4 mm margin rounds up to whole working voxels
+    # (pipeline.segment.native_spine)
+    bodies_ct, spine_box = bodies_on_ct_grid(bodies, arr, f, vs_full, bone_hu=spine.levels.get("bone_hu", 150.0))
+    lesions_ct = upsample_mask(lesions > 0, f, arr.shape)[spine_box]
+    marrow = marrow_on_ct_grid(bodies_ct, vs_full, options.marrow_method, options.marrow_margin_mm,
+                               options.marrow_sphere_radius_mm, lesions_ct)
     for n, m in marrow.items():
         if not m.any():
             notes.append(f"marrow VOI of {n} is empty (body too small for a {options.marrow_margin_mm} mm margin)")
@@ -294,14 +299,14 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     lab[body] = L.BODY
     for n in bodies:
         lab[bodies[n]] = L.VERTEBRAE_L2L4
-        lab[marrow[n]] = L.MARROW_L2L4
     lab[liver] = L.LIVER
     lab[spleen] = L.SPLEEN
     lab[kidneys["kidney_left"]] = L.KIDNEY_LEFT
     lab[kidneys["kidney_right"]] = L.KIDNEY_RIGHT
     lab[lesions > 0] = lesions[lesions > 0].astype(np.uint16)
 
-    full = _upsample_labels(lab, f, arr.shape)
+    full = upsample_mask(lab, f, arr.shape)
+    _put_spine_on_ct_grid(full[spine_box], bodies_ct, marrow)
     full = from_ras_order(full, ct)
     out = ct.with_array(np.ascontiguousarray(full.astype(np.uint16)), unit="label")
     work_aff = ras_order_affine(ct, tr, f)

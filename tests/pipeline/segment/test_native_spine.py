@@ -1,0 +1,126 @@
+"""L2-L4 bodies and marrow VOI drawn on the CT's own in-plane grid (pipeline.segment.native_spine)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from pipeline.segment.marrow import marrow_voi
+from pipeline.segment.native_spine import bodies_on_ct_grid, marrow_on_ct_grid, upsample_mask
+from pipeline.segment.orient import block_mean
+
+VS_CT = (0.8, 0.8, 5.0)  # thin in-plane pixels, thick slices (a common diagnostic CT)
+F = (2, 2, 1)  # the segmenter's working grid: 1.6 x 1.6 x 5 mm
+SEMI_MM = (20.0, 15.0)  # body 40 mm wide, 30 mm deep
+K_BODY = (4, 9)  # six 5 mm slices: a 30 mm body
+
+
+def _vertebra(noise_hu=40.0, seed=0):
+    """CT (HU) of one lumbar body and its arch around a CSF canal; the body's and the canal's masks."""
+    shape = (101, 101, 14)
+    x = (np.arange(shape[0]) - 50) * VS_CT[0]
+    y = (np.arange(shape[1]) - 50) * VS_CT[1]
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    r = np.sqrt((X / SEMI_MM[0]) ** 2 + (Y / SEMI_MM[1]) ** 2)
+    body2d = r <= 1.0
+    shell2d = body2d & (r > 1.0 - 1.5 / SEMI_MM[1])  # 1.5 mm cortex
+    canal = np.hypot(X, Y + SEMI_MM[1] + 9.0) <= 8.0
+    arch = (np.hypot(X, Y + SEMI_MM[1] + 9.0) <= 11.0) & ~canal & ~body2d
+    ct = np.full(shape, -80.0, np.float32)  # retroperitoneal fat
+    truth = np.zeros(shape, bool)
+    for k in range(shape[2]):
+        sl = ct[:, :, k]
+        if K_BODY[0] <= k <= K_BODY[1]:
+            sl[body2d] = 200.0  # trabecular bone
+            sl[shell2d] = 700.0
+            truth[:, :, k] = body2d
+        else:
+            sl[body2d] = 80.0  # disc
+        sl[arch] = 700.0
+        sl[canal] = 10.0
+    ct += np.random.default_rng(seed).normal(0.0, noise_hu, shape).astype(np.float32)
+    return ct, truth, np.repeat(canal[:, :, None], shape[2], axis=2)
+
+
+def _working_outline(truth):
+    w = block_mean(truth.astype(np.float32), F) > 0.5
+    return w
+
+
+def test_upsample_mask_repeats_blocks_and_pads_the_dropped_edge():
+    w = np.zeros((3, 2, 2), bool)
+    w[2, 1, 1] = True
+    up = upsample_mask(w, (2, 2, 1), (7, 5, 2))
+    assert up.shape == (7, 5, 2)
+    assert up[4:7, 2:5, 1].all() and up.sum() == 9
+
+
+def test_bodies_on_ct_grid_draws_each_slice_whole_even_from_a_fragment():
+    ct, truth, canal = _vertebra()
+    w = _working_outline(truth)
+    k_frag = 6
+    frag = w[:, :, k_frag].copy()
+    frag[: frag.shape[0] // 2 + 3] = False  # the working outline holds one side of the body
+    w[:, :, k_frag] = frag
+    bodies, box = bodies_on_ct_grid({"L3": w}, ct, F, VS_CT)
+    got = bodies["L3"]
+    ref = truth[box]
+    assert np.array_equal(got.any(axis=(0, 1)), ref.any(axis=(0, 1)))
+    for k in np.flatnonzero(ref.any(axis=(0, 1))):
+        a, b = got[:, :, k], ref[:, :, k]
+        dice = 2 * (a & b).sum() / (a.sum() + b.sum())
+        # the smoothing (one 0.8 mm pixel) spreads the cortex by about a pixel: a 30 x 40 mm body
+        # outline one pixel too wide has a Dice of 0.95
+        assert dice > 0.93, (k, dice)
+    # the canal's CSF stays out, but for its edge pixel next to the posterior cortex, which the
+    # one-pixel smoothing lifts above 60 HU (the marrow VOI's extra pixel of erosion takes it off)
+    assert not (got & ndi.binary_erosion(canal[box], np.ones((3, 3, 1), bool))).any()
+    # nothing beyond the reach of one working voxel (1.6 mm) and the working grid's blocks (a pixel)
+    d_mm = ndi.distance_transform_edt(~ref, sampling=VS_CT[:2] + (1e6,))
+    assert d_mm[got].max() <= 2.5
+
+
+def test_marrow_on_ct_grid_keeps_the_margin_in_mm_not_in_working_voxels():
+    ct, truth, _ = _vertebra()
+    w = _working_outline(truth)
+    bodies, box = bodies_on_ct_grid({"L3": w}, ct, F, VS_CT)
+    voi = marrow_on_ct_grid(bodies, VS_CT, margin_mm=4.0)["L3"]
+    vol_ml = voi.sum() * np.prod(VS_CT) / 1000.0
+    # analytic: the ellipse shrunk by 4 mm plus the one pixel (0.8 mm) taken for the cortex's
+    # blur, on the four slices whose centres lie more than 4 mm from an endplate
+    a, b = SEMI_MM[0] - 4.8, SEMI_MM[1] - 4.8
+    expect_ml = np.pi * a * b * 4 * VS_CT[2] / 1000.0
+    assert vol_ml == pytest.approx(expect_ml, rel=0.12)  # pixelised ellipse edges
+    # every VOI voxel centre is at least 4 mm from the true body's surface in-plane
+    d_mm = ndi.distance_transform_edt(truth[box], sampling=VS_CT[:2] + (1e6,))
+    assert d_mm[voi].min() >= 4.0
+    # the same VOI made on the working grid (before): the margin rounds up to whole 1.6 mm voxels
+    # and the cortex pixel is a working voxel, about a quarter smaller
+    inner = {"L3": ndi.binary_erosion(w, np.ones((3, 3, 1), bool))}
+    old_ml = marrow_voi(inner, (1.6, 1.6, 5.0))["L3"].sum() * 1.6 * 1.6 * 5.0 / 1000.0
+    assert old_ml < 0.85 * vol_ml
+
+
+def test_bodies_on_ct_grid_returns_the_working_bodies_when_the_grids_are_the_same():
+    ct, truth, _ = _vertebra()
+    bodies, box = bodies_on_ct_grid({"L3": truth}, ct, (1, 1, 1), VS_CT)
+    assert np.array_equal(bodies["L3"], truth[box])
+
+
+def test_bodies_on_ct_grid_stop_at_the_front_of_the_spinal_canal():
+    ct, truth, canal = _vertebra()
+    w = _working_outline(truth)
+    # a working outline that also holds the pedicles' roots beside the canal (the opening of the
+    # filled bone keeps them on real CTs)
+    xw = (np.arange(w.shape[0]) * F[0] + 0.5 * (F[0] - 1) - 50) * VS_CT[0]
+    yw = (np.arange(w.shape[1]) * F[1] + 0.5 * (F[1] - 1) - 50) * VS_CT[1]
+    Xw, Yw = np.meshgrid(xw, yw, indexing="ij")
+    roots = (np.abs(Xw) > 7.0) & (np.abs(Xw) < 13.0) & (Yw > -24.0) & (Yw < -14.0)
+    w[:, :, K_BODY[0]:K_BODY[1] + 1] |= roots[:, :, None]
+    bodies, box = bodies_on_ct_grid({"L3": w}, ct, F, VS_CT)
+    got = bodies["L3"]
+    front_j = np.argwhere(canal[box])[:, 1].max()  # the canal's anterior edge (j grows anteriorly)
+    # the roots reach 10 pixels behind it; the cut lies at most two pixels behind it (the
+    # smoothing lifts the canal's edge pixels next to the cortex above the CSF threshold)
+    assert got.any() and np.argwhere(got)[:, 1].min() >= front_j - 2
+    ref = truth[box]
+    assert (got & ref).sum() / ref.sum() > 0.95  # the body itself is kept
