@@ -198,7 +198,7 @@ def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, a
     from .gate import check_segmentation
 
     res = check_segmentation(ct, labels, spect=spect, levels=info.get("levels_z_mm"),
-                             absent_organs=tuple(absent_organs))
+                             absent_organs=tuple(absent_organs), level_vote=info.get("level_vote"))
     fails = res.by_status("fail")
     record = res.as_dict()
     record.update(mode=mode, overridden=bool(fails) and mode == "warn", backend=info.get("backend"),

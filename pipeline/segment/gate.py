@@ -335,8 +335,39 @@ def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
     return out, info
 
 
+LEVEL_EVIDENCE_SOURCE = ("levels named by independent landmarks of the CT (sacrum and S1, iliac crests, "
+                         "rib-bearing T12, disc spaces, body heights) that agree; an atlas registration or a "
+                         "single landmark names them with a warning (issue #14: a level off by one moves the "
+                         "marrow VOI to another vertebra)")
+
+
+def level_evidence_check(level_vote: dict | None) -> Check | None:
+    """How the vertebral levels were named, as a check (None without a level vote).
+
+    ``level_vote``: the ``levels`` record of :mod:`pipeline.segment.levels` (``decision``
+    pass / warn / fail, ``message``, ``evidence``). Pass: landmarks agree (value: how many).
+    Warn: named from one landmark, the atlas registration or a manual anchor that a landmark
+    contradicts; the message says which and how to override. A vote that named nothing
+    (imported masks on a CT whose landmarks disagree or are missing) is a skip: the mask's
+    levels are then not checked (``level_offset`` is skipped too).
+    """
+    if not level_vote:
+        return None
+    decision = level_vote.get("decision")
+    message = str(level_vote.get("message", ""))
+    agree = [e.get("name") for e in level_vote.get("evidence", []) if e.get("agrees")]
+    if decision == "pass":
+        return Check("vertebrae_L2L4", "level_evidence", float(len(agree)), "landmarks", "pass",
+                     "landmarks agree", LEVEL_EVIDENCE_SOURCE, message)
+    if decision == "warn":
+        return Check("vertebrae_L2L4", "level_evidence", float(len(agree)), "landmarks", "warn",
+                     "landmarks agree", LEVEL_EVIDENCE_SOURCE, message)
+    return _skip("vertebrae_L2L4", "level_evidence", message or "no level vote")
+
+
 def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, levels: dict | None = None,
-                       absent_organs=(), working_voxel_mm: float = 2.0) -> GateResult:
+                       absent_organs=(), working_voxel_mm: float = 2.0,
+                       level_vote: dict | None = None) -> GateResult:
     """Run the QC gate on a label map.
 
     Parameters
@@ -355,6 +386,8 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         absence passes.
     working_voxel_mm : float
         In-plane voxel size of the working grid, mm.
+    level_vote : dict, optional
+        How those levels were named (:func:`level_evidence_check`).
 
     Returns
     -------
@@ -367,6 +400,9 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
     g = _working_grid(ct, labels, working_voxel_mm)
     mid_x, mid_from = _midline_x(g)
     spine_checks, spine = _spine_checks(g, levels)
+    evidence = level_evidence_check(level_vote)
+    if evidence is not None:
+        spine_checks.append(evidence)
     vert = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
     vert_c = _centroid_world(g, vert) if vert.sum() > 20 else None
     lungs = None

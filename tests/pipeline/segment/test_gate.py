@@ -192,3 +192,25 @@ def test_builtin_qc_json_records_the_level_vote_and_the_anchor_overrides_it(samp
     assert main(["--ct", ct, "--out", str(out2), "--vertebra-level", f"L3@{z3:.0f}"]) == 0
     vote2 = json.loads((out2 / "qc.json").read_text())["levels"]
     assert any(e["name"] == "manual" for e in vote2["evidence"])
+
+
+def test_levels_named_by_the_landmarks_pass_and_by_the_atlas_warn(sample):
+    # the sample CT's own level vote (its landmarks agree) passes; the same label map whose levels
+    # the atlas registration named (the builtin's fallback when the landmarks disagree or are
+    # missing) is a warn that reaches the report, never a silent pass
+    _, spine = spine_levels_mm(sample["ct"])
+    assert spine.levels["decision"] == "pass"
+    ok = check_segmentation(sample["ct"], sample["truth"], sample["spect"], levels=sample["levels"],
+                            level_vote=spine.levels)
+    ev = ok.find("vertebrae_L2L4", "level_evidence")
+    assert ev.status == "pass" and ev.value >= 2 and ok.status == "pass"
+    by_atlas = {**spine.levels, "decision": "warn",
+                "message": "L2-L4 from the atlas registration; check them on the CT"}
+    res = check_segmentation(sample["ct"], sample["truth"], sample["spect"], levels=sample["levels"],
+                             level_vote=by_atlas)
+    ev = res.find("vertebrae_L2L4", "level_evidence")
+    assert res.status == "warn" and ev.status == "warn" and "atlas" in ev.note
+    refused = {**spine.levels, "decision": "fail", "message": "vertebral levels unknown"}
+    skip = check_segmentation(sample["ct"], sample["truth"], levels=sample["levels"], level_vote=refused)
+    assert skip.find("vertebrae_L2L4", "level_evidence").status == "skip"
+    assert check_segmentation(sample["ct"], sample["truth"]).find("vertebrae_L2L4", "level_evidence") is None
