@@ -23,7 +23,10 @@ in the reference organ (%), the part of the organ-dose error that the segmentati
 ``--spect realistic`` uses the non-uniform SPECT of :mod:`sample_data.seg_spect` instead
 (renal cortex, medulla and a hot pelvis, a hot spleen, bowel, a lymph node beside the left
 kidney and a liver metastasis near the right one, the node also in the CT) and reports the
-share of each lesion that a segmented organ took.
+share of each lesion that a segmented organ took; ``--spect early`` the same with the lower
+contrast of an early session (:data:`sample_data.seg_spect.EARLY_UPTAKE`). ``--scale XY,Z``
+stretches the ICRP-110 phantom (in-plane, axial) before the CT is made: a broader, slimmer,
+taller or shorter person than the atlas persons.
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
     return tuple(subjects)
 
 
-def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False) -> dict:
+def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
+             scale: tuple[float, float] | None = None) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -160,17 +164,33 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
 
     zip_path = shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip"
     ph = load_phantom(zip_path, development_cases()[name].phantom)
-    ct, ref, levels = load_case(zip_path, name, phantom=ph)
+    if scale is not None:
+        ph = _scaled(ph, *scale)
+        name = f"{name} x{scale[0]:g},{scale[1]:g}"
+    ct, ref, levels = load_case(zip_path, name.split(" ")[0], phantom=ph)
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
-    if spect == "realistic":
+    if spect in ("realistic", "early"):
         from pipeline.segment.evaluate import resample_nearest
-        from sample_data.seg_spect import realistic_spect
+        from sample_data import seg_spect
 
-        sp, ct, lesions = realistic_spect(ct, resample_nearest(ph.labels, ct))
+        uptake, rest = ((seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST) if spect == "early"
+                        else (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
+        sp, ct, lesions = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct), uptake=uptake, rest=rest)
         return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
                     lesions=lesions)
     return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
                 spect=simulated_spect(ct, ref) if spect else None, judge_uptake=bool(spect))
+
+
+def _scaled(ph, in_plane: float, axial: float):
+    """The phantom with its voxels stretched by ``in_plane`` (x, y) and ``axial`` (z)."""
+    from dataclasses import replace
+
+    a = np.array(ph.labels.affine, float)
+    a[:3, 0] *= in_plane
+    a[:3, 1] *= in_plane
+    a[:3, 2] *= axial
+    return replace(ph, labels=replace(ph.labels, affine=a), _cache={})  # the cached reference is the unstretched one
 
 
 def format_rows(rows) -> str:
@@ -206,11 +226,14 @@ def main(argv=None) -> int:
     p.add_argument("--atlas", choices=("none", "loo", "all"), default="none",
                    help="organs by atlas registration with the ICRP-110 phantoms: none (the rules), "
                         "loo (an ICRP case without its own phantom: the honest test), all")
-    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic"),
+    p.add_argument("--scale", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
+                   metavar="XY,Z", help="ICRP-110 cases: stretch the phantom in-plane and axially (e.g. 1.2,1.0)")
+    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic", "early"),
                    help="ICRP-110 cases: a simulated reference SPECT for the segmenter, and the uptake error; "
                         "uniform organ uptake (default), or realistic (sample_data.seg_spect: cortex, medulla, "
                         "hot renal pelvis, hot spleen, bowel, a node beside the left kidney and a liver "
-                        "metastasis near the right one; also reports the share of each lesion an organ took)")
+                        "metastasis near the right one; also reports the share of each lesion an organ took), "
+                        "or early (the same at an early session's lower contrast)")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -219,8 +242,9 @@ def main(argv=None) -> int:
         subjects = atlas_subjects(args.shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip")
     rows = []
     for name in args.cases.split(","):
+        icrp = name[:2] in ("AF", "AM")
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
-                             spect=args.spect if name[:2] in ("AF", "AM") else False))
+                             spect=args.spect if icrp else False, scale=args.scale if icrp else None))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

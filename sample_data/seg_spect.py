@@ -9,6 +9,10 @@ Lu-177 peptide or PSMA scan at about 24 h is not uniform, and its hot spots are 
   uptake of the abdomen in many patients), liver 2, small intestine 1.5, colon 1, stomach 1,
   the rest of the body 0.3 (relative activity concentrations; a plausible 24 h pattern, not a
   measured one);
+- :data:`EARLY_UPTAKE`, a plausible early (1-4 h) pattern of the same ligands: lower contrast,
+  kidney cortex 6, medulla 3, renal pelvis 25 and bladder urine 40, spleen 3, liver 2.5, heart
+  blood 4, bowel 1-1.2, the rest of the body 1.0 (a kidney-to-background ratio of 6 instead
+  of 33: the reference SPECT of the workflow is the earliest session unless one is named);
 - two lesions of 12 mm radius at uptake 15, placed where they can fool a segmenter: a
   para-aortic lymph node 8 mm medial to the left kidney at its hilum (soft tissue, 40 HU, written
   into the CT too), and a liver metastasis in the liver within 40 mm of the right kidney;
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REALISTIC_UPTAKE", "realistic_spect", "camera"]
+__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "realistic_spect", "camera"]
 
 #: Relative uptake per ICRP-110 organ id group (see the module docstring).
 REALISTIC_UPTAKE = {
@@ -35,6 +39,21 @@ REALISTIC_UPTAKE = {
     tuple(range(76, 87)): 1.0,  # colon wall and contents
     (72, 73): 1.0,  # stomach wall and contents
 }
+REALISTIC_REST = 0.3
+#: Relative uptake of an early session (see the module docstring).
+EARLY_UPTAKE = {
+    (89, 92): 6.0,  # kidney cortex
+    (90, 93): 3.0,  # kidney medulla
+    (91, 94): 25.0,  # renal pelvis (urine)
+    (138,): 40.0,  # urine in the bladder
+    (127,): 3.0,  # spleen
+    (95,): 2.5,  # liver
+    (88,): 4.0,  # blood in the heart
+    (74,): 1.2,  # small intestine
+    tuple(range(76, 87)): 1.0,  # colon wall and contents
+    (72, 73): 1.2,  # stomach wall and contents
+}
+EARLY_REST = 1.0
 LESION_UPTAKE = 15.0
 LESION_RADIUS_MM = 12.0
 
@@ -46,7 +65,7 @@ def _ball(shape, centre_vox, radius_mm, vs):
 
 
 def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_mm: float = 4.8,
-                    noise: float = 0.05, seed: int = 0):
+                    noise: float = 0.05, seed: int = 0, uptake: dict | None = None, rest: float | None = None):
     """The non-uniform SPECT, the CT with the lymph node written in, and the lesion masks.
 
     Parameters
@@ -58,6 +77,11 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     fwhm_mm, voxel_mm, noise : float
         Camera resolution (mm), SPECT voxel size (mm), relative noise SD.
     seed : int
+    uptake : dict, optional
+        Relative uptake per tuple of ICRP-110 ids (default :data:`REALISTIC_UPTAKE`; also
+        :data:`EARLY_UPTAKE`).
+    rest : float, optional
+        Relative uptake of the rest of the body (default :data:`REALISTIC_REST`).
 
     Returns
     -------
@@ -75,8 +99,8 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     hu = np.asarray(ct.array, np.float32).copy()
     vs = np.asarray(ct.voxel_size_mm, float)
     body = hu > -400.0
-    act = np.where(body, 0.3, 0.0).astype(np.float32)
-    for ids, v in REALISTIC_UPTAKE.items():
+    act = np.where(body, REALISTIC_REST if rest is None else rest, 0.0).astype(np.float32)
+    for ids, v in (REALISTIC_UPTAKE if uptake is None else uptake).items():
         act[np.isin(lab, ids)] = v
     lesions = {}
     # para-aortic node: medial to the left kidney's hilum, in the kidney's centroid slice
