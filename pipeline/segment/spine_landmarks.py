@@ -132,6 +132,55 @@ def rib_bearing_segments(comps, segments, vs) -> list[bool]:
     return result
 
 
+def _wing_top(side: np.ndarray, vs, wide_mm: float = 40.0, gap_mm: float = 10.0,
+              crest_rim_mm: float = 30.0) -> int | None:
+    """Highest slice of an iliac wing in ``side`` (one side of a pelvic bone component), or None.
+
+    Seen on an axial slice the ilium is a plate reaching ``wide_mm`` or more from front to back
+    (a crest spans 100-150 mm from the anterior to the posterior superior iliac spine); an arm
+    bone hanging beside the trunk is 20-30 mm across. From the lowest wide slice the wing runs
+    up to its crest; the run ends at a gap of ``gap_mm`` without a wide slice, so an arm that
+    touches the pelvis, and whatever it touches higher up, is not taken for the wing. Above
+    the run, the crest's narrow rim is followed through the bone lying on the section below it,
+    if it ends within ``crest_rim_mm``.
+    """
+    js = np.nonzero(side)
+    if js[0].size == 0:
+        return None
+    nz = side.shape[2]
+    lo = np.full(nz, np.iinfo(np.int64).max)
+    hi = np.full(nz, -1)
+    np.minimum.at(lo, js[2], js[1])
+    np.maximum.at(hi, js[2], js[1])
+    wide = (hi >= 0) & ((hi - lo + 1) * vs[1] >= wide_mm)
+    ks = np.flatnonzero(wide)
+    if ks.size == 0:
+        return None
+    gap = max(1, int(round(gap_mm / vs[2])))
+    top = int(ks[0])
+    for k in ks[1:]:
+        if k - top > gap:
+            break
+        top = int(k)
+    # the crest's highest few millimetres are a narrow rim: follow the bone that lies on the
+    # section below it, slice by slice; bone that goes on beyond ``crest_rim_mm`` is no rim (an
+    # arm touching the wing), and the wing then ends at the run's top
+    cur = side[:, :, top]
+    reach = np.ones((5, 5), bool)
+    rim_top = top
+    n_rim = max(1, int(round(crest_rim_mm / vs[2])))
+    for k in range(top + 1, top + 1 + n_rim):
+        if k >= nz:
+            return rim_top  # cut by the field of view: the caller's top-of-volume test decides
+        lab, n = ndi.label(side[:, :, k])
+        hit = np.unique(lab[ndi.binary_dilation(cur, reach) & (lab > 0)])
+        if hit.size == 0:
+            return rim_top
+        cur = np.isin(lab, hit)
+        rim_top = k
+    return top
+
+
 def crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz) -> "LV.Evidence":
     """Intercristal line: the highest points of the iliac wings.
 
@@ -167,11 +216,10 @@ def crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz) ->
             comp = sub[sl] == j
             if comp.sum() * np.prod(vs) / 1000.0 < 20.0:
                 continue
-            dx = dxa[sl][comp]
-            kk = np.nonzero(comp)[2] + sl[2].start
-            for side, m in (("right", dx > 0), ("left", dx < 0)):
-                if m.any():
-                    top[side] = max(top[side], int(kk[m].max()))
+            for side, m in (("right", comp & (dxa[sl] > 0)), ("left", comp & (dxa[sl] < 0))):
+                k = _wing_top(m, vs)
+                if k is not None:
+                    top[side] = max(top[side], k + sl[2].start)
     found = {s: k for s, k in top.items() if k >= 0}
     if not found:
         ev.detail = "no iliac wing (large bone near the sacrum reaching the bottom of the spine)"

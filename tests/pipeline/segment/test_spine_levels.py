@@ -264,3 +264,18 @@ def test_osteopenic_spine_is_analysed_again_at_a_lower_bone_threshold_and_its_le
     l2 = sp.by_name("L2")
     z = sorted(float(aff[2, 2] * k + aff[2, 3]) for k in (l2.k_lo, l2.k_hi))
     assert z[0] - 5.0 <= 353.5 <= z[1] + 5.0  # reference L2 body 340-367 mm (its labels)
+
+
+def test_iliac_crest_is_the_top_of_the_wing_not_of_an_arm_that_touches_it():
+    # one side of a pelvic bone component on 2 x 2 x 2 mm voxels: the ilium, a plate 80 mm from
+    # front to back up to z = 60 mm, its crest rim 16 mm across for 6 mm more, and an arm bone
+    # (20 mm across, lateral to the wing) that touches it at z = 30 mm and runs up to z = 300 mm
+    from pipeline.segment.spine_landmarks import _wing_top
+
+    vs = (2.0, 2.0, 2.0)
+    side = np.zeros((60, 60, 151), bool)
+    side[20:24, 10:50, 0:30] = True  # the wing, 8 mm thick, z 0-58 mm
+    side[20:24, 22:30, 30:33] = True  # the crest rim, z 60-64 mm
+    side[24:34, 40:50, 15:151] = True  # the arm, touching the wing's lateral face
+    assert _wing_top(side, vs) == 32
+    assert np.flatnonzero(side.any(axis=(0, 1))).max() == 150  # the old top: the whole component's
