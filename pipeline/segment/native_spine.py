@@ -9,15 +9,19 @@ against 7.4 mL on the CT's grid), and with 5 mm slices, which take a slice off e
 the VOI falls below the QC gate's limits although the body is right.
 
 Here each body found on the working grid is drawn again on the CT's grid, slice by slice:
-within one working voxel of the slice's working outline (of the body's outline on any of its
-slices where the slice's outline is a fragment, the shell broken by noise on the working grid),
-the cortical shell thresholded on the lightly smoothed CT (Gaussian of one CT voxel in-plane)
-together with the working outline's interior, holes filled, the pieces that overlap the working
-outline. Where that outline is not whole (thin cortex: less than half the working outline's
-area on the slice), the slice keeps the working outline. On a CT whose voxels are the working
-voxels (2-4 mm) the bodies are those of the working grid. The marrow VOI is then made on the
-CT's grid from the outline eroded by one CT voxel (the smoothing spreads the cortex by about
-that much into the fat).
+within one working voxel of the body's working outline on any of its slices (so that a slice
+whose working outline is a fragment, the shell broken by noise on the working grid, is drawn
+whole), the cortical shell thresholded on the lightly smoothed CT (Gaussian of one CT voxel
+in-plane) together with the working outline's interior, holes filled, the pieces that overlap
+the working outline. Where that outline is not whole (thin cortex: less than half the working
+outline's area on the slice), the slice keeps the working outline. On a CT whose voxels are
+the working voxels (2-4 mm) the bodies are those of the working grid.
+
+Each body is then cut at the front of the spinal canal (the hole of the bone behind it, below
+the CSF threshold, median over its slices): the working outline, an opening of the filled
+bone, keeps the pedicles' roots beside the canal, where a VOI of exact margin would reach
+(real GE CT). The marrow VOI is made on the CT's grid from the outline eroded by one CT voxel
+(the smoothing spreads the cortex by about that much into the fat).
 """
 
 from __future__ import annotations
