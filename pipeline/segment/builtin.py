@@ -99,6 +99,19 @@ class BuiltinResult:
 
 
 # --------------------------------------------------------------------------- geometry helpers
+def _landmarks_with_atlas(level_vote: dict, l3_atlas: np.ndarray, affine) -> str:
+    """Which of the CT's landmarks put L3 where the atlas does (its centre inside their L3), as text."""
+    ks = np.flatnonzero(l3_atlas.any(axis=(0, 1)))
+    z = float((affine @ np.array([0.0, 0.0, 0.5 * (ks[0] + ks[-1]), 1.0]))[2])
+    named = [e for e in level_vote.get("evidence", [])
+             if e.get("name") != "atlas" and (e.get("proposes") or {}).get("L3")]
+    agree = [e["name"] for e in named if min(e["proposes"]["L3"]) <= z <= max(e["proposes"]["L3"])]
+    if not named:
+        return "no landmark of the CT names L3; "
+    return (f"landmarks that agree with it: {', '.join(agree)}; " if agree
+            else "no landmark of the CT agrees with it; ")
+
+
 def _put_spine_on_ct_grid(full_box, bodies_ct, marrow):
     """Replace, in place, the upsampled working-grid L2-L4 bodies by those drawn on the CT grid.
 
@@ -225,6 +238,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
             raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
         spine.levels["message"] = ("L2-L4 from the atlas registration (" + ", ".join(
             f"{n} {r['best_mad_hu']} HU" for n, r in vert_record.items()) + " mean CT difference); "
+            + _landmarks_with_atlas(spine.levels, atlas_bodies["L3"], work_img.affine)
             + "check them on the CT: on the two real CTs where the landmarks settle the levels, the "
             + "atlas's L3 was one and two vertebrae off; override with --vertebra-level; "
             + "the rules alone: " + spine.levels["message"])

@@ -142,3 +142,22 @@ def test_lumbar_count_override_shifts_levels_and_the_cross_check_reports_it(smal
     assert any("cross-check failed" in n for n in info["notes"])
     z_true_l5 = small["info"]["vertebrae"]["L5"]["centre_ras_mm"][2]
     assert info["vertebrae"]["L6"]["centre_ras_mm"][2] == z_true_l5
+
+
+def test_atlas_named_levels_say_which_landmarks_agree_with_the_atlas():
+    from pipeline.segment.builtin import _landmarks_with_atlas
+
+    l3 = np.zeros((4, 4, 20), bool)
+    l3[:, :, 8:12] = True  # centre at slice 9.5: z = 10 + 2 * 9.5 = 29 mm
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    affine[2, 3] = 10.0
+    vote = {"evidence": [
+        {"name": "sacrum", "proposes": {"L3": [40.0, 60.0]}},
+        {"name": "iliac_crests", "proposes": {"L3": [20.0, 35.0]}},
+        {"name": "ribs", "proposes": {}},
+        {"name": "atlas", "proposes": {"L3": [20.0, 35.0]}},  # the atlas itself is no landmark
+    ]}
+    assert _landmarks_with_atlas(vote, l3, affine) == "landmarks that agree with it: iliac_crests; "
+    vote["evidence"][1]["proposes"]["L3"] = [60.0, 80.0]
+    assert _landmarks_with_atlas(vote, l3, affine) == "no landmark of the CT agrees with it; "
+    assert _landmarks_with_atlas({"evidence": []}, l3, affine) == "no landmark of the CT names L3; "
