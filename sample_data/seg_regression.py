@@ -26,7 +26,9 @@ kidney and a liver metastasis near the right one, the node also in the CT) and r
 share of each lesion that a segmented organ took; ``--spect early`` the same with the lower
 contrast of an early session (:data:`sample_data.seg_spect.EARLY_UPTAKE`). ``--scale XY,Z``
 stretches the ICRP-110 phantom (in-plane, axial) before the CT is made: a broader, slimmer,
-taller or shorter person than the atlas persons.
+taller or shorter person than the atlas persons. ``--enlarge ORGAN:MM`` grows one organ of the
+phantom over the fat and bowel around it (:func:`_enlarged`): a hepatomegaly or splenomegaly
+larger than the atlas persons' organs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
 __all__ = ["run_case", "main", "ORGANS"]
 
@@ -125,7 +128,7 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 
 
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
-             scale: tuple[float, float] | None = None) -> dict:
+             scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -167,6 +170,10 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
     if scale is not None:
         ph = _scaled(ph, *scale)
         name = f"{name} x{scale[0]:g},{scale[1]:g}"
+    if enlarge is not None:
+        ph, (before, after) = _enlarged(ph, *enlarge)
+        name = f"{name} {enlarge[0]} {after:.0f}mL"  # before: the phantom's own volume
+        print(f"{name}: {enlarge[0]} {before:.0f} -> {after:.0f} mL", flush=True)
     ct, ref, levels = load_case(zip_path, name.split(" ")[0], phantom=ph)
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
     if spect in ("realistic", "early"):
@@ -193,12 +200,60 @@ def _scaled(ph, in_plane: float, axial: float):
     return replace(ph, labels=replace(ph.labels, affine=a), _cache={})  # the cached reference is the unstretched one
 
 
+#: Tissues of ``*_LabelsToMaterials.txt`` an enlarged organ may take over (:func:`_enlarged`): the soft
+#: tissue it pushes aside, never bone, lung, muscle, skin or another of the four organs.
+_DISPLACEABLE = ("Adipose", "intestine", "Stomach", "contents", "Pancreas", "Gallbladder", "Lymph", "Blood")
+
+
+def _enlarged(ph, organ: str, grow_mm: float):
+    """The phantom with ``organ`` grown by up to ``grow_mm`` (mm) over the soft tissue around it.
+
+    A hepatomegaly or splenomegaly larger than the atlas persons' organs: the organ's label
+    spreads, by 6-connected steps from the organ, over the voxels within ``grow_mm`` of it whose
+    tissue is one of :data:`_DISPLACEABLE` (fat, bowel, stomach, pancreas, blood). The other organs,
+    the body wall and the skeleton keep their place, so the organ grows into the abdomen.
+
+    Returns
+    -------
+    phantom : Phantom
+        A copy with the new label map (the cached reference labels dropped).
+    ml : tuple of float
+        The organ's volume before and after, mL.
+    """
+    from dataclasses import replace
+
+    from sample_data.icrp110 import IDS
+
+    lab = np.asarray(ph.labels.array).copy()
+    vs = np.sqrt((np.asarray(ph.labels.affine, float)[:3, :3] ** 2).sum(axis=0))
+    ids = IDS[organ]
+    protected = set(IDS["kidney_left"] + IDS["kidney_right"] + IDS["liver"] + IDS["spleen"])
+    displaceable = np.zeros(int(lab.max()) + 1, bool)
+    for i, t in ph.tissue.items():
+        if i < displaceable.size and i not in protected and any(w in t for w in _DISPLACEABLE):
+            displaceable[i] = True
+    org = np.isin(lab, ids)
+    before = float(org.sum() * np.prod(vs)) / 1000.0
+    near = ndi.distance_transform_edt(~org, sampling=vs) <= grow_mm
+    ok = displaceable[lab] & near
+    grown = org.copy()
+    step = ndi.generate_binary_structure(3, 1)
+    for _ in range(int(np.ceil(grow_mm / vs.min())) + 1):
+        new = ndi.binary_dilation(grown, step) & ok & ~grown
+        if not new.any():
+            break
+        grown |= new
+    lab[grown & ~org] = ids[0]
+    after = float(grown.sum() * np.prod(vs)) / 1000.0
+    return replace(ph, labels=ph.labels.with_array(lab), _cache={}), (before, after)
+
+
 def format_rows(rows) -> str:
-    head = f"{'case':<24}{'atlas':<7}{'kidL':>6}{'kidR':>6}{'liver':>6}{'splee':>6}  levels      QC     s"
+    head = f"{'case':<30}{'atlas':<7}{'kidL':>6}{'kidR':>6}{'liver':>6}{'splee':>6}  levels      QC     s"
     lines = [head, "-" * len(head)]
     for r in rows:
         if "refused" in r:
-            lines.append(f"{r['case']:<24}{r.get('atlas', ''):<7} refused: {r['refused'][:110]}")
+            lines.append(f"{r['case']:<30}{r.get('atlas', ''):<7} refused: {r['refused'][:110]}")
             continue
         d = "".join(f"{'-' if r['dice'][o] is None else format(r['dice'][o], '.2f'):>6}" for o in ORGANS)
         lv = " ".join(f"{n}{'?' if ok is None else ('+' if ok else 'x')}" for n, ok in r["levels"].items())
@@ -212,8 +267,16 @@ def format_rows(rows) -> str:
             les = "  lesions in organs: " + ("; ".join(f"{n} {o} {v:.0f} %" for n, t in r["lesion_taken_pct"].items()
                                                       for o, v in t.items() if n != "liver_met" or o != "liver")
                                           or "none")
-        lines.append(f"{r['case']:<24}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}{les}")
+        lines.append(f"{r['case']:<30}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}{les}")
     return "\n".join(lines)
+
+
+def _organ_mm(value: str) -> tuple[str, float]:
+    """``spleen:15`` -> ("spleen", 15.0) for ``--enlarge``."""
+    organ, _, mm = value.partition(":")
+    if organ not in ORGANS or not mm:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected ORGAN:MM with ORGAN one of {', '.join(ORGANS)}")
+    return organ, float(mm)
 
 
 def main(argv=None) -> int:
@@ -234,6 +297,9 @@ def main(argv=None) -> int:
                         "hot renal pelvis, hot spleen, bowel, a node beside the left kidney and a liver "
                         "metastasis near the right one; also reports the share of each lesion an organ took), "
                         "or early (the same at an early session's lower contrast)")
+    p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
+                   help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
+                        "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -244,7 +310,8 @@ def main(argv=None) -> int:
     for name in args.cases.split(","):
         icrp = name[:2] in ("AF", "AM")
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
-                             spect=args.spect if icrp else False, scale=args.scale if icrp else None))
+                             spect=args.spect if icrp else False, scale=args.scale if icrp else None,
+                             enlarge=args.enlarge if icrp else None))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

@@ -54,3 +54,27 @@ def test_the_early_spect_has_a_lower_kidney_to_background_contrast_than_the_24h_
         ratios[name] = s[r == L.KIDNEY_LEFT].mean() / s[background].mean()
     # unblurred: cortex 10 / rest 0.3 against cortex 6 / rest 1; the camera's 12 mm blur lowers both
     assert 2.0 < ratios["early"] < 0.5 * ratios["24h"]
+
+
+def test_an_enlarged_organ_grows_only_over_fat_and_bowel_and_keeps_the_other_organs(af):
+    from sample_data.seg_regression import _enlarged
+
+    big, (before, after) = _enlarged(af, "spleen", 15.0)
+    a0, a1 = np.asarray(af.labels.array), np.asarray(big.labels.array)
+    changed = a0 != a1
+    # the spleen (ICRP-110 AF 130 mL at 1.775 x 1.775 x 4.84 mm) more than doubles with 15 mm over the abdomen
+    assert 1.5 * before < after < 4.0 * before
+    assert np.all(a1[changed] == 127)
+    taken = {af.tissue[int(i)] for i in np.unique(a0[changed])}
+    assert taken and all(any(w in t for w in ("Adipose", "intestine", "Stomach", "contents", "Pancreas",
+                                               "Gallbladder", "Lymph", "Blood")) for t in taken)
+    for organ in (89, 90, 91, 92, 93, 94, 95):
+        assert np.sum(a1 == organ) == np.sum(a0 == organ)
+    assert np.sum(a1 == 127) * np.prod(icrp110._FILES["AF"][1]) / 1000.0 == pytest.approx(after, rel=1e-6)
+
+
+def test_enlarge_option_rejects_an_unknown_organ():
+    from sample_data.seg_regression import main
+
+    with pytest.raises(SystemExit):
+        main(["--enlarge", "pancreas:10", "--cases", "sample"])
