@@ -40,7 +40,8 @@ from scipy import ndimage as ndi
 
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
-from .atlas_refine import grow_partial_volume, grow_with_uptake, refine_organs, uptake_veto
+from .atlas_refine import grow_partial_volume, refine_organs
+from .uptake_growth import drop_other_hot_basins, grow_together, grow_with_uptake, uptake_growth_allowed, uptake_veto
 from .components import without_thin_appendages
 from .rib_cage import rib_cage_depth_mm
 from .uptake_boundary import split_by_uptake
@@ -123,6 +124,18 @@ class FusionOptions:
         sample patient spleen 0.81 / 0.80. With a simulated SPECT (uniform, realistic) every Dice
         within 0.01 and uptake error within 0.4 %. 8 mm was no better (TotalSegmentator left
         kidney 0.88).
+    grow_together : bool
+        Grow the organs that are hot on the SPECT over tissue with their CT numbers and uptake
+        in lockstep (:func:`pipeline.segment.uptake_growth.grow_together`: each takes a voxel
+        only where it is the nearer organ), not one after the other (the first, a kidney, took
+        what it could reach of a neighbour the atlas left short). Leave-one-out, one after the
+        other / in lockstep: AF_3mm with a splenomegaly (``seg_regression --enlarge spleen:15``,
+        spleen 125 -> 307 mL) and the realistic SPECT (spleen 8, renal cortex 10): left kidney
+        0.76 / 0.80 (194 / 180 mL against 141), spleen 0.75 / 0.79, uptake errors within 0.5 %;
+        with the early SPECT left kidney 0.89 / 0.89, spleen 0.80 / 0.81. The six ICRP-110 cases
+        with the uniform, realistic and early SPECT: every Dice within 0.01 (AF_2mm / AF_3mm
+        realistic spleen +0.01, AF_3mm left kidney +0.01) and every uptake error within 0.2 %;
+        sample patient (atlas and its SPECT) left kidney 0.90 / 0.91, spleen 0.80 / 0.81.
     rim_without_spect : bool
         Add the partial-volume rim against fat
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`, one voxel, only voxels
@@ -160,6 +173,7 @@ class FusionOptions:
     rib_margin_mm: float = -3.0
     rib_margin_hot_mm: float = 0.0
     appendage_radius_mm: float = 6.0
+    grow_together: bool = True
 
 
 def prior_with_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, voxel_size_mm,
@@ -273,8 +287,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         (:func:`pipeline.segment.atlas_refine.uptake_veto`; recorded as ``spect_veto``),
         and its partial-volume rim against fat is added where the SPECT allows
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`; ``rim_added_voxels``),
-        then connected tissue with its CT numbers and its uptake
-        (:func:`pipeline.segment.atlas_refine.grow_with_uptake`; ``uptake_added_voxels``).
+        then connected tissue with its CT numbers and its uptake, the hot organs grown in
+        lockstep (:func:`pipeline.segment.atlas_refine.grow_together`, ``FusionOptions.grow_together``;
+        ``uptake_added_voxels``).
     spect_fov : numpy.ndarray of bool, optional
         Where ``spect`` has data: outside it the CT alone decides (no veto, no growth);
         the share of each organ inside it is recorded (``spect_veto.in_spect_field_of_view``).
@@ -350,13 +365,12 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)
-    for n in veto:
-        model = organs[n].get("intensity_model", {})
-        v, _ = uptake_veto(spect, masks[n].astype(np.float32), vs, valid=spect_fov)
-        if model.get("median_hu") is None or v is None:
+    if fusion.grow_together and veto:
+        _grow_hot_organs_together(masks, organs, veto, hu, vs, spect, spect_fov, rib_limit)
+    for n in veto if not fusion.grow_together else ():
+        model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs)
+        if v is None:
             continue
-        if spect_fov is not None:
-            v = np.where(spect_fov, v, 0.0)  # no growth on the CT alone where the SPECT has no data
         blocked = _blocked_for(n, masks, rib_limit.get(n))
         before = int(masks[n].sum())
         masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked, spect=spect)
@@ -371,6 +385,44 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
                 if rec["used"]:
                     organs[a].setdefault("uptake_boundary", {})[b] = rec
     return masks, record
+
+
+def _own_uptake_veto(n, masks, organs, spect, spect_fov, vs):
+    """Organ ``n``'s intensity model and its veto from its own mask (not the atlas prior), 0 outside
+    the SPECT's field of view (no growth on the CT alone there); ``(model, None)`` when it has none."""
+    model = organs[n].get("intensity_model", {})
+    v, _ = uptake_veto(spect, masks[n].astype(np.float32), vs, valid=spect_fov)
+    if model.get("median_hu") is None or v is None:
+        return model, None
+    if spect_fov is not None:
+        v = np.where(spect_fov, v, 0.0)
+    return model, v
+
+
+def _grow_hot_organs_together(masks, organs, veto, hu, vs, spect, spect_fov, rib_limit, max_mm: float = 20.0):
+    """The hot organs grown in lockstep over connected tissue with their CT numbers and uptake
+    (:func:`pipeline.segment.uptake_growth.grow_together`), then each without what it took from
+    another hot structure's uptake basin; ``masks`` and ``organs`` (``uptake_added_voxels``) updated."""
+    before = {n: masks[n].copy() for n in veto}
+    allowed, closeness, static = {}, {}, {}
+    sm = None
+    for n in veto:
+        model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs)
+        if v is None:
+            continue
+        static[n] = _blocked_for(n, masks, rib_limit.get(n))
+        allowed[n] = uptake_growth_allowed(hu, vs, model["median_hu"], model["sd_hu"], v, static[n])
+        if sm is None:
+            sm = ndi.gaussian_filter(hu.astype(np.float32), 2.0 / np.asarray(vs, float))
+        closeness[n] = np.abs(sm - model["median_hu"]) / model["sd_hu"]
+    grown = grow_together(masks, allowed, vs, max_mm, closeness)
+    for n in allowed:
+        others = static[n] | _blocked_for(n, grown)
+        m = grown[n]
+        if (m & ~before[n]).any():
+            m = drop_other_hot_basins(spect, before[n], m, vs, others=others)
+        masks[n] = m
+        organs[n]["uptake_added_voxels"] = int(m.sum()) - int(before[n].sum())
 
 
 def _blocked_for(name: str, masks: dict, also: np.ndarray | None = None) -> np.ndarray:
