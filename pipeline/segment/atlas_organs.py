@@ -41,7 +41,8 @@ from scipy import ndimage as ndi
 from ..image import Image
 from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
 from .atlas_refine import grow_partial_volume, refine_organs
-from .uptake_growth import drop_other_hot_basins, grow_together, grow_with_uptake, uptake_growth_allowed, uptake_veto
+from .uptake_growth import (drop_other_hot_basins, grow_together, grow_with_uptake, smoothed_ct,
+                            uptake_growth_allowed, uptake_veto)
 from .components import without_thin_appendages
 from .rib_cage import rib_cage_depth_mm
 from .uptake_boundary import split_by_uptake
@@ -284,11 +285,11 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     spect : numpy.ndarray, optional
         The reference SPECT on ``grid_ct``'s grid: where an organ refined on the CT is
         clearly hot, voxels far below its uptake are taken out of it
-        (:func:`pipeline.segment.atlas_refine.uptake_veto`; recorded as ``spect_veto``),
+        (:func:`pipeline.segment.uptake_growth.uptake_veto`; recorded as ``spect_veto``),
         and its partial-volume rim against fat is added where the SPECT allows
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`; ``rim_added_voxels``),
         then connected tissue with its CT numbers and its uptake, the hot organs grown in
-        lockstep (:func:`pipeline.segment.atlas_refine.grow_together`, ``FusionOptions.grow_together``;
+        lockstep (:func:`pipeline.segment.uptake_growth.grow_together`, ``FusionOptions.grow_together``;
         ``uptake_added_voxels``).
     spect_fov : numpy.ndarray of bool, optional
         Where ``spect`` has data: outside it the CT alone decides (no veto, no growth);
@@ -367,14 +368,16 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     # the organ itself rather than from the atlas prior)
     if fusion.grow_together and veto:
         _grow_hot_organs_together(masks, organs, veto, hu, vs, spect, spect_fov, rib_limit)
-    for n in veto if not fusion.grow_together else ():
-        model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs)
-        if v is None:
-            continue
-        blocked = _blocked_for(n, masks, rib_limit.get(n))
-        before = int(masks[n].sum())
-        masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked, spect=spect)
-        organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
+    elif veto:  # one after the other (the comparison of ``FusionOptions.grow_together``)
+        for n in veto:
+            model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs)
+            if v is None:
+                continue
+            blocked = _blocked_for(n, masks, rib_limit.get(n))
+            before = int(masks[n].sum())
+            masks[n] = grow_with_uptake(masks[n], hu, vs, model["median_hu"], model["sd_hu"], v, blocked,
+                                        spect=spect)
+            organs[n]["uptake_added_voxels"] = int(masks[n].sum()) - before
     # where two organs touch and one is hot, their common boundary at the midpoint of their uptakes
     if spect is not None and veto and fusion.split_touching_by_uptake:
         for i, a in enumerate(names):
@@ -405,15 +408,13 @@ def _grow_hot_organs_together(masks, organs, veto, hu, vs, spect, spect_fov, rib
     another hot structure's uptake basin; ``masks`` and ``organs`` (``uptake_added_voxels``) updated."""
     before = {n: masks[n].copy() for n in veto}
     allowed, closeness, static = {}, {}, {}
-    sm = None
+    sm = smoothed_ct(hu, vs)  # once for every organ: the CT window of the growth and the closeness
     for n in veto:
         model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs)
         if v is None:
             continue
         static[n] = _blocked_for(n, masks, rib_limit.get(n))
-        allowed[n] = uptake_growth_allowed(hu, vs, model["median_hu"], model["sd_hu"], v, static[n])
-        if sm is None:
-            sm = ndi.gaussian_filter(hu.astype(np.float32), 2.0 / np.asarray(vs, float))
+        allowed[n] = uptake_growth_allowed(sm, model["median_hu"], model["sd_hu"], v, static[n])
         closeness[n] = np.abs(sm - model["median_hu"]) / model["sd_hu"]
     grown = grow_together(masks, allowed, vs, max_mm, closeness)
     for n in allowed:

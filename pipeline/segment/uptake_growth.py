@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from .marrow import ellipsoid_structure
 
-__all__ = ["uptake_veto", "grow_with_uptake", "uptake_growth_allowed", "grow_together", "drop_other_hot_basins"]
+__all__ = ["uptake_veto", "grow_with_uptake", "uptake_growth_allowed", "smoothed_ct", "grow_together", "drop_other_hot_basins"]
 
 
 def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: float = 0.4,
@@ -133,7 +133,7 @@ def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_h
     numpy.ndarray of bool
     """
     vs = np.asarray(voxel_size_mm, float)
-    ok = uptake_growth_allowed(ct_hu, vs, organ_hu, organ_sd_hu, veto, blocked, k_sd, min_veto, smooth_mm)
+    ok = uptake_growth_allowed(smoothed_ct(ct_hu, vs, smooth_mm), organ_hu, organ_sd_hu, veto, blocked, k_sd, min_veto)
     m = mask.copy()
     for _ in range(int(round(max_mm / vs.min()))):
         new = ndi.binary_dilation(m) & ok & ~m
@@ -145,16 +145,21 @@ def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_h
     return m
 
 
-def uptake_growth_allowed(ct_hu: np.ndarray, voxel_size_mm, organ_hu: float, organ_sd_hu: float,
-                          veto: np.ndarray, blocked: np.ndarray | None = None, k_sd: float = 2.0,
-                          min_veto: float = 0.7, smooth_mm: float = 2.0) -> np.ndarray:
+def uptake_growth_allowed(smoothed_hu: np.ndarray, organ_hu: float, organ_sd_hu: float, veto: np.ndarray,
+                          blocked: np.ndarray | None = None, k_sd: float = 2.0,
+                          min_veto: float = 0.7) -> np.ndarray:
     """Where :func:`grow_with_uptake` may add voxels to an organ (bool, the CT's shape): the smoothed
-    CT within ``k_sd`` SDs of the organ's intensity model, the veto above ``min_veto``, not ``blocked``."""
-    sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / np.asarray(voxel_size_mm, float))
-    ok = (np.abs(sm - organ_hu) < k_sd * organ_sd_hu) & (veto > min_veto)
+    CT (HU, :func:`smoothed_ct`) within ``k_sd`` SDs of the organ's intensity model, the veto above
+    ``min_veto``, not ``blocked``."""
+    ok = (np.abs(smoothed_hu - organ_hu) < k_sd * organ_sd_hu) & (veto > min_veto)
     if blocked is not None:
         ok &= ~blocked
     return ok
+
+
+def smoothed_ct(ct_hu: np.ndarray, voxel_size_mm, smooth_mm: float = 2.0) -> np.ndarray:
+    """The CT (HU) smoothed by a Gaussian of SD ``smooth_mm`` against low-dose noise, float32."""
+    return ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / np.asarray(voxel_size_mm, float))
 
 
 def grow_together(masks: dict, allowed: dict, voxel_size_mm, max_mm: float = 20.0,
