@@ -100,7 +100,7 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     organs = compare_labels(judged, ref)  # only where the reference was labelled
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
     if judge_uptake:
-        row["uptake_error_pct"] = _uptake_errors(ct, spect, labels, ref)
+        row["uptake_error_pct"] = _uptake_errors(ct, spect, judged, ref)
     if lesions:
         # share of each lesion (not an organ) that a segmented organ took, %
         ours = np.asarray(labels.array)
@@ -148,8 +148,12 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
             levels[n] = (float(zz.min()), float(zz.max()))
         labelled = np.zeros(ct.shape, bool)
         labelled[:, :, 82:] = True  # organs below the labelled part are not judged
+        sp = None
+        if spect:
+            sp = _totalseg_spect(ct, ref, labelled, atlas, spect)
+            name = f"{name} ({spect} SPECT)"
         return _row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"),
-                    anchor=anchor, atlas=atlas, labelled=labelled)
+                    anchor=anchor, atlas=atlas, labelled=labelled, spect=sp, judge_uptake=sp is not None)
     if name.startswith("sample"):
         import tempfile
 
@@ -187,6 +191,35 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
                     lesions=lesions)
     return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
                 spect=simulated_spect(ct, ref) if spect else None, judge_uptake=bool(spect))
+
+
+#: Relative uptake kidneys, liver, spleen (our label ids 1-4) and rest of the body for the
+#: TotalSegmentator case's simulated SPECT (:func:`_totalseg_spect`): the ICRP-110 cases' uniform
+#: (:data:`SIMULATED_UPTAKE`), realistic (spleen 8) and early (kidney 5, spleen 3, liver 2.5, rest 1)
+#: contrasts, with one uptake for the whole kidney (the reference has no cortex or medulla).
+TOTALSEG_UPTAKE = {"uniform": (SIMULATED_UPTAKE, 0.3),
+                   "realistic": ({1: 10.0, 2: 10.0, 3: 2.0, 4: 8.0}, 0.3),
+                   "early": ({1: 5.0, 2: 5.0, 3: 2.5, 4: 3.0}, 1.0)}
+
+
+def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode):
+    """A simulated SPECT for the TotalSegmentator CT (12 mm FWHM, 4.8 mm voxels, 5 % noise).
+
+    The activity follows the reference organs on the labelled slices. Below them the organs
+    are not labelled, so there it follows spectdose's own CT-only segmentation (never judged:
+    the Dice and uptake errors count the labelled slices only; without it the kidneys' and the
+    liver's lower parts would be cold and cut the organs at the slab's edge).
+    """
+    from pipeline.segment.cli import segment
+    from sample_data.seg_spect import camera
+
+    uptake, rest = TOTALSEG_UPTAKE["uniform" if mode is True else mode]
+    own, _ = segment(ct, atlas=atlas)
+    organs = np.where(labelled, ref, np.where(np.isin(np.asarray(own.array), (1, 2, 3, 4)), own.array, 0))
+    act = np.where(np.asarray(ct.array) > -400.0, rest, 0.0).astype(np.float32)
+    for lid, v in uptake.items():
+        act[organs == lid] = v
+    return camera(ct, act, 12.0, 4.8, 0.05, np.random.default_rng(0))
 
 
 def _scaled(ph, in_plane: float, axial: float):
@@ -292,11 +325,12 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
                    metavar="XY,Z", help="ICRP-110 cases: stretch the phantom in-plane and axially (e.g. 1.2,1.0)")
     p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic", "early"),
-                   help="ICRP-110 cases: a simulated reference SPECT for the segmenter, and the uptake error; "
+                   help="ICRP-110 and TotalSegmentator cases: a simulated reference SPECT for the segmenter, and the uptake error; "
                         "uniform organ uptake (default), or realistic (sample_data.seg_spect: cortex, medulla, "
                         "hot renal pelvis, hot spleen, bowel, a node beside the left kidney and a liver "
                         "metastasis near the right one; also reports the share of each lesion an organ took), "
-                        "or early (the same at an early session's lower contrast)")
+                        "or early (the same at an early session's lower contrast); TotalSegmentator: one uptake "
+                        "per organ at the same three contrasts (sample_data.seg_regression.TOTALSEG_UPTAKE)")
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
                         "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
@@ -310,7 +344,7 @@ def main(argv=None) -> int:
     for name in args.cases.split(","):
         icrp = name[:2] in ("AF", "AM")
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
-                             spect=args.spect if icrp else False, scale=args.scale if icrp else None,
+                             spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
                              enlarge=args.enlarge if icrp else None))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()

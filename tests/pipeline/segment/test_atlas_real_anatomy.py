@@ -77,3 +77,51 @@ def test_leave_one_out_atlas_segments_the_other_phantom(tmp_path, with_spect):
     qc = json.loads((out / "qc.json").read_text())
     assert qc["organ_method"]["subjects"][0]["subject"] == "ICRP110_AF"
     assert all(np.isfinite(r["best_mad_hu"]) for r in qc["organ_method"]["organs"].values())
+
+
+@pytest.mark.slow
+def test_totalsegmentator_ct_with_an_early_spect_meets_the_dice_targets():
+    """A real CT (contrast-enhanced, 3 mm) with a simulated early-session SPECT, the atlas of both
+    phantoms. Measured (labelled slices only): kidneys 0.94 / 0.91, liver 0.93, spleen 0.86, uptake
+    errors -1.2 / -4.7 / -2.0 / +2.5 %; CT only the spleen is 0.65 (the atlas spleens end 30 mm
+    above this one's lower pole). Thresholds: the issue's targets (0.85 kidneys, 0.90 liver, 0.80
+    spleen) and uptake within 8 %."""
+    if not (SHARED / "totalseg_example").is_dir() or not ZIP.is_file():
+        pytest.skip("../shared/data/totalseg_example or icrp110 is not present")
+    from sample_data.icrp110 import atlas_subjects
+    from sample_data.seg_regression import run_case
+
+    row = run_case("totalseg", SHARED.parent, atlas=tuple(atlas_subjects(ZIP)), spect="early")
+    assert "refused" not in row, row
+    want = {"kidney_left": 0.85, "kidney_right": 0.85, "liver": 0.90, "spleen": 0.80}
+    for name, dice in want.items():
+        assert row["dice"][name] >= dice, (name, row["dice"])
+        assert abs(row["uptake_error_pct"][name]) < 8.0, row["uptake_error_pct"]
+    assert row["qc"] != "fail", row["qc_failing"]
+
+
+@pytest.mark.slow
+def test_an_enlarged_spleen_above_the_left_kidney_is_not_given_to_the_kidney():
+    """AF_3mm with a splenomegaly (``seg_regression --enlarge spleen:15``: 125 -> 307 mL, grown over the
+    fat around the kidney's upper pole), the realistic SPECT (spleen 8, renal cortex 10: the SPECT cannot
+    part them) and the male phantom as atlas. Measured left kidney 163 mL against 141 mL (Dice 0.84),
+    spleen Dice 0.83; without the CT-based split of touching organs (:mod:`pipeline.segment.ct_boundary`)
+    181 mL (0.80) and 0.79. Threshold: kidney volume within 20 % of the truth, Dice at least 0.82."""
+    if not ZIP.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from pipeline.segment.cli import segment
+    from pipeline.segment.evaluate import compare_labels, resample_nearest
+    from sample_data import seg_spect
+    from sample_data.icrp110 import atlas_subjects, load_case, load_phantom
+    from sample_data.seg_regression import _enlarged
+
+    (am,) = atlas_subjects(ZIP, names=("AM",))
+    ph, _ = _enlarged(load_phantom(ZIP, "AF"), "spleen", 15.0)
+    ct, ref, _ = load_case(ZIP, "AF_3mm", phantom=ph)
+    spect, ct, _ = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct))
+    labels, _ = segment(ct, spect=spect, atlas=(am,))
+    organs = compare_labels(labels, ref)
+    ours = float(np.sum(np.asarray(labels.array) == 1)) * ct.voxel_volume_ml
+    truth = float(np.sum(np.asarray(ref.array) == 1)) * ct.voxel_volume_ml
+    assert abs(ours / truth - 1.0) < 0.20, (ours, truth)
+    assert organs["kidney_left"]["dice"] >= 0.82, organs["kidney_left"]
