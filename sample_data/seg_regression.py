@@ -16,7 +16,7 @@ apart from the level count. ``--atlas loo|all`` finds the organs by atlas
 registration (:mod:`pipeline.segment.atlas_organs`) with the ICRP-110 phantoms:
 ``loo`` leaves a case's own phantom out of the atlas (the honest test of a new
 patient), ``all`` keeps it (what a held-back case made from these phantoms would see).
-``--spect`` gives the ICRP-110 cases a simulated reference SPECT (:func:`simulated_spect`:
+``--spect`` gives the ICRP-110 cases (and the TotalSegmentator CT, :func:`_totalseg_spect`) a simulated reference SPECT (:func:`simulated_spect`:
 kidney:spleen:liver:rest uptake 10:3:2:0.3, 12 mm FWHM, 4.8 mm voxels, 5 % noise) and adds
 the uptake error per organ: the mean of that SPECT in the segmented organ against the mean
 in the reference organ (%), the part of the organ-dose error that the segmentation makes.

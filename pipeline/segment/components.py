@@ -7,7 +7,8 @@ from scipy import ndimage as ndi
 
 from .marrow import ellipsoid_structure
 
-__all__ = ["select_labels", "component_sizes", "largest_component", "without_thin_appendages"]
+__all__ = ["select_labels", "component_sizes", "largest_component", "keep_largest_of_pair",
+           "without_thin_appendages"]
 
 
 def select_labels(lab: np.ndarray, ids) -> np.ndarray:
@@ -72,6 +73,36 @@ def largest_component(mask: np.ndarray) -> tuple[np.ndarray, int]:
     sizes = component_sizes(lab, n)
     i = int(np.argmax(sizes))
     return lab == i + 1, int(sizes[i])
+
+
+def keep_largest_of_pair(mask_a: np.ndarray, mask_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two organs after their common boundary moved, each as one piece.
+
+    Each keeps its largest 26-connected piece; a smaller piece cut off goes to the other organ
+    when it touches it, else to neither (first for ``mask_a``, then for ``mask_b``).
+
+    Parameters
+    ----------
+    mask_a, mask_b : numpy.ndarray of bool, same shape, not overlapping
+
+    Returns
+    -------
+    new_a, new_b : numpy.ndarray of bool
+    """
+    mask_a, mask_b = _largest_giving_rest(mask_a, mask_b)
+    mask_b, mask_a = _largest_giving_rest(mask_b, mask_a)
+    return mask_a, mask_b
+
+
+def _largest_giving_rest(mask: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``mask``'s largest 26-connected piece, and ``other`` with the removed pieces that touch it."""
+    lab, n = ndi.label(mask, np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return mask, other
+    keep = lab == int(np.argmax(component_sizes(lab, n))) + 1
+    dropped = np.where(keep, 0, lab)
+    touching = np.unique(dropped[ndi.binary_dilation(other) & (dropped > 0)])
+    return keep, other | select_labels(dropped, touching[touching > 0])
 
 
 def without_thin_appendages(mask: np.ndarray, voxel_size_mm, radius_mm: float) -> np.ndarray:

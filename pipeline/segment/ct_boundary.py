@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .uptake_boundary import _keep_largest
+from .components import keep_largest_of_pair
 
 __all__ = ["split_by_ct"]
 
@@ -115,8 +115,7 @@ def split_by_ct(smoothed_hu: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray,
         shell_to_a[shell] = moved_to_a[near]
         new_a = (new_a & ~shell_to_b) | shell_to_a
         new_b = (new_b & ~shell_to_a) | shell_to_b
-    new_a, new_b = _keep_largest(new_a, new_b)
-    new_b, new_a = _keep_largest(new_b, new_a)
+    new_a, new_b = keep_largest_of_pair(new_a, new_b)
     rec.update(used=True, moved_a_to_b=int(np.count_nonzero(mask_a & new_b)),
                moved_b_to_a=int(np.count_nonzero(mask_b & new_a)))
     return new_a, new_b, rec

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .components import component_sizes, select_labels
+from .components import keep_largest_of_pair
 
 __all__ = ["organ_uptake_level", "split_by_uptake"]
 
@@ -119,20 +119,8 @@ def split_by_uptake(spect: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, v
     to_a = band & (above if hot_is_a else ~above)
     new_a = (mask_a & ~band) | to_a
     new_b = (mask_b & ~band) | (band & ~to_a)
-    new_a, new_b = _keep_largest(new_a, new_b)
-    new_b, new_a = _keep_largest(new_b, new_a)
+    new_a, new_b = keep_largest_of_pair(new_a, new_b)
     rec.update(used=True, threshold=round(threshold, 6), hot="a" if hot_is_a else "b",
                moved_a_to_b=int(np.count_nonzero(mask_a & new_b)),
                moved_b_to_a=int(np.count_nonzero(mask_b & new_a)))
     return new_a, new_b, rec
-
-
-def _keep_largest(mask: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``mask``'s largest 26-connected piece, and ``other`` with the removed pieces that touch it."""
-    lab, n = ndi.label(mask, np.ones((3, 3, 3), bool))
-    if n <= 1:
-        return mask, other
-    keep = lab == int(np.argmax(component_sizes(lab, n))) + 1
-    dropped = np.where(keep, 0, lab)
-    touching = np.unique(dropped[ndi.binary_dilation(other) & (dropped > 0)])
-    return keep, other | select_labels(dropped, touching[touching > 0])
