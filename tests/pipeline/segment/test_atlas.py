@@ -151,6 +151,24 @@ def test_uptake_veto_is_low_far_from_a_hot_organ_and_unused_for_a_cold_one():
     assert flat is None and not rec["used"]  # not hot: the SPECT says nothing about where it is
 
 
+def test_uptake_veto_at_an_early_session_contrast_still_cuts_the_muscle_beside_the_organ():
+    # early session: organ 2.5 against 1.0 in the rest of the body (liver of a peptide at 1-4 h)
+    from scipy import ndimage as ndi
+
+    _, truth, muscle, _ = _hot_kidney_with_cold_muscle()
+    spect = ndi.gaussian_filter(np.where(truth, 2.5, 1.0).astype(np.float32), 12.0 / 2.3548 / 3.0)
+    dist = ndi.distance_transform_edt(~truth, sampling=3.0)
+    beyond = muscle & (dist > 7.0)  # muscle more than 7 mm (0.6 FWHM) from the organ
+    veto, rec = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True)
+    assert rec["used"] and rec["baseline"] > 0.9  # measured against the surroundings' uptake
+    assert np.median(veto[truth]) > 0.9
+    assert np.median(veto[beyond]) < 0.2
+    # as a fraction of the organ's own uptake (baseline 0) that muscle sat at the veto's midpoint
+    # (0.4 x 2.5 = 1.0 is the body's own level): half its prior kept, and no veto against the growth
+    absolute, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0))
+    assert np.median(absolute[beyond]) > 0.45
+
+
 def test_uptake_veto_leaves_the_part_of_an_organ_outside_the_spect_field_of_view_to_the_ct():
     _, truth, _, spect = _hot_kidney_with_cold_muscle()
     ks = np.flatnonzero(truth.any(axis=(0, 1)))
