@@ -128,7 +128,8 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 
 
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
-             scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None) -> dict:
+             scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
+             liver_mets: float = 0.0) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -186,7 +187,10 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
 
         uptake, rest = ((seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST) if spect == "early"
                         else (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
-        sp, ct, lesions = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct), uptake=uptake, rest=rest)
+        sp, ct, lesions = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct), uptake=uptake, rest=rest,
+                                                    liver_mets_fraction=liver_mets)
+        if liver_mets:
+            name = f"{name} mets {100 * liver_mets:.0f}%"
         return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
                     lesions=lesions)
     return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
@@ -331,6 +335,9 @@ def main(argv=None) -> int:
                         "metastasis near the right one; also reports the share of each lesion an organ took), "
                         "or early (the same at an early session's lower contrast); TotalSegmentator: one uptake "
                         "per organ at the same three contrasts (sample_data.seg_regression.TOTALSEG_UPTAKE)")
+    p.add_argument("--liver-mets", type=float, default=0.0, metavar="FRACTION",
+                   help="ICRP-110 cases with --spect realistic or early: hot liver metastases (10 x the liver's "
+                        "uptake, 8-20 mm radius) filling this fraction of the liver, e.g. 0.15")
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
                         "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
@@ -345,7 +352,7 @@ def main(argv=None) -> int:
         icrp = name[:2] in ("AF", "AM")
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
                              spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
-                             enlarge=args.enlarge if icrp else None))
+                             enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

@@ -17,6 +17,10 @@ Lu-177 peptide or PSMA scan at about 24 h is not uniform, and its hot spots are 
   para-aortic lymph node 8 mm medial to the left kidney at its hilum (soft tissue, 40 HU, written
   into the CT too), and a liver metastasis in the liver within 40 mm of the right kidney;
 
+- optionally (``liver_mets_fraction``) hot liver metastases, 8-20 mm radius, at 10 times the
+  liver's uptake, until they fill that fraction of the liver: the neuroendocrine patients
+  treated with Lu-177 somatostatin-receptor ligands often have many;
+
 then the same camera model as the uniform one (Gaussian blur of ``fwhm_mm``, isotropic
 ``voxel_mm`` grid, multiplicative noise). The lesions are returned so that the regression can
 also check that no kidney took them.
@@ -65,7 +69,8 @@ def _ball(shape, centre_vox, radius_mm, vs):
 
 
 def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_mm: float = 4.8,
-                    noise: float = 0.05, seed: int = 0, uptake: dict | None = None, rest: float | None = None):
+                    noise: float = 0.05, seed: int = 0, uptake: dict | None = None, rest: float | None = None,
+                    liver_mets_fraction: float = 0.0):
     """The non-uniform SPECT, the CT with the lymph node written in, and the lesion masks.
 
     Parameters
@@ -82,6 +87,8 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
         :data:`EARLY_UPTAKE`).
     rest : float, optional
         Relative uptake of the rest of the body (default :data:`REALISTIC_REST`).
+    liver_mets_fraction : float
+        Share of the liver (0-1) given to hot metastases (:func:`_liver_mets`), 0: none.
 
     Returns
     -------
@@ -124,12 +131,27 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     lesions["liver_met"] = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & liver
     for m in lesions.values():
         act[m] = LESION_UPTAKE
+    if liver_mets_fraction > 0:
+        mets = _liver_mets(liver & ~lesions["liver_met"], liver_mets_fraction, vs, rng)
+        act[mets] = 10.0 * float(act[liver & ~mets].mean())
     fat = ndi.binary_erosion((hu > -200) & (hu < 0), iterations=2)  # away from partial volume
     noise_sd = float(np.std(hu[fat])) if fat.any() else 0.0
     hu[node] = 40.0 + noise_sd * rng.standard_normal(int(node.sum())).astype(np.float32)
     ct_out = ct.with_array(hu, unit="HU")
 
     return camera(ct, act, fwhm_mm, voxel_mm, noise, rng), ct_out, lesions
+
+
+def _liver_mets(liver: np.ndarray, fraction: float, vs, rng) -> np.ndarray:
+    """Balls of 8-20 mm radius centred in the liver (at least 3 voxels deep), cut to it, until
+    they fill ``fraction`` of it; bool mask, same shape."""
+    from scipy import ndimage as ndi
+
+    pts = np.argwhere(ndi.binary_erosion(liver, iterations=3))
+    mets = np.zeros_like(liver)
+    while pts.size and mets.sum() < fraction * liver.sum():
+        mets |= _ball(liver.shape, pts[rng.integers(len(pts))], rng.uniform(8.0, 20.0), vs) & liver
+    return mets
 
 
 def camera(ct, activity: np.ndarray, fwhm_mm: float, voxel_mm: float, noise: float, rng):

@@ -53,8 +53,10 @@ def split_by_ct(smoothed_hu: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray,
         45-55 HU; any pair on a contrast-enhanced CT whose enhanced kidney model is wide).
     margin_sd : float
         A voxel of the darker organ A moves to the brighter B only where
-        ``|h - mu_b| / sd_b + margin_sd < |h - mu_a| / sd_a``: a clear preference, so that noise
-        and the partial-volume band at the interface stay where they are.
+        ``|h - mu_a| / sd_a - |h - mu_b| / sd_b``, averaged over the pair with a Gaussian of one
+        voxel (SD), exceeds ``margin_sd``: a clear preference, so that noise and the
+        partial-volume band at the interface stay where they are (on the male splenomegaly case
+        the averaging took the kidney voxels wrongly moved from 15 to 0).
     max_z : float
         ... and only where also ``|h - mu_b| / sd_b <= max_z``: it fits the organ it goes to.
     min_contact_voxels : int
@@ -85,8 +87,11 @@ def split_by_ct(smoothed_hu: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray,
     interior = ndi.binary_erosion(pair)
     z_a = np.abs(smoothed_hu - mu_a) / sd_a
     z_b = np.abs(smoothed_hu - mu_b) / sd_b
-    prefer_b = interior & (z_b + margin_sd < z_a) & (z_b <= max_z)
-    prefer_a = interior & (z_a + margin_sd < z_b) & (z_a <= max_z)
+    # the preference averaged over about one voxel inside the pair (low-dose noise decides single voxels)
+    w = ndi.gaussian_filter(pair.astype(np.float32), 1.0)
+    diff = ndi.gaussian_filter(np.where(pair, z_a - z_b, 0.0).astype(np.float32), 1.0) / np.maximum(w, 1e-6)
+    prefer_b = interior & (diff > margin_sd) & (z_b <= max_z)
+    prefer_a = interior & (-diff > margin_sd) & (z_a <= max_z)
     # voxels move only to the brighter organ: partial volume with fat darkens, so a dark voxel
     # of the brighter organ may be its partial-volume edge (on the ICRP-110 splenomegaly cases every
     # spleen voxel the kidney would have taken was spleen), while a voxel of the darker organ as

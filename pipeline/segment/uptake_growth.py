@@ -46,7 +46,9 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     The 75th percentile rather than the 90th: with a hot renal pelvis (urine, 5 times the
     parenchyma in the innermost 8 % of the kidney) the 90th percentile vetoed the cortex
     (kidney uptake error +21 % on AF_3mm, 75th: +8 %), at the cost of a looser veto
-    without it (male right kidney -5.7 % instead of -3.9 %).
+    without it (male right kidney -5.7 % instead of -3.9 %). The liver's level is better its
+    median (``FusionOptions.veto_percentile``): hot metastases in a sixth of it raise the 75th
+    percentile to their own level.
 
     Parameters
     ----------

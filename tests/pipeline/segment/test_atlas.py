@@ -169,6 +169,26 @@ def test_uptake_veto_at_an_early_session_contrast_still_cuts_the_muscle_beside_t
     assert np.median(absolute[beyond]) > 0.45
 
 
+def test_uptake_veto_from_the_median_keeps_an_organ_whose_quarter_is_hot_metastases():
+    # a liver with hot metastases (10 x its uptake) in a fifth of it: its 75th percentile is the
+    # metastases' level, so 0.4 of it vetoes the normal liver; the median is the liver's own
+    from scipy import ndimage as ndi
+
+    _, truth, _, _ = _hot_kidney_with_cold_muscle()
+    idx = np.argwhere(truth)
+    hot = np.zeros_like(truth)
+    cut = np.percentile(idx[:, 2], 80)
+    hot[tuple(idx[idx[:, 2] >= cut].T)] = True
+    act = np.where(truth, 2.0, 0.3) + np.where(hot, 18.0, 0.0)
+    spect = ndi.gaussian_filter(act.astype(np.float32), 12.0 / 2.3548 / 3.0)
+    normal = ndi.binary_erosion(truth & ~ndi.binary_dilation(hot, iterations=4), iterations=1)
+    at75, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True)
+    at50, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True,
+                          percentile=50.0)
+    assert np.median(at75[normal]) < 0.5
+    assert np.median(at50[normal]) > 0.9
+
+
 def test_uptake_veto_leaves_the_part_of_an_organ_outside_the_spect_field_of_view_to_the_ct():
     _, truth, _, spect = _hot_kidney_with_cold_muscle()
     ks = np.flatnonzero(truth.any(axis=(0, 1)))
