@@ -81,45 +81,41 @@ def split_by_ct(smoothed_hu: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray,
     rec["contact_voxels"] = int(np.count_nonzero(contact))
     if sep < min_separation_sd or rec["contact_voxels"] < min_contact_voxels:
         return mask_a, mask_b, rec
-    pair = mask_a | mask_b
-    # only the pair's interior competes: at its surface against fat the partial volume makes every
-    # organ darker, and the darker organ would take the other's rim and carry the front along it
-    interior = ndi.binary_erosion(pair)
-    z_a = np.abs(smoothed_hu - mu_a) / sd_a
-    z_b = np.abs(smoothed_hu - mu_b) / sd_b
-    # the preference averaged over about one voxel inside the pair (low-dose noise decides single voxels)
-    w = ndi.gaussian_filter(pair.astype(np.float32), 1.0)
-    diff = ndi.gaussian_filter(np.where(pair, z_a - z_b, 0.0).astype(np.float32), 1.0) / np.maximum(w, 1e-6)
-    prefer_b = interior & (diff > margin_sd) & (z_b <= max_z)
-    prefer_a = interior & (-diff > margin_sd) & (z_a <= max_z)
     # voxels move only to the brighter organ: partial volume with fat darkens, so a dark voxel
     # of the brighter organ may be its partial-volume edge (on the ICRP-110 splenomegaly cases every
     # spleen voxel the kidney would have taken was spleen), while a voxel of the darker organ as
     # bright as the brighter one is not
-    if mu_a < mu_b:
-        prefer_a[...] = False
-    else:
-        prefer_b[...] = False
-    new_a, new_b = mask_a.copy(), mask_b.copy()
+    a_is_dark = mu_a < mu_b
+    dark, bright = (mask_a, mask_b) if a_is_dark else (mask_b, mask_a)
+    (mu_d, sd_d), (mu_br, sd_br) = ((mu_a, sd_a), (mu_b, sd_b)) if a_is_dark else ((mu_b, sd_b), (mu_a, sd_a))
+    pair = mask_a | mask_b
+    # only the pair's interior competes: at its surface against fat the partial volume makes every
+    # organ darker, and the darker organ would take the other's rim and carry the front along it
+    interior = ndi.binary_erosion(pair)
+    z_dark = np.abs(smoothed_hu - mu_d) / sd_d
+    z_bright = np.abs(smoothed_hu - mu_br) / sd_br
+    # the preference averaged over about one voxel inside the pair (low-dose noise decides single voxels)
+    w = ndi.gaussian_filter(pair.astype(np.float32), 1.0)
+    prefer = ndi.gaussian_filter(np.where(pair, z_dark - z_bright, 0.0).astype(np.float32), 1.0) / np.maximum(w, 1e-6)
+    takes = interior & (prefer > margin_sd) & (z_bright <= max_z)
+    new_dark, new_bright = dark.copy(), bright.copy()
     steps = int(np.ceil(max_mm / float(np.min(voxel_size_mm))))
     for _ in range(steps):
-        to_b = new_a & prefer_b & ndi.binary_dilation(new_b)
-        to_a = new_b & prefer_a & ndi.binary_dilation(new_a)
-        if not to_b.any() and not to_a.any():
+        step = new_dark & takes & ndi.binary_dilation(new_bright)
+        if not step.any():
             break
-        new_a = (new_a & ~to_b) | to_a
-        new_b = (new_b & ~to_a) | to_b
+        new_dark &= ~step
+        new_bright |= step
     # the surface follows the interior voxel nearest to it where that one changed hands
-    moved_to_b, moved_to_a = mask_a & new_b, mask_b & new_a
-    if moved_to_b.any() or moved_to_a.any():
+    moved = dark & new_bright
+    if moved.any():
         shell = pair & ~interior
         nearest = ndi.distance_transform_edt(~interior, return_distances=False, return_indices=True)
-        near = tuple(i[shell] for i in nearest)
-        shell_to_b, shell_to_a = np.zeros_like(shell), np.zeros_like(shell)
-        shell_to_b[shell] = moved_to_b[near]
-        shell_to_a[shell] = moved_to_a[near]
-        new_a = (new_a & ~shell_to_b) | shell_to_a
-        new_b = (new_b & ~shell_to_a) | shell_to_b
+        shell_moved = np.zeros_like(shell)
+        shell_moved[shell] = moved[tuple(i[shell] for i in nearest)]
+        new_dark &= ~shell_moved
+        new_bright |= shell_moved
+    new_a, new_b = (new_dark, new_bright) if a_is_dark else (new_bright, new_dark)
     new_a, new_b = keep_largest_of_pair(new_a, new_b)
     rec.update(used=True, moved_a_to_b=int(np.count_nonzero(mask_a & new_b)),
                moved_b_to_a=int(np.count_nonzero(mask_b & new_a)))
