@@ -242,8 +242,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)
+    sm = smoothed_ct(hu, vs) if veto else None  # once: the growth's CT window and closeness, the CT boundary
     if fusion.grow_together and veto:
-        _grow_hot_organs_together(masks, organs, veto, hu, vs, spect, spect_fov, rib_limit, fusion=fusion)
+        _grow_hot_organs_together(masks, organs, veto, sm, vs, spect, spect_fov, rib_limit, fusion=fusion)
     elif veto:  # one after the other (the comparison of ``FusionOptions.grow_together``)
         for n in veto:
             model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs, fusion)
@@ -265,7 +266,6 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
                     organs[a].setdefault("uptake_boundary", {})[b] = rec
     # where two touching organs' CT numbers differ clearly and the SPECT did not place their boundary
     if fusion.split_touching_by_ct and veto:
-        sm = smoothed_ct(hu, vs)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 if b in organs[a].get("uptake_boundary", {}):
@@ -291,14 +291,13 @@ def _own_uptake_veto(n, masks, organs, spect, spect_fov, vs, fusion: FusionOptio
     return model, v
 
 
-def _grow_hot_organs_together(masks, organs, veto, hu, vs, spect, spect_fov, rib_limit, max_mm: float = 20.0,
+def _grow_hot_organs_together(masks, organs, veto, sm, vs, spect, spect_fov, rib_limit, max_mm: float = 20.0,
                               fusion: FusionOptions = FusionOptions()):
     """The hot organs grown in lockstep over connected tissue with their CT numbers and uptake
     (:func:`pipeline.segment.uptake_growth.grow_together`), then each without what it took from
     another hot structure's uptake basin; ``masks`` and ``organs`` (``uptake_added_voxels``) updated."""
     before = {n: masks[n].copy() for n in veto}
     allowed, closeness, static = {}, {}, {}
-    sm = smoothed_ct(hu, vs)  # once for every organ: the CT window of the growth and the closeness
     for n in veto:
         model, v = _own_uptake_veto(n, masks, organs, spect, spect_fov, vs, fusion)
         if v is None:
