@@ -181,12 +181,13 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         print(f"{name}: {enlarge[0]} {before:.0f} -> {after:.0f} mL", flush=True)
     ct, ref, levels = load_case(zip_path, name.split(" ")[0], phantom=ph)
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
-    if spect in ("realistic", "early"):
+    if spect in ("realistic", "early", "sstr"):
         from pipeline.segment.evaluate import resample_nearest
         from sample_data import seg_spect
 
-        uptake, rest = ((seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST) if spect == "early"
-                        else (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
+        uptake, rest = {"early": (seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST),
+                        "sstr": (seg_spect.SSTR_UPTAKE, seg_spect.SSTR_REST)}.get(
+            spect, (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
         sp, ct, lesions = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct), uptake=uptake, rest=rest,
                                                     liver_mets_fraction=liver_mets)
         if liver_mets:
@@ -199,11 +200,12 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
 
 #: Relative uptake kidneys, liver, spleen (our label ids 1-4) and rest of the body for the
 #: TotalSegmentator case's simulated SPECT (:func:`_totalseg_spect`): the ICRP-110 cases' uniform
-#: (:data:`SIMULATED_UPTAKE`), realistic (spleen 8) and early (kidney 5, spleen 3, liver 2.5, rest 1)
+#: (:data:`SIMULATED_UPTAKE`), realistic (spleen 8), early (kidney 5, spleen 3, liver 2.5, rest 1) and sstr (spleen 16 above kidney 8.5)
 #: contrasts, with one uptake for the whole kidney (the reference has no cortex or medulla).
 TOTALSEG_UPTAKE = {"uniform": (SIMULATED_UPTAKE, 0.3),
                    "realistic": ({1: 10.0, 2: 10.0, 3: 2.0, 4: 8.0}, 0.3),
-                   "early": ({1: 5.0, 2: 5.0, 3: 2.5, 4: 3.0}, 1.0)}
+                   "early": ({1: 5.0, 2: 5.0, 3: 2.5, 4: 3.0}, 1.0),
+                   "sstr": ({1: 8.5, 2: 8.5, 3: 5.0, 4: 16.0}, 0.3)}
 
 
 def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode):
@@ -328,15 +330,16 @@ def main(argv=None) -> int:
                         "loo (an ICRP case without its own phantom: the honest test), all")
     p.add_argument("--scale", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
                    metavar="XY,Z", help="ICRP-110 cases: stretch the phantom in-plane and axially (e.g. 1.2,1.0)")
-    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic", "early"),
+    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic", "early", "sstr"),
                    help="ICRP-110 and TotalSegmentator cases: a simulated reference SPECT for the segmenter, and the uptake error; "
                         "uniform organ uptake (default), or realistic (sample_data.seg_spect: cortex, medulla, "
                         "hot renal pelvis, hot spleen, bowel, a node beside the left kidney and a liver "
                         "metastasis near the right one; also reports the share of each lesion an organ took), "
-                        "or early (the same at an early session's lower contrast); TotalSegmentator: one uptake "
-                        "per organ at the same three contrasts (sample_data.seg_regression.TOTALSEG_UPTAKE)")
+                        "or early (the same at an early session's lower contrast), or sstr (a somatostatin-"
+                        "receptor ligand at 24 h: spleen hotter than the kidneys, hot adrenals); TotalSegmentator: one uptake "
+                        "per organ at the same contrasts (sample_data.seg_regression.TOTALSEG_UPTAKE)")
     p.add_argument("--liver-mets", type=float, default=0.0, metavar="FRACTION",
-                   help="ICRP-110 cases with --spect realistic or early: hot liver metastases (10 x the liver's "
+                   help="ICRP-110 cases with --spect realistic, early or sstr: hot liver metastases (10 x the liver's "
                         "uptake, 8-20 mm radius) filling this fraction of the liver, e.g. 0.15")
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "

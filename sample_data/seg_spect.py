@@ -13,6 +13,8 @@ Lu-177 peptide or PSMA scan at about 24 h is not uniform, and its hot spots are 
   kidney cortex 6, medulla 3, renal pelvis 25 and bladder urine 40, spleen 3, liver 2.5, heart
   blood 4, bowel 1-1.2, the rest of the body 1.0 (a kidney-to-background ratio of 6 instead
   of 33: the reference SPECT of the workflow is the earliest session unless one is named);
+- :data:`SSTR_UPTAKE`, a somatostatin-receptor ligand at about 24 h: the spleen (16) hotter
+  than the renal cortex (10), hot adrenals on the kidneys' upper poles (10), pancreas 4, liver 5;
 - two lesions of 12 mm radius at uptake 15, placed where they can fool a segmenter: a
   para-aortic lymph node 8 mm medial to the left kidney at its hilum (soft tissue, 40 HU, written
   into the CT too), and a liver metastasis in the liver within 40 mm of the right kidney;
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "realistic_spect", "camera"]
+__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "SSTR_UPTAKE", "realistic_spect", "camera"]
 
 #: Relative uptake per ICRP-110 organ id group (see the module docstring).
 REALISTIC_UPTAKE = {
@@ -58,6 +60,24 @@ EARLY_UPTAKE = {
     (72, 73): 1.2,  # stomach wall and contents
 }
 EARLY_REST = 1.0
+#: Relative uptake of a somatostatin-receptor ligand (Lu-177 DOTATATE) at about 24 h: the spleen
+#: is the hottest organ of the abdomen, above the kidneys, and the adrenals (on the kidneys' upper
+#: poles), the pancreas and the stomach wall take up too (receptor-bearing tissues). The ratios
+#: follow the order of typical 24 h SUVs of that ligand (spleen about 1.5 times the kidneys,
+#: liver about half the kidneys); they are a plausible pattern, not a measurement.
+SSTR_UPTAKE = {
+    (89, 92): 10.0,  # kidney cortex
+    (90, 93): 6.0,  # kidney medulla
+    (91, 94): 6.0,  # renal pelvis (less urine at 24 h)
+    (127,): 16.0,  # spleen
+    (95,): 5.0,  # liver
+    (1, 2): 10.0,  # adrenals
+    (113,): 4.0,  # pancreas
+    (72,): 2.5,  # stomach wall
+    (74,): 1.5,  # small intestine
+    tuple(range(76, 87)): 1.0,  # colon wall and contents
+}
+SSTR_REST = 0.3
 LESION_UPTAKE = 15.0
 LESION_RADIUS_MM = 12.0
 
@@ -84,7 +104,7 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     seed : int
     uptake : dict, optional
         Relative uptake per tuple of ICRP-110 ids (default :data:`REALISTIC_UPTAKE`; also
-        :data:`EARLY_UPTAKE`).
+        :data:`EARLY_UPTAKE`, :data:`SSTR_UPTAKE`).
     rest : float, optional
         Relative uptake of the rest of the body (default :data:`REALISTIC_REST`).
     liver_mets_fraction : float

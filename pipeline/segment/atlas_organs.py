@@ -261,7 +261,10 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             for b in names[i + 1:]:
                 if a not in veto and b not in veto:
                     continue
-                masks[a], masks[b], rec = split_by_uptake(spect, masks[a], masks[b], vs, valid=spect_fov)
+                lesions = dict(fusion.veto_percentile)  # the organs whose level sheds hot lesions
+                masks[a], masks[b], rec = split_by_uptake(spect, masks[a], masks[b], vs, valid=spect_fov,
+                                                          lesions_possible_a=lesions.get(a) == "bulk",
+                                                          lesions_possible_b=lesions.get(b) == "bulk")
                 if rec["used"]:
                     organs[a].setdefault("uptake_boundary", {})[b] = rec
     # where two touching organs' CT numbers differ clearly and the SPECT did not place their boundary

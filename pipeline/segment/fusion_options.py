@@ -181,4 +181,4 @@ class FusionOptions:
     grow_together: bool = True
     split_touching_by_ct: bool = True
     veto_above_surroundings: tuple = ("liver", "spleen")
-    veto_percentile: tuple = (("liver", 50.0),)
+    veto_percentile: tuple = (("liver", "bulk"),)

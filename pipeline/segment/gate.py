@@ -233,8 +233,11 @@ def _midline_x(g: _Grid) -> tuple[float, str]:
     return float(_centroid_world(g, body)[0]), "body outline"
 
 
-def _organ_and_shell_uptake(g: _Grid, spect: Image, mask: np.ndarray) -> tuple[float | None, float | None]:
-    """Mean SPECT in the organ and in a shell 10-25 mm outside it (working grid, the SPECT's unit).
+def _organ_and_shell_uptake(g: _Grid, spect: Image, mask: np.ndarray
+                            ) -> tuple[float | None, float | None, np.ndarray]:
+    """Mean SPECT in the organ and in a shell 10-25 mm outside it (working grid, the SPECT's unit),
+    and the SPECT values of the organ's interior (more than 6 mm inside its surface, where the
+    neighbours' spill is small) in the field of view.
 
     The organ's mean is None when less than half of it lies in the SPECT's field of view; the
     shell's when fewer than 20 of its voxels do.
@@ -251,9 +254,22 @@ def _organ_and_shell_uptake(g: _Grid, spect: Image, mask: np.ndarray) -> tuple[f
                                mode="constant", cval=np.nan)
     sel_m = m[tuple((idx - [s.start for s in box]).T)]
     inside, around = vals[sel_m], vals[~sel_m]
+    deep = ndi.distance_transform_edt(m, sampling=g.vs)[tuple((idx - [s.start for s in box]).T)][sel_m] > 6.0
+    interior = inside[deep & np.isfinite(inside)]
     inside, around = inside[np.isfinite(inside)], around[np.isfinite(around)]
     organ = float(np.mean(inside)) if inside.size >= 0.5 * sel_m.sum() else None
-    return organ, (float(np.mean(around)) if around.size >= 20 else None)
+    return organ, (float(np.mean(around)) if around.size >= 20 else None), interior
+
+
+def _hot_lesion_fraction(values: np.ndarray) -> float | None:
+    """Share of an organ's interior voxels whose SPECT is above twice its parenchyma's level
+    (:func:`pipeline.segment.uptake_growth.uptake_bulk_level`); None for fewer than 50 values."""
+    from .uptake_growth import uptake_bulk_level
+
+    if values.size < 50:
+        return None
+    level = uptake_bulk_level(values)
+    return float(np.mean(values > 2.0 * level)) if level > 0 else None
 
 
 def _liver_dome_gap(g: _Grid, liver: np.ndarray, lungs: np.ndarray) -> float | None:
@@ -451,11 +467,16 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
                 else:
                     res.checks.append(_graded(organ, "dome_gap_mm", gap, RANGES["liver.dome_gap_mm"]))
         if spect is not None:
-            inside, around = uptake[organ] = _organ_and_shell_uptake(g, spect, mask)
+            inside, around, values = _organ_and_shell_uptake(g, spect, mask)
+            uptake[organ] = (inside, around)
             if inside is None or around is None or around <= 0:
                 res.checks.append(_skip(organ, "uptake_ratio", "organ outside the SPECT or no counts around it"))
             else:
                 res.checks.append(_graded(organ, "uptake_ratio", inside / around, _limits(organ, "uptake_ratio")))
+            if organ in ("liver", "spleen") and inside is not None:
+                hot = _hot_lesion_fraction(values)
+                if hot is not None:
+                    res.checks.append(_graded(organ, "hot_lesion_fraction", hot, RANGES["organ.hot_lesion_fraction"]))
     if "kidney_left" in masks and "kidney_right" in masks:
         vl = float(counts[L.KIDNEY_LEFT]) * ct.voxel_volume_ml
         vr = float(counts[L.KIDNEY_RIGHT]) * ct.voxel_volume_ml

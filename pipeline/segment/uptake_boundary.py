@@ -20,12 +20,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .components import keep_largest_of_pair
+from .uptake_growth import uptake_bulk_level
 
 __all__ = ["organ_uptake_level", "split_by_uptake"]
 
 
 def organ_uptake_level(spect: np.ndarray, mask: np.ndarray, away: np.ndarray | None = None,
-                       percentile: float = 75.0) -> float | None:
+                       percentile: float = 75.0, lesions_possible: bool = False) -> float | None:
     """The uptake plateau of an organ: a high percentile of the SPECT inside it.
 
     Parameters
@@ -39,7 +40,12 @@ def organ_uptake_level(spect: np.ndarray, mask: np.ndarray, away: np.ndarray | N
         voxels remain.
     percentile : float
         75 by default: above the partial-volume edge of the organ against fat, below a
-        hot renal pelvis (the same choice as :func:`pipeline.segment.atlas_refine.uptake_veto`).
+        hot renal pelvis (the same choice as :func:`pipeline.segment.uptake_growth.uptake_veto`).
+    lesions_possible : bool
+        An organ that may hold hot lesions (the liver: metastases): when the percentile is
+        more than 1.5 times its bulk level (the median without the hot values,
+        :func:`pipeline.segment.uptake_growth.uptake_bulk_level`), the lesions set it, and
+        the bulk level is returned instead. (A liver without lesions: 1.0-1.1 times.)
 
     Returns
     -------
@@ -49,12 +55,19 @@ def organ_uptake_level(spect: np.ndarray, mask: np.ndarray, away: np.ndarray | N
     use = mask & away if away is not None and np.count_nonzero(mask & away) >= 10 else mask
     if np.count_nonzero(use) < 10:
         return None
-    return float(np.percentile(spect[use], percentile))
+    level = float(np.percentile(spect[use], percentile))
+    if lesions_possible:
+        bulk = uptake_bulk_level(spect[use])
+        if level > 1.5 * bulk:
+            return bulk
+    return level
 
 
 def split_by_uptake(spect: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, voxel_size_mm,
                     band_mm: float = 10.0, fwhm_mm: float = 12.0, min_ratio: float = 1.5, min_contact_voxels: int = 10,
-                    valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                    valid: np.ndarray | None = None, lesions_possible_a: bool = False,
+                    lesions_possible_b: bool = False,
+                    lesion_factor: float = 2.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Two touching organs' common boundary at the midpoint of their uptakes.
 
     Parameters
@@ -81,6 +94,15 @@ def split_by_uptake(spect: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, v
         Fewer voxels of ``mask_a`` touching ``mask_b`` (6-connectivity): not touching, nothing changes.
     valid : numpy.ndarray of bool, optional
         Where the SPECT has data; voxels outside keep their organ.
+    lesions_possible_a, lesions_possible_b : bool
+        The organ may hold hot lesions (:func:`organ_uptake_level`): the liver. With its
+        level at the 75th percentile, metastases in 30 % of a liver made it the hot organ of
+        the pair, and the split gave its cold parenchyma beside the kidney to the kidney
+        (ICRP-110 AF_3mm at an early session: 37 mL, right kidney Dice 0.79).
+    lesion_factor : float
+        Voxels above this many times the hot organ's level are not its parenchyma (a hot
+        lesion at the boundary, a liver metastasis beside the kidney): they, and the voxels
+        within ``fwhm_mm`` of them (whose values the lesion's spill raises), keep their organ.
 
     Returns
     -------
@@ -101,8 +123,8 @@ def split_by_uptake(spect: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, v
     band = (mask_a & (dist_b <= band_mm)) | (mask_b & (dist_a <= band_mm))
     if valid is not None:
         band &= valid
-    u_a = organ_uptake_level(spect, mask_a, away=dist_b > band_mm)
-    u_b = organ_uptake_level(spect, mask_b, away=dist_a > band_mm)
+    u_a = organ_uptake_level(spect, mask_a, away=dist_b > band_mm, lesions_possible=lesions_possible_a)
+    u_b = organ_uptake_level(spect, mask_b, away=dist_a > band_mm, lesions_possible=lesions_possible_b)
     if u_a is None or u_b is None or min(u_a, u_b) <= 0:
         return mask_a, mask_b, rec
     ratio = max(u_a, u_b) / min(u_a, u_b)
@@ -116,11 +138,15 @@ def split_by_uptake(spect: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, v
     # the pair in a Gaussian of the SPECT's resolution (normalised convolution, never by less than 0.5)
     share = ndi.gaussian_filter((mask_a | mask_b).astype(np.float32), fwhm_mm / 2.3548 / vs)
     above = spect >= threshold * np.clip(share, 0.5, 1.0)
+    hot = spect > lesion_factor * max(u_a, u_b)
+    lesion = band & (ndi.distance_transform_edt(~hot, sampling=vs) <= fwhm_mm if hot.any() else hot)
+    band &= ~lesion
     to_a = band & (above if hot_is_a else ~above)
     new_a = (mask_a & ~band) | to_a
     new_b = (mask_b & ~band) | (band & ~to_a)
     new_a, new_b = keep_largest_of_pair(new_a, new_b)
     rec.update(used=True, threshold=round(threshold, 6), hot="a" if hot_is_a else "b",
                moved_a_to_b=int(np.count_nonzero(mask_a & new_b)),
-               moved_b_to_a=int(np.count_nonzero(mask_b & new_a)))
+               moved_b_to_a=int(np.count_nonzero(mask_b & new_a)),
+               lesion_voxels_kept=int(np.count_nonzero(lesion)))
     return new_a, new_b, rec

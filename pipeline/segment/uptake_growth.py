@@ -18,12 +18,12 @@ from scipy import ndimage as ndi
 
 from .marrow import ellipsoid_structure
 
-__all__ = ["uptake_veto", "grow_with_uptake", "uptake_growth_allowed", "smoothed_ct", "grow_together", "drop_other_hot_basins"]
+__all__ = ["uptake_veto", "uptake_bulk_level", "grow_with_uptake", "uptake_growth_allowed", "smoothed_ct", "grow_together", "drop_other_hot_basins"]
 
 
 def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: float = 0.4,
                 width: float = 0.1, min_contrast: float = 2.0, shell_mm=(10.0, 30.0),
-                percentile: float = 75.0, valid: np.ndarray | None = None,
+                percentile: float | str = 75.0, valid: np.ndarray | None = None,
                 above_surroundings: bool = False) -> tuple[np.ndarray | None, dict]:
     """Where an organ that takes up the radiopharmaceutical cannot be: far below its uptake.
 
@@ -57,6 +57,9 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     prior : numpy.ndarray, shape (I, J, K)
         The organ's prior in [0, 1].
     voxel_size_mm : sequence of 3 float
+    percentile : float or "bulk"
+        Which value of the SPECT inside the prior is the organ's level: a percentile, or
+        ``"bulk"``, the median without the hot lesions (:func:`uptake_bulk_level`).
     above_surroundings : bool
         Measure a voxel's uptake above the surroundings' level (``s_shell``, the median of the
         shell) rather than above zero: ``(s - s_shell) / (s_organ - s_shell)`` in place of
@@ -92,7 +95,8 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
         shell &= valid
     if inside.sum() < 10 or not np.isfinite(spect[inside]).all():
         return None, rec
-    s_organ = float(np.percentile(spect[inside], percentile))
+    s_organ = (uptake_bulk_level(spect[inside]) if percentile == "bulk"
+               else float(np.percentile(spect[inside], percentile)))
     s_shell = float(np.median(spect[shell])) if shell.any() else 0.0
     ratio = s_organ / s_shell if s_shell > 0 else float("inf")
     rec["uptake_ratio"] = round(ratio, 2) if np.isfinite(ratio) else None
@@ -106,6 +110,42 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     if valid is not None:
         veto[~valid] = 1.0
     return veto, rec
+
+
+def uptake_bulk_level(values: np.ndarray, clip: float = 2.0, max_iterations: int = 20) -> float:
+    """The uptake of an organ's bulk: the median of ``values`` without the hot ones, iterated.
+
+    Start from the median; drop the values above ``clip`` times it; take the median of the
+    rest; repeat until it no longer changes. A parenchyma's voxels are most of the organ and lie
+    within a factor of two of each other; hot lesions inside it (metastases at several times
+    its uptake) raise the plain median toward their own level, and each step sheds them. Without
+    such lesions nothing lies above twice the median, and the result is the median. Used for
+    the liver's level (``FusionOptions.veto_percentile``).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        SPECT values (any activity unit).
+    clip : float
+        Values above ``clip`` times the current level are left out of the next step.
+    max_iterations : int
+
+    Returns
+    -------
+    float
+        In the unit of ``values``.
+    """
+    v = np.asarray(values, float).ravel()
+    level = float(np.median(v))
+    for _ in range(max_iterations):
+        kept = v[v <= clip * level]
+        if kept.size == 0:
+            break
+        new = float(np.median(kept))
+        if new == level:
+            break
+        level = new
+    return level
 
 
 def grow_with_uptake(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_hu: float, organ_sd_hu: float,

@@ -189,6 +189,29 @@ def test_uptake_veto_from_the_median_keeps_an_organ_whose_quarter_is_hot_metasta
     assert np.median(at50[normal]) > 0.9
 
 
+def test_uptake_veto_from_the_bulk_level_keeps_an_organ_that_is_nearly_half_hot_metastases():
+    # metastases at 10 x the liver in 48 % of it: the median is raised to their spill and
+    # vetoes normal liver; the bulk level (median without the hot values) does not. (With
+    # 58 % it fails too: the parenchyma must be most of the organ.)
+    from scipy import ndimage as ndi
+
+    _, truth, _, _ = _hot_kidney_with_cold_muscle()
+    idx = np.argwhere(truth)
+    hot = np.zeros_like(truth)
+    cut = np.percentile(idx[:, 2], 55)
+    hot[tuple(idx[idx[:, 2] >= cut].T)] = True
+    act = np.where(truth, 2.0, 1.0) + np.where(hot, 18.0, 0.0)  # an early session: warm body
+    spect = ndi.gaussian_filter(act.astype(np.float32), 12.0 / 2.3548 / 3.0)
+    normal = ndi.binary_erosion(truth & ~ndi.binary_dilation(hot, iterations=4), iterations=1)
+    at50, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True,
+                          percentile=50.0, min_contrast=1.5)
+    bulk, rec = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True,
+                            percentile="bulk", min_contrast=1.5)
+    assert rec["used"]
+    assert np.median(at50[normal]) < 0.5
+    assert np.median(bulk[normal]) > 0.9
+
+
 def test_uptake_veto_leaves_the_part_of_an_organ_outside_the_spect_field_of_view_to_the_ct():
     _, truth, _, spect = _hot_kidney_with_cold_muscle()
     ks = np.flatnonzero(truth.any(axis=(0, 1)))

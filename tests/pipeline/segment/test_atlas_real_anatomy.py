@@ -143,3 +143,44 @@ def test_a_liver_with_hot_metastases_in_a_seventh_of_it_is_segmented_whole():
     row = run_case("AF_3mm", SHARED.parent, atlas=(am,), spect="realistic", liver_mets=0.15)
     assert row["dice"]["liver"] >= 0.88, row["dice"]
     assert row["qc"] != "fail", row["qc_failing"]
+    assert "liver:hot_lesion_fraction" in row["qc_warn"]
+
+
+@pytest.mark.slow
+def test_a_liver_one_third_metastases_at_an_early_session_keeps_its_parenchyma_and_the_kidney_its_shape():
+    """AF_3mm, early SPECT (liver 2.5 against 1.0 in the body), hot metastases in 30 % of the liver, the
+    male phantom as atlas. With the liver's level at its median the metastases' spill raised it and the
+    veto cut half of the normal liver (Dice 0.77, liver uptake +35.5 %); with the 75th percentile in the
+    uptake boundary the liver was the "hot" organ and its parenchyma beside the right kidney went to the
+    kidney (37 mL, Dice 0.79). Bulk level and the lesion rule: measured liver 0.92, right kidney 0.90,
+    liver uptake +0.7 %. Thresholds 0.88 and 0.85 (the issue's kidney target); uptake within 5 %."""
+    if not ZIP.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from sample_data.icrp110 import atlas_subjects
+    from sample_data.seg_regression import run_case
+
+    (am,) = atlas_subjects(ZIP, names=("AM",))
+    row = run_case("AF_3mm", SHARED.parent, atlas=(am,), spect="early", liver_mets=0.30)
+    assert row["dice"]["liver"] >= 0.88, row["dice"]
+    assert row["dice"]["kidney_right"] >= 0.85, row["dice"]
+    assert abs(row["uptake_error_pct"]["liver"]) < 5.0, row["uptake_error_pct"]
+    assert "liver:hot_lesion_fraction" in row["qc_warn"]
+
+
+@pytest.mark.slow
+def test_a_somatostatin_receptor_pattern_with_the_spleen_hotter_than_the_kidneys_meets_the_targets():
+    """AF_3mm with a 24 h Lu-177 DOTATATE-like SPECT (``seg_regression --spect sstr``: spleen 16 above the
+    renal cortex 10, hot adrenals on the kidneys' upper poles, pancreas 4, liver 5), the male phantom as
+    atlas. Measured 0.90 / 0.88 / 0.94 / 0.85 (the right adrenal, 6 mL, goes into the right kidney: the
+    same uptake and CT numbers). Thresholds: the issue's targets."""
+    if not ZIP.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from sample_data.icrp110 import atlas_subjects
+    from sample_data.seg_regression import run_case
+
+    (am,) = atlas_subjects(ZIP, names=("AM",))
+    row = run_case("AF_3mm", SHARED.parent, atlas=(am,), spect="sstr")
+    d = row["dice"]
+    assert d["kidney_left"] >= 0.85 and d["kidney_right"] >= 0.85, d
+    assert d["liver"] >= 0.90 and d["spleen"] >= 0.80, d
+    assert max(abs(v) for v in row["uptake_error_pct"].values()) < 8.0, row["uptake_error_pct"]

@@ -87,6 +87,24 @@ def test_a_kidney_far_colder_than_the_other_on_the_spect_fails_uptake_symmetry(s
     assert bad.status == "fail" and bad.value < 0.35
 
 
+def test_hot_lesions_in_a_fifth_of_the_liver_warn_and_a_clean_liver_passes(sample):
+    truth = sample["truth"]
+    ok = check_segmentation(sample["ct"], truth, sample["spect"], levels=sample["levels"])
+    clean = ok.find("liver", "hot_lesion_fraction")
+    assert clean.status == "pass" and clean.value < 0.02
+    assert ok.find("kidney_left", "hot_lesion_fraction") is None  # the renal pelvis is not a lesion
+    spect = sample["spect"]
+    liver = np.asarray(truth.array) == L.LIVER
+    idx = np.round(spect.world_to_index(truth.index_to_world(np.argwhere(liver).astype(float)))).astype(int)
+    idx = np.unique(np.clip(idx, 0, np.array(spect.shape) - 1), axis=0)
+    arr = np.asarray(spect.array, np.float32).copy()
+    hot = idx[idx[:, 2] >= np.percentile(idx[:, 2], 80)]  # the liver's top fifth of SPECT voxels
+    arr[tuple(hot.T)] *= 10.0  # metastases at 10 times the liver
+    res = check_segmentation(sample["ct"], truth, spect.with_array(arr), levels=sample["levels"])
+    bad = res.find("liver", "hot_lesion_fraction")
+    assert bad.status == "warn" and 0.1 < bad.value < 0.4
+
+
 def test_declared_absent_spleen_passes(sample):
     from sample_data.seg_corpus import corrupt
 

@@ -94,3 +94,36 @@ def test_uptake_level_ignores_a_hot_neighbour_spill_over():
     # the whole-organ estimate, the estimate away from A stays within 5 % of the plateau
     assert with_spill > away
     assert abs(away - 2.0) / 2.0 < 0.05
+
+
+def test_a_hot_lesion_in_the_cold_organ_at_the_boundary_and_its_spill_keep_their_organ():
+    # B (the liver, 2) holds a metastasis at 40 near the common boundary with A (the kidney,
+    # 10). Its spill raises the liver around it above the midpoint of the two levels; without
+    # the lesion test the metastasis and that liver went to the kidney. (A metastasis whose
+    # blurred peak stays below twice the kidney's level, 25 here, is not told from kidney.)
+    a, b, _ = _two_blocks()
+    met = np.zeros_like(b)
+    met[31:37, 11:19, 11:19] = True  # 12 x 16 x 16 mm, 2 mm from the boundary
+    act = np.where(a, 10.0, 0.0) + np.where(b & ~met, 2.0, 0.0) + np.where(met, 40.0, 0.0)
+    spect = ndi.gaussian_filter(act, FWHM_MM / 2.3548 / np.asarray(VS))
+    new_a, new_b, rec = split_by_uptake(spect, a, b, VS)
+    assert rec["used"] and rec["hot"] == "a" and rec["lesion_voxels_kept"] > 0
+    without, _, _ = split_by_uptake(spect, a, b, VS, lesion_factor=np.inf)
+    assert (without & met).any() and (without & b).sum() > 500  # without it: 976 voxels of B
+    assert (new_a & b).sum() < 0.1 * (without & b).sum()  # with it: 68, beside the lesion zone
+    assert (new_b & met).sum() == met.sum()
+
+
+def test_the_level_of_an_organ_that_may_hold_lesions_is_its_parenchyma_when_they_are_many():
+    # a liver (2) with metastases (20) in its last third: its 75th percentile is theirs, which
+    # would make it the hot organ of a pair with a kidney at 10
+    _, b, _ = _two_blocks()
+    met = b.copy()
+    met[:47] = False
+    sigma = FWHM_MM / 2.3548 / np.asarray(VS)
+    spect = ndi.gaussian_filter(np.where(b, 2.0, 0.0) + np.where(met, 18.0, 0.0), sigma)
+    parenchyma = np.median(ndi.gaussian_filter(np.where(b, 2.0, 0.0), sigma)[b])  # the same organ without lesions
+    assert organ_uptake_level(spect, b) > 4.0 * parenchyma
+    assert abs(organ_uptake_level(spect, b, lesions_possible=True) - parenchyma) / parenchyma < 0.1
+    _, clean, spect_clean = _two_blocks(hot=0.0)
+    assert organ_uptake_level(spect_clean, clean, lesions_possible=True) == organ_uptake_level(spect_clean, clean)
