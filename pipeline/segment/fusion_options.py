@@ -128,19 +128,24 @@ class FusionOptions:
         ``veto_percentile``.) TotalSegmentator with an early SPECT: liver 0.93 / 0.95, uptake -2.0 / +0.6 %, spleen
         0.86 / 0.86, +2.5 / +4.8 %. The uptake errors shift positive because the muscle left out
         had pulled the organ's mean down, hiding the edge the segmentation misses.
-    veto_percentile : tuple of (str, float)
-        Organs whose uptake level for the veto is another percentile of the SPECT in the prior
-        than the 75th (:func:`pipeline.segment.uptake_growth.uptake_veto`): the liver's median,
-        because hot metastases (neuroendocrine patients treated with somatostatin-receptor
-        ligands often have many) raise its 75th percentile to their own level, and 0.4 of that
-        vetoes the normal liver. AF_3mm, realistic SPECT, metastases at 10 x the liver's uptake
-        in 15 % of it (``seg_regression --liver-mets 0.15``): liver 0.76 (838 of 1337 mL) with
-        last version's veto (75th percentile, from zero), 0.70 from the surroundings, 0.93 from the
-        median; without metastases 0.94 either way. Six ICRP-110 cases: liver Dice within 0.01,
-        uptake errors 0.2-0.4 % lower. With the regression's metastases
-        (``--liver-mets``): 15 % of the liver, realistic SPECT, AF_3mm / AM_3mm liver 0.92 / 0.94
-        (uptake +6.2 / +3.7 %); 30 % at an early session 0.77 / 0.89 (+35.5 / +14.1 %), without a QC
-        warn: a liver that is largely metastases is not segmented whole.
+    veto_percentile : tuple of (str, float or "bulk")
+        Organs whose uptake level for the veto is not the 75th percentile of the SPECT in the
+        prior (:func:`pipeline.segment.uptake_growth.uptake_veto`): the liver's is its bulk level
+        (:func:`pipeline.segment.uptake_growth.uptake_bulk_level`, the median without the values
+        above twice it, iterated), because hot metastases (neuroendocrine patients treated with
+        somatostatin-receptor ligands often have many) raise its 75th percentile, and with many
+        its median, toward their own level, and 0.4 of that vetoes the normal liver. An organ
+        named here with "bulk" also gets its level from its bulk in the uptake boundary when its
+        75th percentile is more than 1.5 times that (``lesions_possible`` of
+        :func:`pipeline.segment.uptake_boundary.split_by_uptake`). AF_3mm, realistic SPECT,
+        metastases at 10 x the liver's uptake in 15 % of it (``seg_regression --liver-mets
+        0.15``): liver 0.76 (838 of 1337 mL) with the 75th percentile from zero, 0.70 from the
+        surroundings, 0.93 from the median; without metastases 0.94 either way. 30 % at an early
+        session, AF_3mm / AM_3mm: median 0.77 / 0.89 (uptake +35.5 / +14.1 %, half of the normal
+        liver vetoed on AF_3mm, and 37 mL of it given to the right kidney by the uptake boundary,
+        which took the liver for the hot organ), bulk 0.92 / 0.92 (+0.7 / -0.7 %, right kidney
+        0.90 / 0.91); 15 % realistic 0.93 / 0.93. Without metastases (six ICRP-110 cases at the
+        uniform, realistic, early and sstr contrasts) within 0.01 of the median's.
     rim_without_spect : bool
         Add the partial-volume rim against fat
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`, one voxel, only voxels

@@ -47,8 +47,8 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     parenchyma in the innermost 8 % of the kidney) the 90th percentile vetoed the cortex
     (kidney uptake error +21 % on AF_3mm, 75th: +8 %), at the cost of a looser veto
     without it (male right kidney -5.7 % instead of -3.9 %). The liver's level is better its
-    median (``FusionOptions.veto_percentile``): hot metastases in a sixth of it raise the 75th
-    percentile to their own level.
+    bulk level (``FusionOptions.veto_percentile``, :func:`uptake_bulk_level`): hot metastases in
+    a sixth of it raise the 75th percentile to their own level, in a third of it the median.
 
     Parameters
     ----------

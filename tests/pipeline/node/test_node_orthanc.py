@@ -22,7 +22,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 
+from chromium_env import ensure_installed, why_unavailable  # noqa: E402
 from dicom_tools import dciodvfy_problems, debian_tool  # noqa: E402
 from orthanc_server import Orthanc, free_port  # noqa: E402
 
@@ -54,6 +56,13 @@ def _wait(predicate, timeout_s, what):
 @pytest.mark.slow
 def test_orthanc_sends_five_sessions_and_gets_rt_dose_seg_and_report_back(tmp_path):
     import SimpleITK as sitk
+
+    # the report PDF (sent back as an Encapsulated PDF) needs Chromium: without it this test
+    # failed when it ran before the report tests, which install it
+    why = why_unavailable()
+    if why:
+        pytest.skip(f"the report PDF needs Chromium: {why}")
+    ensure_installed()
 
     from pipeline.imageio import read_image
     from pipeline.node.config import read_config

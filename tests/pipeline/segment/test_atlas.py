@@ -169,19 +169,26 @@ def test_uptake_veto_at_an_early_session_contrast_still_cuts_the_muscle_beside_t
     assert np.median(absolute[beyond]) > 0.45
 
 
-def test_uptake_veto_from_the_median_keeps_an_organ_whose_quarter_is_hot_metastases():
-    # a liver with hot metastases (10 x its uptake) in a fifth of it: its 75th percentile is the
-    # metastases' level, so 0.4 of it vetoes the normal liver; the median is the liver's own
+def _organ_with_hot_top(share_percentile: float, rest: float):
+    """The test organ with hot metastases (+18 on its 2) in its slices above ``share_percentile``
+    of its voxels' slice index, in a body at ``rest``, blurred 12 mm: (truth, spect, normal part
+    more than 12 mm from the metastases)."""
     from scipy import ndimage as ndi
 
     _, truth, _, _ = _hot_kidney_with_cold_muscle()
     idx = np.argwhere(truth)
     hot = np.zeros_like(truth)
-    cut = np.percentile(idx[:, 2], 80)
-    hot[tuple(idx[idx[:, 2] >= cut].T)] = True
-    act = np.where(truth, 2.0, 0.3) + np.where(hot, 18.0, 0.0)
+    hot[tuple(idx[idx[:, 2] >= np.percentile(idx[:, 2], share_percentile)].T)] = True
+    act = np.where(truth, 2.0, rest) + np.where(hot, 18.0, 0.0)
     spect = ndi.gaussian_filter(act.astype(np.float32), 12.0 / 2.3548 / 3.0)
     normal = ndi.binary_erosion(truth & ~ndi.binary_dilation(hot, iterations=4), iterations=1)
+    return truth, spect, normal
+
+
+def test_uptake_veto_from_the_median_keeps_an_organ_whose_quarter_is_hot_metastases():
+    # a liver with hot metastases (10 x its uptake) in a fifth of it: its 75th percentile is the
+    # metastases' level, so 0.4 of it vetoes the normal liver; the median is the liver's own
+    truth, spect, normal = _organ_with_hot_top(80, rest=0.3)
     at75, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True)
     at50, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True,
                           percentile=50.0)
@@ -190,19 +197,10 @@ def test_uptake_veto_from_the_median_keeps_an_organ_whose_quarter_is_hot_metasta
 
 
 def test_uptake_veto_from_the_bulk_level_keeps_an_organ_that_is_nearly_half_hot_metastases():
-    # metastases at 10 x the liver in 48 % of it: the median is raised to their spill and
-    # vetoes normal liver; the bulk level (median without the hot values) does not. (With
-    # 58 % it fails too: the parenchyma must be most of the organ.)
-    from scipy import ndimage as ndi
-
-    _, truth, _, _ = _hot_kidney_with_cold_muscle()
-    idx = np.argwhere(truth)
-    hot = np.zeros_like(truth)
-    cut = np.percentile(idx[:, 2], 55)
-    hot[tuple(idx[idx[:, 2] >= cut].T)] = True
-    act = np.where(truth, 2.0, 1.0) + np.where(hot, 18.0, 0.0)  # an early session: warm body
-    spect = ndi.gaussian_filter(act.astype(np.float32), 12.0 / 2.3548 / 3.0)
-    normal = ndi.binary_erosion(truth & ~ndi.binary_dilation(hot, iterations=4), iterations=1)
+    # metastases at 10 x the liver in 48 % of it, an early session's warm body: the median is
+    # raised to their spill and vetoes normal liver; the bulk level (median without the hot
+    # values) does not. (With 58 % it fails too: the parenchyma must be most of the organ.)
+    truth, spect, normal = _organ_with_hot_top(55, rest=1.0)
     at50, _ = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True,
                           percentile=50.0, min_contrast=1.5)
     bulk, rec = uptake_veto(spect, truth.astype(np.float32), (3.0, 3.0, 3.0), above_surroundings=True,
