@@ -129,7 +129,7 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
-             liver_mets: float = 0.0) -> dict:
+             liver_mets: float = 0.0, spect_noise: float = 0.05) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -189,9 +189,11 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
                         "sstr": (seg_spect.SSTR_UPTAKE, seg_spect.SSTR_REST)}.get(
             spect, (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
         sp, ct, lesions = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct), uptake=uptake, rest=rest,
-                                                    liver_mets_fraction=liver_mets)
+                                                    liver_mets_fraction=liver_mets, noise=spect_noise)
         if liver_mets:
             name = f"{name} mets {100 * liver_mets:.0f}%"
+        if spect_noise != 0.05:
+            name = f"{name} noise {100 * spect_noise:.0f}%"
         return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
                     lesions=lesions)
     return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
@@ -341,6 +343,9 @@ def main(argv=None) -> int:
     p.add_argument("--liver-mets", type=float, default=0.0, metavar="FRACTION",
                    help="ICRP-110 cases with --spect realistic, early or sstr: hot liver metastases (10 x the liver's "
                         "uptake, 8-20 mm radius) filling this fraction of the liver, e.g. 0.15")
+    p.add_argument("--spect-noise", type=float, default=0.05, metavar="SD",
+                   help="ICRP-110 cases with --spect realistic, early or sstr: relative noise SD of the simulated "
+                        "SPECT's voxels (default 0.05; a real Lu-177 SPECT's organ voxels: about 0.1-0.2)")
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
                         "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
@@ -355,7 +360,8 @@ def main(argv=None) -> int:
         icrp = name[:2] in ("AF", "AM")
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
                              spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
-                             enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0))
+                             enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
+                             spect_noise=args.spect_noise))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))
