@@ -129,7 +129,7 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
-             liver_mets: float = 0.0, spect_noise: float = 0.05) -> dict:
+             liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0) -> dict:
     """One row of the table (see the module docstring)."""
     from pipeline.imageio import read_image
 
@@ -181,14 +181,19 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         print(f"{name}: {enlarge[0]} {before:.0f} -> {after:.0f} mL", flush=True)
     ct, ref, levels = load_case(zip_path, name.split(" ")[0], phantom=ph)
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
+    from pipeline.segment.evaluate import resample_nearest
+
+    native = resample_nearest(ph.labels, ct)
+    if cyst_mm > 0:
+        ct, ref, native = _with_renal_cyst(ct, ref, native, cyst_mm)
+        name = f"{name} cyst {cyst_mm:g}mm"
     if spect in ("realistic", "early", "sstr"):
-        from pipeline.segment.evaluate import resample_nearest
         from sample_data import seg_spect
 
         uptake, rest = {"early": (seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST),
                         "sstr": (seg_spect.SSTR_UPTAKE, seg_spect.SSTR_REST)}.get(
             spect, (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
-        sp, ct, lesions = seg_spect.realistic_spect(ct, resample_nearest(ph.labels, ct), uptake=uptake, rest=rest,
+        sp, ct, lesions = seg_spect.realistic_spect(ct, native, uptake=uptake, rest=rest,
                                                     liver_mets_fraction=liver_mets, noise=spect_noise)
         if liver_mets:
             name = f"{name} mets {100 * liver_mets:.0f}%"
@@ -228,6 +233,41 @@ def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode):
     for lid, v in uptake.items():
         act[organs == lid] = v
     return camera(ct, act, 12.0, 4.8, 0.05, np.random.default_rng(0))
+
+
+#: ICRP-110 id given to a simulated renal cyst's voxels (:func:`_with_renal_cyst`): one that no uptake
+#: table names, so the cyst takes the rest of the body's uptake.
+CYST_ID = 141
+
+
+def _with_renal_cyst(ct, ref, native: np.ndarray, radius_mm: float, seed: int = 5):
+    """An exophytic simple renal cyst on the right kidney: a ball of ``radius_mm`` centred on the
+    kidney's lateral surface in its centroid slice, 5 HU plus the CT's noise (its SD in the interior
+    of fat), no uptake of its own. Simple cysts are common in the older patients treated with
+    radiopharmaceuticals; they are water on CT and cold on SPECT, and not kidney parenchyma: the
+    reference kidney leaves the cyst out. Returns (ct, ref, native) with the cyst written in."""
+    from scipy import ndimage as ndi
+
+    lab = np.asarray(native)
+    kid = np.isin(lab, (92, 93, 94))
+    vs = np.asarray(ct.voxel_size_mm, float)
+    c = np.argwhere(kid).mean(axis=0)
+    k = int(round(c[2]))
+    pts = np.argwhere(kid[:, :, k])
+    spine_x = float(np.argwhere(np.isin(lab, (51, 52)))[:, 0].mean())
+    lateral = pts[np.argmax(np.abs(pts[:, 0] - spine_x))]
+    idx = np.indices(lab.shape, dtype=np.float32)
+    centre = (lateral[0], lateral[1], k)
+    hu = np.asarray(ct.array, np.float32).copy()
+    ball = (sum(((idx[a] - centre[a]) * vs[a]) ** 2 for a in range(3)) <= radius_mm ** 2) & (hu > -400.0)
+    fat = ndi.binary_erosion((hu > -200) & (hu < 0), iterations=2)
+    noise_sd = float(np.std(hu[fat])) if fat.any() else 0.0
+    hu[ball] = 5.0 + noise_sd * np.random.default_rng(seed).standard_normal(int(ball.sum())).astype(np.float32)
+    out_ref = np.asarray(ref.array).copy()
+    out_ref[ball & (out_ref == 2)] = 0
+    out_native = lab.copy()
+    out_native[ball] = CYST_ID
+    return ct.with_array(hu, unit="HU"), ref.with_array(out_ref), out_native
 
 
 def _scaled(ph, in_plane: float, axial: float):
@@ -346,6 +386,9 @@ def main(argv=None) -> int:
     p.add_argument("--spect-noise", type=float, default=0.05, metavar="SD",
                    help="ICRP-110 cases with --spect realistic, early or sstr: relative noise SD of the simulated "
                         "SPECT's voxels (default 0.05; a real Lu-177 SPECT's organ voxels: about 0.1-0.2)")
+    p.add_argument("--cyst", type=float, default=0.0, metavar="RADIUS_MM",
+                   help="ICRP-110 cases: an exophytic simple cyst (5 HU, no uptake) of this radius on the right "
+                        "kidney's lateral surface, left out of the reference kidney, e.g. 20")
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
                         "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
@@ -361,7 +404,7 @@ def main(argv=None) -> int:
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
                              spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
                              enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
-                             spect_noise=args.spect_noise))
+                             spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

@@ -184,3 +184,20 @@ def test_a_somatostatin_receptor_pattern_with_the_spleen_hotter_than_the_kidneys
     assert d["kidney_left"] >= 0.85 and d["kidney_right"] >= 0.85, d
     assert d["liver"] >= 0.90 and d["spleen"] >= 0.80, d
     assert max(abs(v) for v in row["uptake_error_pct"].values()) < 8.0, row["uptake_error_pct"]
+
+
+@pytest.mark.slow
+def test_a_cold_renal_cyst_is_left_out_of_the_kidney_with_a_spect():
+    """AF_3mm with an exophytic simple cyst of 20 mm radius (34 mL, 5 HU, no uptake) on the right kidney's
+    lateral surface (``seg_regression --cyst 20``), realistic SPECT, the male phantom as atlas. The reference
+    kidney leaves the cyst out. Measured right kidney 0.89, uptake -2.1 % (CT only: 0.76, half the cyst in
+    the kidney, no QC warn: the SPECT veto is what leaves it out). Thresholds: 0.85 and 5 %."""
+    if not ZIP.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from sample_data.icrp110 import atlas_subjects
+    from sample_data.seg_regression import run_case
+
+    (am,) = atlas_subjects(ZIP, names=("AM",))
+    row = run_case("AF_3mm", SHARED.parent, atlas=(am,), spect="realistic", cyst_mm=20.0)
+    assert row["dice"]["kidney_right"] >= 0.85, row["dice"]
+    assert abs(row["uptake_error_pct"]["kidney_right"]) < 5.0, row["uptake_error_pct"]
