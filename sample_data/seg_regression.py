@@ -79,7 +79,16 @@ def _uptake_errors(ct, spect, labels, ref) -> dict:
 
 
 def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
-         atlas=(), labelled=None, judge_uptake=False, lesions=None) -> dict:
+         atlas=(), labelled=None, judge_uptake=False, lesions=None, clean_spect=None) -> dict:
+    """Segment one case and compare it with its reference.
+
+    The organs' Dice and uptake errors are those of the organ outlines, before ``spectdose
+    segment`` labels the hot lesions inside liver and spleen apart (``info["outline_labels"]``,
+    :func:`pipeline.segment.organ_lesions.label_organ_lesions`); the QC gate and the lesions'
+    shares run on the final map, as ``spectdose segment`` does. ``clean_spect``: the same SPECT without the liver's lesions; the liver's mean
+    SPECT, outline and parenchyma, is compared with that SPECT's mean in the reference liver
+    without its lesions (the parenchyma as imaged).
+    """
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
     from pipeline.segment.evaluate import compare_labels, compare_levels
@@ -92,11 +101,15 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
         level = f"L3@{0.5 * sum(ref_levels['L3']):.1f}"  # the reference L3 centre, as a physicist would give it
     try:
         labels, info = segment(ct, spect=spect, vertebra_level=level, atlas=atlas)
+        outline = info.get("outline_labels", labels)
+        rec = info.get("organ_method", {}).get("organ_lesions", {})
+        row["organ_lesions"] = {o: (len(r.get("labels", [])), round(sum(r.get("volumes_ml", [])), 1),
+                                    round(sum(r.get("spill_zone_ml", [])), 1)) for o, r in rec.items()}
     except SpectdoseError as exc:
         row.update(refused=str(exc), seconds=time.perf_counter() - t)
         return row
     row["seconds"] = time.perf_counter() - t
-    judged = labels if labelled is None else labels.with_array(np.where(labelled, np.asarray(labels.array), 0))
+    judged = outline if labelled is None else outline.with_array(np.where(labelled, np.asarray(outline.array), 0))
     organs = compare_labels(judged, ref)  # only where the reference was labelled
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
     if judge_uptake:
@@ -107,6 +120,17 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
         row["lesion_taken_pct"] = {
             n: {o: round(100.0 * float(np.mean(ours[m] == lid)), 1) for o, lid in zip(ORGANS, (1, 2, 3, 4))
                 if np.any(ours[m] == lid)} for n, m in lesions.items()}
+    if clean_spect is not None:
+        from pipeline.grid import resample_to
+
+        s = np.asarray(resample_to(spect, ct, "linear").array)
+        c = np.asarray(resample_to(clean_spect, ct, "linear").array)
+        in_liver = [m for n, m in (lesions or {}).items() if n.startswith("liver_met")]
+        true_parenchyma = (np.asarray(ref.array) == 3) & ~np.logical_or.reduce(in_liver)
+        level = float(c[true_parenchyma].mean())
+        row["parenchyma_error_pct"] = {
+            k: round(100.0 * (float(s[np.asarray(img.array) == 3].mean()) / level - 1.0), 1)
+            for k, img in (("outline", outline), ("parenchyma", labels))}
     test_levels = {n: float(np.mean(v)) for n, v in info.get("levels_z_mm", {}).items()}
     lv = compare_levels(test_levels, ref_levels, names=evaluate_levels)
     row["levels"] = {n: r["match"] if r["status"] != "no reference" else None for n, r in lv.items()}
@@ -129,8 +153,10 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
-             liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0) -> dict:
-    """One row of the table (see the module docstring)."""
+             liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0,
+             spect_fwhm_mm: float = 12.0) -> dict:
+    """One row of the table (see the module docstring); ``spect_noise`` (relative SD) and
+    ``spect_fwhm_mm`` (mm) are the simulated SPECT's."""
     from pipeline.imageio import read_image
 
     if name == "totalseg":
@@ -151,8 +177,8 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         labelled[:, :, 82:] = True  # organs below the labelled part are not judged
         sp = None
         if spect:
-            sp = _totalseg_spect(ct, ref, labelled, atlas, spect)
-            name = f"{name} ({spect} SPECT)"
+            sp = _totalseg_spect(ct, ref, labelled, atlas, spect, noise=spect_noise, fwhm_mm=spect_fwhm_mm)
+            name = f"{name} ({spect} SPECT{_camera_suffix(spect_noise, spect_fwhm_mm)})"
         return _row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"),
                     anchor=anchor, atlas=atlas, labelled=labelled, spect=sp, judge_uptake=sp is not None)
     if name.startswith("sample"):
@@ -193,16 +219,27 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         uptake, rest = {"early": (seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST),
                         "sstr": (seg_spect.SSTR_UPTAKE, seg_spect.SSTR_REST)}.get(
             spect, (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
-        sp, ct, lesions = seg_spect.realistic_spect(ct, native, uptake=uptake, rest=rest,
-                                                    liver_mets_fraction=liver_mets, noise=spect_noise)
+        kw = dict(uptake=uptake, rest=rest, liver_mets_fraction=liver_mets, noise=spect_noise, fwhm_mm=spect_fwhm_mm)
+        sp, ct_out, lesions = seg_spect.realistic_spect(ct, native, **kw)
+        clean, _, _ = seg_spect.realistic_spect(ct, native, liver_lesions=False, **kw)
+        ct = ct_out
         if liver_mets:
             name = f"{name} mets {100 * liver_mets:.0f}%"
-        if spect_noise != 0.05:
-            name = f"{name} noise {100 * spect_noise:.0f}%"
+        name += _camera_suffix(spect_noise, spect_fwhm_mm)
         return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
-                    lesions=lesions)
+                    lesions=lesions, clean_spect=clean)
+    if spect:
+        name += _camera_suffix(spect_noise, spect_fwhm_mm)
     return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
-                spect=simulated_spect(ct, ref) if spect else None, judge_uptake=bool(spect))
+                spect=simulated_spect(ct, ref, fwhm_mm=spect_fwhm_mm, noise=spect_noise) if spect else None,
+                judge_uptake=bool(spect))
+
+
+def _camera_suffix(noise: float, fwhm_mm: float) -> str:
+    """The row name's note of a simulated SPECT's noise (relative SD) and FWHM (mm) when they are
+    not the defaults (0.05, 12 mm)."""
+    out = f" noise {100 * noise:.0f}%" if noise != 0.05 else ""
+    return out + (f" fwhm {fwhm_mm:g}mm" if fwhm_mm != 12.0 else "")
 
 
 #: Relative uptake kidneys, liver, spleen (our label ids 1-4) and rest of the body for the
@@ -215,8 +252,10 @@ TOTALSEG_UPTAKE = {"uniform": (SIMULATED_UPTAKE, 0.3),
                    "sstr": ({1: 8.5, 2: 8.5, 3: 5.0, 4: 16.0}, 0.3)}
 
 
-def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode):
-    """A simulated SPECT for the TotalSegmentator CT (12 mm FWHM, 4.8 mm voxels, 5 % noise).
+def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode, noise: float = 0.05,
+                    fwhm_mm: float = 12.0):
+    """A simulated SPECT for the TotalSegmentator CT (``fwhm_mm`` FWHM, 4.8 mm voxels, relative
+    noise SD ``noise``).
 
     The activity follows the reference organs on the labelled slices. Below them the organs
     are not labelled, so there it follows spectdose's own CT-only segmentation (never judged:
@@ -232,12 +271,13 @@ def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode):
     act = np.where(np.asarray(ct.array) > -400.0, rest, 0.0).astype(np.float32)
     for lid, v in uptake.items():
         act[organs == lid] = v
-    return camera(ct, act, 12.0, 4.8, 0.05, np.random.default_rng(0))
+    return camera(ct, act, fwhm_mm, 4.8, noise, np.random.default_rng(0))
 
 
-#: ICRP-110 id given to a simulated renal cyst's voxels (:func:`_with_renal_cyst`): one that no uptake
-#: table names, so the cyst takes the rest of the body's uptake.
-CYST_ID = 141
+#: ICRP-110 id given to a simulated renal cyst's voxels (:func:`_with_renal_cyst`): one that the
+#: phantoms do not use (their ids end at 141, skin) and no uptake table names, so the cyst takes the
+#: rest of the body's uptake.
+CYST_ID = 250
 
 
 def _with_renal_cyst(ct, ref, native: np.ndarray, radius_mm: float, seed: int = 5):
@@ -245,7 +285,10 @@ def _with_renal_cyst(ct, ref, native: np.ndarray, radius_mm: float, seed: int = 
     kidney's lateral surface in its centroid slice, 5 HU plus the CT's noise (its SD in the interior
     of fat), no uptake of its own. Simple cysts are common in the older patients treated with
     radiopharmaceuticals; they are water on CT and cold on SPECT, and not kidney parenchyma: the
-    reference kidney leaves the cyst out. Returns (ct, ref, native) with the cyst written in."""
+    reference kidney leaves the cyst out, and so does the reference liver where the cyst indents
+    it (in both ICRP-110 phantoms the liver lies against the right kidney's lateral surface: at
+    20 mm: AF_3mm 28 mL, 13 of kidney and 15 of liver; AM_3mm 24 mL, 14 and 10). Returns (ct, ref, native) with
+    the cyst written in."""
     from scipy import ndimage as ndi
 
     lab = np.asarray(native)
@@ -259,12 +302,15 @@ def _with_renal_cyst(ct, ref, native: np.ndarray, radius_mm: float, seed: int = 
     idx = np.indices(lab.shape, dtype=np.float32)
     centre = (lateral[0], lateral[1], k)
     hu = np.asarray(ct.array, np.float32).copy()
-    ball = (sum(((idx[a] - centre[a]) * vs[a]) ** 2 for a in range(3)) <= radius_mm ** 2) & (hu > -400.0)
+    out_ref = np.asarray(ref.array).copy()
+    # it replaces the kidney's lateral part and indents what lies beside it (in the phantoms the
+    # liver: the reference liver loses those voxels too), never bone
+    free = np.isin(out_ref, (0, 2, 3)) & (hu < 150.0)
+    ball = (sum(((idx[a] - centre[a]) * vs[a]) ** 2 for a in range(3)) <= radius_mm ** 2) & (hu > -400.0) & free
     fat = ndi.binary_erosion((hu > -200) & (hu < 0), iterations=2)
     noise_sd = float(np.std(hu[fat])) if fat.any() else 0.0
     hu[ball] = 5.0 + noise_sd * np.random.default_rng(seed).standard_normal(int(ball.sum())).astype(np.float32)
-    out_ref = np.asarray(ref.array).copy()
-    out_ref[ball & (out_ref == 2)] = 0
+    out_ref[ball] = 0
     out_native = lab.copy()
     out_native[ball] = CYST_ID
     return ct.with_array(hu, unit="HU"), ref.with_array(out_ref), out_native
@@ -344,9 +390,14 @@ def format_rows(rows) -> str:
         if r.get("uptake_error_pct"):
             up = "  uptake % " + " ".join("-" if v is None else f"{v:+.1f}" for v in r["uptake_error_pct"].values())
         les = ""
+        if r.get("organ_lesions"):
+            les += "  organ lesions " + " ".join(f"{o} {n} ({v} + {z} mL)" for o, (n, v, z) in r["organ_lesions"].items())
+        if r.get("parenchyma_error_pct"):
+            les += "  liver vs true parenchyma (outline / parenchyma) % " + " / ".join(f"{v:+.1f}" for v in r["parenchyma_error_pct"].values())
         if r.get("lesion_taken_pct") is not None:
-            les = "  lesions in organs: " + ("; ".join(f"{n} {o} {v:.0f} %" for n, t in r["lesion_taken_pct"].items()
-                                                      for o, v in t.items() if n != "liver_met" or o != "liver")
+            les += "  lesions in organs: " + ("; ".join(f"{n} {o} {v:.0f} %" for n, t in r["lesion_taken_pct"].items()
+                                                      for o, v in t.items()
+                                                      if not n.startswith("liver_met") or o != "liver")
                                           or "none")
         lines.append(f"{r['case']:<30}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}{les}")
     return "\n".join(lines)
@@ -384,8 +435,11 @@ def main(argv=None) -> int:
                    help="ICRP-110 cases with --spect realistic, early or sstr: hot liver metastases (10 x the liver's "
                         "uptake, 8-20 mm radius) filling this fraction of the liver, e.g. 0.15")
     p.add_argument("--spect-noise", type=float, default=0.05, metavar="SD",
-                   help="ICRP-110 cases with --spect realistic, early or sstr: relative noise SD of the simulated "
+                   help="with --spect: relative noise SD of the simulated "
                         "SPECT's voxels (default 0.05; a real Lu-177 SPECT's organ voxels: about 0.1-0.2)")
+    p.add_argument("--spect-fwhm", type=float, default=12.0, metavar="MM",
+                   help="the simulated SPECT's resolution, Gaussian FWHM in mm (default 12: Lu-177 with a "
+                        "medium-energy collimator and resolution recovery; without it about 18-20)")
     p.add_argument("--cyst", type=float, default=0.0, metavar="RADIUS_MM",
                    help="ICRP-110 cases: an exophytic simple cyst (5 HU, no uptake) of this radius on the right "
                         "kidney's lateral surface, left out of the reference kidney, e.g. 20")
@@ -404,7 +458,8 @@ def main(argv=None) -> int:
         rows.append(run_case(name, args.shared, args.anchor, _atlas_for(name, args.atlas, subjects),
                              spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
                              enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
-                             spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0))
+                             spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0,
+                             spect_fwhm_mm=args.spect_fwhm))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

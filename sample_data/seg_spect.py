@@ -90,7 +90,7 @@ def _ball(shape, centre_vox, radius_mm, vs):
 
 def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_mm: float = 4.8,
                     noise: float = 0.05, seed: int = 0, uptake: dict | None = None, rest: float | None = None,
-                    liver_mets_fraction: float = 0.0):
+                    liver_mets_fraction: float = 0.0, liver_lesions: bool = True):
     """The non-uniform SPECT, the CT with the lymph node written in, and the lesion masks.
 
     Parameters
@@ -109,6 +109,9 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
         Relative uptake of the rest of the body (default :data:`REALISTIC_REST`).
     liver_mets_fraction : float
         Share of the liver (0-1) given to hot metastases (:func:`_liver_mets`), 0: none.
+    liver_lesions : bool
+        False: the liver metastases are placed (the same masks and noise) but keep the liver's
+        uptake: the lesion-free SPECT of the same case, the reference of the parenchyma's level.
 
     Returns
     -------
@@ -117,7 +120,8 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     ct_out : Image
         ``ct`` with the lymph node at 40 HU plus the CT's own noise (its SD in the interior of fat).
     lesions : dict
-        ``"node_left"`` and ``"liver_met"`` -> bool mask on the CT grid.
+        ``"node_left"`` and ``"liver_met"`` -> bool mask on the CT grid, and ``"liver_mets"``
+        with ``liver_mets_fraction``.
     """
     from scipy import ndimage as ndi
 
@@ -149,11 +153,14 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     cand = np.where(liver & near, inside, 0.0)
     centre = np.array(np.unravel_index(int(np.argmax(cand)), cand.shape), float)
     lesions["liver_met"] = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & liver
-    for m in lesions.values():
-        act[m] = LESION_UPTAKE
+    act[lesions["node_left"]] = LESION_UPTAKE
+    if liver_lesions:
+        act[lesions["liver_met"]] = LESION_UPTAKE
     if liver_mets_fraction > 0:
         mets = _liver_mets(liver & ~lesions["liver_met"], liver_mets_fraction, vs, rng)
-        act[mets] = 10.0 * float(act[liver & ~mets].mean())
+        if liver_lesions:
+            act[mets] = 10.0 * float(act[liver & ~mets].mean())
+        lesions["liver_mets"] = mets
     fat = ndi.binary_erosion((hu > -200) & (hu < 0), iterations=2)  # away from partial volume
     noise_sd = float(np.std(hu[fat])) if fat.any() else 0.0
     hu[node] = 40.0 + noise_sd * rng.standard_normal(int(node.sum())).astype(np.float32)

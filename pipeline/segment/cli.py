@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="manual level anchor, e.g. L3@-215: the vertebra whose body contains z = -215 mm "
                         "(RAS+, superior coordinate of the CT) is L3; overrides the level vote")
     p.add_argument("--lesions-from-spect", action="store_true", help="built-in: SPECT hot spots as lesions")
+    p.add_argument("--no-organ-lesions", dest="organ_lesions", action="store_false",
+                   help="built-in with --spect: keep hot lesions inside the liver and spleen in the organ "
+                        "(default: those above twice the parenchyma's SPECT level are labelled apart as "
+                        "lesions 100+, so that the organ's dose is its parenchyma's)")
     p.add_argument("--atlas", default="none", metavar="PATH|auto|none",
                    help="built-in: kidneys, liver and spleen by atlas registration: a folder of labelled CTs "
                         "(<name>/ct.nii.gz + labels.nii.gz) or the OpenDose ICRP-110 zip; 'auto' uses "
@@ -98,7 +102,7 @@ def organs_csv(rows) -> str:
 def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, masks=None, mapping=None,
             marrow_method: str = "eroded", marrow_margin_mm: float = 4.0, marrow_sphere_radius_mm: float = 8.0,
             lumbar_count: int = 5, lesions_from_spect: bool = False, ct_path=None, absent_organs=(),
-            vertebra_level=None, atlas=()):
+            vertebra_level=None, atlas=(), organ_lesions: bool = True):
     """Label map on the CT grid from one backend.
 
     Returns
@@ -133,6 +137,15 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
         if empty:
             raise InputError(ct_path, f"built-in segmenter found no {', '.join(empty)} in this CT "
                                       "(see the notes above / provide masks with --backend nifti)")
+        if organ_lesions and spect is not None:
+            from .organ_lesions import label_organ_lesions
+
+            out, rec, lesion_notes = label_organ_lesions(res.labels, spect)
+            notes += lesion_notes
+            info["organ_method"]["organ_lesions"] = rec
+            if any(r.get("labels") for r in rec.values()):
+                info["outline_labels"] = res.labels  # the QC gate's organs (run_gate)
+            return out, info
         return res.labels, info
     if backend == "totalsegmentator":
         from .totalsegmentator import run_totalsegmentator
@@ -191,14 +204,20 @@ def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, a
              mode: str = "fail", source=None) -> dict:
     """Run the QC gate on ``labels``; raise on a failing check unless ``mode`` is ``"warn"``.
 
+    When ``segment`` labelled hot lesions of the liver or spleen apart, ``info["outline_labels"]``
+    holds the organs before that: the checks run on those outlines (a liver perforated by the
+    lesions it held is not a badly shaped liver), ``hot_lesion_fraction`` on ``labels``.
+
     Returns the QC record (dict for ``qc.json``). In ``warn`` mode failing
     checks are kept as ``fail`` in the record, and ``overridden`` says so.
     Raises :class:`GateFailure` (an InputError carrying the record) otherwise.
     """
     from .gate import check_segmentation
 
-    res = check_segmentation(ct, labels, spect=spect, levels=info.get("levels_z_mm"),
-                             absent_organs=tuple(absent_organs), level_vote=info.get("level_vote"))
+    outline = info.get("outline_labels")
+    res = check_segmentation(ct, labels if outline is None else outline, spect=spect, levels=info.get("levels_z_mm"),
+                             absent_organs=tuple(absent_organs), level_vote=info.get("level_vote"),
+                             parenchyma=None if outline is None else labels)
     fails = res.by_status("fail")
     record = res.as_dict()
     record.update(mode=mode, overridden=bool(fails) and mode == "warn", backend=info.get("backend"),
@@ -291,7 +310,8 @@ def _run(args) -> int:
                            marrow_method=args.marrow_method, marrow_margin_mm=args.marrow_margin_mm,
                            marrow_sphere_radius_mm=args.marrow_sphere_radius_mm, lumbar_count=args.lumbar_count,
                            lesions_from_spect=args.lesions_from_spect, ct_path=args.ct,
-                           absent_organs=args.absent_organ, vertebra_level=args.vertebra_level, atlas=atlas)
+                           absent_organs=args.absent_organ, vertebra_level=args.vertebra_level, atlas=atlas,
+                           organ_lesions=args.organ_lesions)
     for note in info["notes"]:
         print(f"note: {note}")
     try:

@@ -11,7 +11,13 @@ connected piece, side of the midline; kidneys: distance from the midline,
 antero-posterior position against the vertebral bodies, level against L2-L4,
 volume ratio of the two and, with a SPECT, the colder one's concentration over the
 hotter one's; liver: gap between its top and the right lung base;
-SPECT uptake against a shell 10-25 mm around the organ. Spine: extent of
+SPECT uptake against a shell 10-25 mm around the organ; liver and spleen, with a SPECT:
+the share of the interior (more than 6 mm inside; where the organ is cut by the field of view
+the cut face does not count as surface) hotter than twice the parenchyma's bulk level
+(hot lesions inside the mask: warn, never fail); when the built-in segmenter labelled such
+lesions apart, the checks run on the organs' outlines, ``hot_lesion_fraction`` on what is left,
+and ``lesion_share`` (lesions and spill zone over the outline) says how far the spill of the
+lesions may still raise the parenchyma. Spine: extent of
 L2-L4, three bodies and their heights, the L2-L4 mask against the levels found
 on the CT, marrow VOI volume per vertebra and its median HU.
 
@@ -137,18 +143,28 @@ class _Grid:
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
 
 
+def _working_factors(ct: Image, working_voxel_mm: float) -> tuple:
+    _, _, vs = to_ras_order(ct)
+    return block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
+
+
+def _labels_on_working_grid(labels: Image, f) -> np.ndarray:
+    """The label map (CT grid) sampled at the working voxels' centres, RAS order."""
+    lab, _, _ = to_ras_order(labels)
+    sh = [s // g * g for s, g in zip(lab.shape, f)]
+    return np.ascontiguousarray(lab[f[0] // 2: sh[0]: f[0], f[1] // 2: sh[1]: f[1], f[2] // 2: sh[2]: f[2]])
+
+
 def _working_grid(ct: Image, labels: Image, working_voxel_mm: float) -> _Grid:
     arr, tr, vs = to_ras_order(ct)
-    lab, _, _ = to_ras_order(labels)
-    f = block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
-    sh = [s // g * g for s, g in zip(arr.shape, f)]
+    f = _working_factors(ct, working_voxel_mm)
     a = block_mean(np.maximum(arr.astype(np.float32), -1024.0), f)
-    lab = lab[f[0] // 2: sh[0]: f[0], f[1] // 2: sh[1]: f[1], f[2] // 2: sh[2]: f[2]]
+    lab = _labels_on_working_grid(labels, f)
     vsw = vs * np.array(f)
     # smooth to about 3 mm FWHM: low-dose noise (20-40 HU SD) would otherwise put soft tissue
     # below the fat and gas thresholds voxel by voxel
     sm = ndi.gaussian_filter(a, sigma=tuple(float(np.clip(1.3 / v, 0.4, 1.0)) for v in vsw))
-    return _Grid(sm, np.ascontiguousarray(lab), vsw, ras_order_affine(ct, tr, f))
+    return _Grid(sm, lab, vsw, ras_order_affine(ct, tr, f))
 
 
 def _touches_fov(mask: np.ndarray) -> bool:
@@ -383,7 +399,7 @@ def level_evidence_check(level_vote: dict | None) -> Check | None:
 
 def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, levels: dict | None = None,
                        absent_organs=(), working_voxel_mm: float = 2.0,
-                       level_vote: dict | None = None) -> GateResult:
+                       level_vote: dict | None = None, parenchyma: Image | None = None) -> GateResult:
     """Run the QC gate on a label map.
 
     Parameters
@@ -404,6 +420,11 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         In-plane voxel size of the working grid, mm.
     level_vote : dict, optional
         How those levels were named (:func:`level_evidence_check`).
+    parenchyma : Image, optional
+        The final label map when hot lesions inside the liver and spleen were labelled apart
+        (:func:`pipeline.segment.organ_lesions.label_organ_lesions`); ``labels`` are then the
+        organs' outlines, on which every check runs except ``hot_lesion_fraction``, which
+        checks what is left of the organ.
 
     Returns
     -------
@@ -421,7 +442,7 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         spine_checks.append(evidence)
     vert = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
     vert_c = _centroid_world(g, vert) if vert.sum() > 20 else None
-    lungs = None
+    lungs = par_lab = None
     masks, cuts, uptake = {}, {}, {}  # uptake: organ -> (organ mean, shell mean) on the SPECT
     for organ in ORGANS:
         lid = L.name_to_id(organ)
@@ -474,8 +495,20 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
             else:
                 res.checks.append(_graded(organ, "uptake_ratio", inside / around, _limits(organ, "uptake_ratio")))
             if organ in ("liver", "spleen") and inside is not None:
+                if parenchyma is not None:
+                    if par_lab is None:
+                        par_lab = _labels_on_working_grid(parenchyma, _working_factors(ct, working_voxel_mm))
+                    left = par_lab == L.name_to_id(organ)
+                    share = 1.0 - np.count_nonzero(left & mask) / max(np.count_nonzero(mask), 1)
+                    if share > 0:
+                        res.checks.append(_graded(organ, "lesion_share", share, RANGES["organ.lesion_share"],
+                                                  note="hot lesions and their spill zone labelled apart"))
+                    _, _, values = _organ_and_shell_uptake(g, spect, left)
                 hot = _hot_lesion_fraction(values)
-                if hot is not None:
+                if hot is None:
+                    res.checks.append(_skip(organ, "hot_lesion_fraction",
+                                            "fewer than 50 interior voxels in the SPECT or no uptake"))
+                else:
                     res.checks.append(_graded(organ, "hot_lesion_fraction", hot, RANGES["organ.hot_lesion_fraction"]))
     if "kidney_left" in masks and "kidney_right" in masks:
         vl = float(counts[L.KIDNEY_LEFT]) * ct.voxel_volume_ml

@@ -137,6 +137,8 @@ def uptake_bulk_level(values: np.ndarray, clip: float = 2.0, max_iterations: int
     """
     v = np.asarray(values, float).ravel()
     level = float(np.median(v))
+    if not np.isfinite(level) or level <= 0:  # no uptake to shed lesions from
+        return level
     for _ in range(max_iterations):
         kept = v[v <= clip * level]
         if kept.size == 0:

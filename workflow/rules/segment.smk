@@ -17,6 +17,7 @@ rule segment:
         qc=config["segment"].get("qc", "fail"),
         absent=" ".join(f"--absent-organ {o}" for o in config["segment"].get("absent_organs", [])),
         atlas=config["segment"].get("atlas", "auto"),
+        organ_lesions="" if config["segment"].get("organ_lesions", True) else "--no-organ-lesions",
     log:
         "results/{patient}/logs/segment.log",
     benchmark:
@@ -32,4 +33,4 @@ rule segment:
         "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
         "spectdose segment --ct {input.ct} --spect {input.spect} --out {params.out} "
         "--backend {params.backend} {params.masks} --qc {params.qc} {params.absent} "
-        "--atlas '{params.atlas}' > {log} 2>&1"
+        "--atlas '{params.atlas}' {params.organ_lesions} > {log} 2>&1"

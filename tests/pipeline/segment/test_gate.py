@@ -105,6 +105,36 @@ def test_hot_lesions_in_a_fifth_of_the_liver_warn_and_a_clean_liver_passes(sampl
     assert bad.status == "warn" and 0.1 < bad.value < 0.4
 
 
+def test_a_liver_whose_hot_fifth_is_labelled_apart_is_checked_on_its_outline_and_warns_lesion_share(sample):
+    # the same hot top fifth, now labelled apart by organ_lesions (the default of the built-in
+    # backend): the outline's shape checks are those of the whole liver (no solidity or volume
+    # complaint about the perforated parenchyma), hot_lesion_fraction passes on what is left, and
+    # lesion_share warns that the lesions' spill may still raise the parenchyma
+    from pipeline.segment.organ_lesions import label_organ_lesions
+
+    truth = sample["truth"]
+    outline = truth.with_array(np.where(np.asarray(truth.array) == 100, L.LIVER, np.asarray(truth.array)))
+    spect = sample["spect"]
+    liver = np.asarray(outline.array) == L.LIVER
+    idx = np.round(spect.world_to_index(truth.index_to_world(np.argwhere(liver).astype(float)))).astype(int)
+    idx = np.unique(np.clip(idx, 0, np.array(spect.shape) - 1), axis=0)
+    arr = np.asarray(spect.array, np.float32).copy()
+    hot = idx[idx[:, 2] >= np.percentile(idx[:, 2], 80)]
+    arr[tuple(hot.T)] *= 10.0
+    hot_spect = spect.with_array(arr)
+    final, rec, _ = label_organ_lesions(outline, hot_spect)
+    assert rec["liver"]["labels"]
+    res = check_segmentation(sample["ct"], outline, hot_spect, levels=sample["levels"], parenchyma=final)
+    share = res.find("liver", "lesion_share")
+    assert share.status == "warn" and 0.15 < share.value < 0.6
+    assert res.find("liver", "hot_lesion_fraction").status == "pass"
+    whole = check_segmentation(sample["ct"], outline, hot_spect, levels=sample["levels"])
+    assert [(c.check, c.status) for c in res.checks if c.structure == "liver" and c.check != "lesion_share"
+            and c.check != "hot_lesion_fraction"] == [
+        (c.check, c.status) for c in whole.checks if c.structure == "liver" and c.check != "hot_lesion_fraction"]
+    assert whole.find("liver", "hot_lesion_fraction").status == "warn"
+
+
 def test_declared_absent_spleen_passes(sample):
     from sample_data.seg_corpus import corrupt
 
@@ -232,3 +262,27 @@ def test_levels_named_by_the_landmarks_pass_and_by_the_atlas_warn(sample):
     skip = check_segmentation(sample["ct"], sample["truth"], levels=sample["levels"], level_vote=refused)
     assert skip.find("vertebrae_L2L4", "level_evidence").status == "skip"
     assert check_segmentation(sample["ct"], sample["truth"]).find("vertebrae_L2L4", "level_evidence") is None
+
+
+def test_builtin_cli_labels_the_sample_patients_liver_metastasis_apart_unless_told_not_to(sample, tmp_path):
+    # the rules put the sample patient's liver metastasis (truth label 100) inside the liver; with
+    # its 24 h SPECT it becomes lesion_1 and the liver keeps its parenchyma
+    from pipeline.imageio import read_image
+    from pipeline.segment.cli import main
+
+    args = ["--ct", str(sample["out"] / "nifti" / "t24h_ct.nii.gz"), "--atlas", "none",
+            "--spect", str(sample["out"] / "nifti" / "t24h_spect.nii.gz")]
+    assert main(args + ["--out", str(tmp_path / "on")]) == 0
+    labels, _ = read_image(tmp_path / "on" / "labels.nii.gz")
+    lab, truth = np.asarray(labels.array), np.asarray(sample["truth"].array)
+    met = truth == 100
+    assert np.mean(lab[met] == L.LESION_FIRST) > 0.8 and np.mean(lab[met] == L.LIVER) < 0.05
+    vocab = json.loads((tmp_path / "on" / "labels.json").read_text())
+    assert vocab["labels"][str(L.LESION_FIRST)] == "lesion_1"
+    assert any(n.startswith("liver: 1 hot lesion") for n in vocab["notes"])
+    qc = json.loads((tmp_path / "on" / "qc.json").read_text())
+    assert qc["organ_method"]["organ_lesions"]["liver"]["labels"] == ["lesion_1"]
+    assert "lesion_1" in (tmp_path / "on" / "organs.csv").read_text()
+    assert main(args + ["--out", str(tmp_path / "off"), "--no-organ-lesions"]) == 0
+    off, _ = read_image(tmp_path / "off" / "labels.nii.gz")
+    assert np.asarray(off.array).max() < L.LESION_FIRST and np.mean(np.asarray(off.array)[met] == L.LIVER) > 0.8

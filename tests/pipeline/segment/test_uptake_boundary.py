@@ -106,12 +106,30 @@ def test_a_hot_lesion_in_the_cold_organ_at_the_boundary_and_its_spill_keep_their
     met[31:37, 11:19, 11:19] = True  # 12 x 16 x 16 mm, 2 mm from the boundary
     act = np.where(a, 10.0, 0.0) + np.where(b & ~met, 2.0, 0.0) + np.where(met, 40.0, 0.0)
     spect = ndi.gaussian_filter(act, FWHM_MM / 2.3548 / np.asarray(VS))
-    new_a, new_b, rec = split_by_uptake(spect, a, b, VS)
+    new_a, new_b, rec = split_by_uptake(spect, a, b, VS, lesions_possible_b=True)
     assert rec["used"] and rec["hot"] == "a" and rec["lesion_voxels_kept"] > 0
-    without, _, _ = split_by_uptake(spect, a, b, VS, lesion_factor=np.inf)
+    without, _, _ = split_by_uptake(spect, a, b, VS, lesions_possible_b=True, lesion_factor=np.inf)
     assert (without & met).any() and (without & b).sum() > 500  # without it: 976 voxels of B
     assert (new_a & b).sum() < 0.1 * (without & b).sum()  # with it: 68, beside the lesion zone
     assert (new_b & met).sum() == met.sum()
+
+
+def test_a_hot_spot_in_an_organ_that_cannot_hold_lesions_does_not_freeze_the_boundary():
+    # the same geometry, the hot spot now in the kidney (A, 10), at 40 beside the boundary (a hot
+    # renal pelvis or calyx): the boundary is placed by the uptakes as without it, the atlas's
+    # displacement into B is undone
+    a, b, _ = _two_blocks()
+    spot = np.zeros_like(a)
+    spot[23:29, 11:19, 11:19] = True
+    act = np.where(a & ~spot, 10.0, 0.0) + np.where(b, 2.0, 0.0) + np.where(spot, 40.0, 0.0)
+    spect = ndi.gaussian_filter(act, FWHM_MM / 2.3548 / np.asarray(VS))
+    wrong_a = a.copy()
+    wrong_a[30:34, 5:25, 5:25] = True
+    new_a, new_b, rec = split_by_uptake(spect, wrong_a, b & ~wrong_a, VS, lesions_possible_b=True)
+    assert rec["used"] and rec["lesion_voxels_kept"] == 0
+    frozen, _, rec_frozen = split_by_uptake(spect, wrong_a, b & ~wrong_a, VS, lesions_possible_a=True)
+    assert rec_frozen["lesion_voxels_kept"] > 0  # the same spot counted as a lesion freezes the band
+    assert (new_a & b).sum() < (frozen & b).sum()
 
 
 def test_the_level_of_an_organ_that_may_hold_lesions_is_its_parenchyma_when_they_are_many():

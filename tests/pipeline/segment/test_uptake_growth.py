@@ -58,6 +58,13 @@ def test_bulk_level_of_an_organ_without_lesions_is_its_median():
     assert uptake_bulk_level(v) == np.median(v)
 
 
+def test_bulk_level_of_an_organ_without_uptake_is_its_median_and_never_loops():
+    # a SPECT that ends before the organ (zeros) or holds negative reconstruction values: the
+    # clip at twice a level <= 0 would drop every positive value
+    assert uptake_bulk_level(np.zeros(100)) == 0.0
+    assert uptake_bulk_level(np.array([-1.0, -0.5, -0.2, 3.0, 4.0])) == -0.2
+
+
 def test_bulk_level_sheds_hot_lesions_in_a_third_of_the_organ():
     # a blurred liver with metastases: parenchyma at 2.0 (10 % noise) in 40 % of the voxels,
     # parenchyma raised by the lesions' spill (2.5-6) in 30 %, lesions (6-25) in 30 % (the
