@@ -54,6 +54,9 @@ def _run(args) -> int:
         raise InputError(args.patient_dir, "is not a folder of patient results")
     if args.out.is_dir():
         raise InputError(args.out, "is a folder; expected the HTML file to write")
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        # Chromium does not render a page without the extension: it waited out its 180 s timeout
+        raise InputError(args.out, "expected the HTML file to write, ending in .html")
     require_output_dir(args.out.parent)
     out_dir = args.out.parent
     start = time.perf_counter()

@@ -213,7 +213,7 @@ def registration(pdir: Path) -> str:
 
 
 def segmentation(pdir: Path) -> str:
-    """Structures with volume, HU, density and mass; the QC figure."""
+    """Structures with volume, HU, density and mass; the segmenter's notes; the QC figure."""
     rows, why = read_csv(pdir / "segment" / "organs.csv")
     parts = []
     if rows is None:
@@ -224,6 +224,12 @@ def segmentation(pdir: Path) -> str:
                              "Density (g/mL)": _num(r.get("density_g_per_ml")), "Mass (g)": _num(r.get("mass_g"))}
                             for r in rows], caption="Structures (segment/organs.csv)",
                            numeric=("Volume (mL)", "Mean CT number (HU)", "Density (g/mL)", "Mass (g)")))
+    vocab, _ = read_json(pdir / "segment" / "labels.json")
+    notes = [str(n) for n in (vocab or {}).get("notes", []) if str(n).strip()]
+    if notes:
+        # how the levels were named, the atlas, hot lesions labelled apart from the liver or spleen
+        parts.append('<p class="note">Notes of the segmenter (segment/labels.json):</p><ul class="note">'
+                     + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     parts.append(image(pdir / "segment" / "qc.png", "Segmentation on the reference CT"))
     return "".join(parts)
 

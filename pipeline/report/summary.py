@@ -250,6 +250,21 @@ def _method(prov: dict, dose_side: dict, fits: dict) -> str:
     return "; ".join(parts) if parts else "not recorded (dose/dose_provenance.json missing)"
 
 
+def _organ_lesion_notes(pdir: Path) -> list:
+    """One line per organ whose hot lesions the segmenter labelled apart (segment/qc.json)."""
+    qc, _ = read_json(pdir / "segment" / "qc.json")
+    found = ((qc or {}).get("organ_method") or {}).get("organ_lesions") or {}
+    out = []
+    for organ, rec in found.items():
+        names = [organ_label(n) for n in (rec or {}).get("labels") or []]
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            out.append(f"{organ_label(organ)}: the dose is its parenchyma's. Hot lesions inside it ({shown}) "
+                       f"and {sum((rec.get('spill_zone_ml') or [0.0])):.0f} mL around them raised by their spill "
+                       "are left out (segment/qc.json, organ_lesions).")
+    return out
+
+
 def summary_html(patient_dir) -> str:
     """The whole page-one section body."""
     pdir = Path(patient_dir)
@@ -261,6 +276,7 @@ def summary_html(patient_dir) -> str:
                           "(calibration, segmentation and kernel uncertainties are not included). "
                           "Dose per activity: per GBq injected. TIA: organ-level fit."))
         parts += [note(n) for n in notes]
+        parts += [note(n) for n in _organ_lesion_notes(pdir)]
     else:
         parts.append(not_available("; ".join(notes) or "no organ doses"))
     sentence = planning_sentence(pdir)

@@ -186,6 +186,14 @@ def test_cli_missing_patient_folder_is_one_clear_error(tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
 
 
+def test_cli_out_without_the_html_extension_is_one_clear_error(patient_dir, tmp_path, capsys):
+    code = main(["--patient-dir", str(patient_dir), "--out", str(tmp_path / "report_out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"spectdose report: error: {tmp_path / 'report_out'}: expected the HTML file to write, ending in .html"]
+    assert not (tmp_path / "report_out").exists()
+
+
 def test_missing_volumes_leave_a_note_instead_of_the_fused_figures(tmp_path, capsys, monkeypatch):
     from report_synthetic import make_patient
 
@@ -219,3 +227,31 @@ def test_method_line_names_how_the_photons_were_computed(patient_dir, method, ex
     prov["settings"].update(include_photons=True, photon_method=method)
     path.write_text(json.dumps(prov))
     assert expected in parse(build_report(patient_dir)).sections["summary"]
+
+
+def test_segmentation_section_lists_the_segmenters_notes_escaped(patient_dir):
+    import json
+
+    f = patient_dir / "segment" / "labels.json"
+    vocab = json.loads(f.read_text())
+    vocab["notes"] = ["liver: 1 hot lesion(s) above twice the parenchyma's SPECT level labelled apart (lesion_1 "
+                      "37.3 mL (peak 8.7 x)); 30.1 mL of liver around them, raised by their spill, left out: "
+                      "the liver's dose is its parenchyma's", "<b>x</b>"]
+    f.write_text(json.dumps(vocab))
+    page = parse(build_report(patient_dir))
+    seg = page.sections["segmentation"]
+    assert "Notes of the segmenter" in seg and "lesion_1 37.3 mL" in seg and "dose is its parenchyma" in seg
+    assert "<b>x</b>" in seg and "&lt;b&gt;" in build_report(patient_dir)  # shown as text, escaped in the page
+
+
+def test_page_one_says_when_an_organs_dose_is_its_parenchymas(patient_dir):
+    import json
+
+    f = patient_dir / "segment" / "qc.json"
+    qc = json.loads(f.read_text())
+    qc["organ_method"] = {"organ_lesions": {"liver": {"labels": ["lesion_1", "lesion_2"], "spill_zone_ml": [20.0, 10.4]},
+                                            "spleen": {"labels": [], "spill_zone_ml": []}}}
+    f.write_text(json.dumps(qc))
+    summary = parse(build_report(patient_dir)).sections["summary"]
+    assert "Liver: the dose is its parenchyma" in summary and "(Lesion 1, Lesion 2) and 30 mL" in summary
+    assert "Spleen: the dose" not in summary
