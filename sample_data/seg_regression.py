@@ -213,11 +213,12 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
     if cyst_mm > 0:
         ct, ref, native = _with_renal_cyst(ct, ref, native, cyst_mm)
         name = f"{name} cyst {cyst_mm:g}mm"
-    if spect in ("realistic", "early", "sstr"):
+    if spect in ("realistic", "early", "sstr", "antibody"):
         from sample_data import seg_spect
 
         uptake, rest = {"early": (seg_spect.EARLY_UPTAKE, seg_spect.EARLY_REST),
-                        "sstr": (seg_spect.SSTR_UPTAKE, seg_spect.SSTR_REST)}.get(
+                        "sstr": (seg_spect.SSTR_UPTAKE, seg_spect.SSTR_REST),
+                        "antibody": (seg_spect.ANTIBODY_UPTAKE, seg_spect.ANTIBODY_REST)}.get(
             spect, (seg_spect.REALISTIC_UPTAKE, seg_spect.REALISTIC_REST))
         kw = dict(uptake=uptake, rest=rest, liver_mets_fraction=liver_mets, noise=spect_noise, fwhm_mm=spect_fwhm_mm)
         sp, ct_out, lesions = seg_spect.realistic_spect(ct, native, **kw)
@@ -249,7 +250,8 @@ def _camera_suffix(noise: float, fwhm_mm: float) -> str:
 TOTALSEG_UPTAKE = {"uniform": (SIMULATED_UPTAKE, 0.3),
                    "realistic": ({1: 10.0, 2: 10.0, 3: 2.0, 4: 8.0}, 0.3),
                    "early": ({1: 5.0, 2: 5.0, 3: 2.5, 4: 3.0}, 1.0),
-                   "sstr": ({1: 8.5, 2: 8.5, 3: 5.0, 4: 16.0}, 0.3)}
+                   "sstr": ({1: 8.5, 2: 8.5, 3: 5.0, 4: 16.0}, 0.3),
+                   "antibody": ({1: 3.0, 2: 3.0, 3: 6.0, 4: 6.0}, 1.5)}
 
 
 def _totalseg_spect(ct, ref: np.ndarray, labelled: np.ndarray, atlas, mode, noise: float = 0.05,
@@ -423,16 +425,16 @@ def main(argv=None) -> int:
                         "loo (an ICRP case without its own phantom: the honest test), all")
     p.add_argument("--scale", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
                    metavar="XY,Z", help="ICRP-110 cases: stretch the phantom in-plane and axially (e.g. 1.2,1.0)")
-    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic", "early", "sstr"),
+    p.add_argument("--spect", nargs="?", const="uniform", choices=("uniform", "realistic", "early", "sstr", "antibody"),
                    help="ICRP-110 and TotalSegmentator cases: a simulated reference SPECT for the segmenter, and the uptake error; "
                         "uniform organ uptake (default), or realistic (sample_data.seg_spect: cortex, medulla, "
                         "hot renal pelvis, hot spleen, bowel, a node beside the left kidney and a liver "
                         "metastasis near the right one; also reports the share of each lesion an organ took), "
                         "or early (the same at an early session's lower contrast), or sstr (a somatostatin-"
-                        "receptor ligand at 24 h: spleen hotter than the kidneys, hot adrenals); TotalSegmentator: one uptake "
+                        "receptor ligand at 24 h: spleen hotter than the kidneys, hot adrenals), or antibody (blood pool, liver and spleen hot, kidneys cold: sample_data.seg_spect.ANTIBODY_UPTAKE); TotalSegmentator: one uptake "
                         "per organ at the same contrasts (sample_data.seg_regression.TOTALSEG_UPTAKE)")
     p.add_argument("--liver-mets", type=float, default=0.0, metavar="FRACTION",
-                   help="ICRP-110 cases with --spect realistic, early or sstr: hot liver metastases (10 x the liver's "
+                   help="ICRP-110 cases with --spect realistic, early, sstr or antibody: hot liver metastases (10 x the liver's "
                         "uptake, 8-20 mm radius) filling this fraction of the liver, e.g. 0.15")
     p.add_argument("--spect-noise", type=float, default=0.05, metavar="SD",
                    help="with --spect: relative noise SD of the simulated "

@@ -15,6 +15,8 @@ Lu-177 peptide or PSMA scan at about 24 h is not uniform, and its hot spots are 
   of 33: the reference SPECT of the workflow is the earliest session unless one is named);
 - :data:`SSTR_UPTAKE`, a somatostatin-receptor ligand at about 24 h: the spleen (16) hotter
   than the renal cortex (10), hot adrenals on the kidneys' upper poles (10), pancreas 4, liver 5;
+- :data:`ANTIBODY_UPTAKE`, a radiolabelled antibody at 1-3 days: blood pool 8, liver and spleen
+  6, kidneys 3 (blood only), the rest 1.5: kidneys colder than their neighbours;
 - two lesions of 12 mm radius at uptake 15, placed where they can fool a segmenter: a
   para-aortic lymph node 8 mm medial to the left kidney at its hilum (soft tissue, 40 HU, written
   into the CT too), and a liver metastasis in the liver within 40 mm of the right kidney;
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "SSTR_UPTAKE", "realistic_spect", "camera"]
+__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "SSTR_UPTAKE", "ANTIBODY_UPTAKE", "realistic_spect", "camera"]
 
 #: Relative uptake per ICRP-110 organ id group (see the module docstring).
 REALISTIC_UPTAKE = {
@@ -78,6 +80,20 @@ SSTR_UPTAKE = {
     tuple(range(76, 87)): 1.0,  # colon wall and contents
 }
 SSTR_REST = 0.3
+#: Relative uptake of a radiolabelled antibody at about 1-3 days: the blood pool is the hottest
+#: tissue (the IgG circulates for days), liver and spleen take it up (catabolism), the kidneys
+#: only see blood (an intact antibody is not filtered): they are barely above the background,
+#: and colder than their neighbours liver and spleen. A plausible pattern, not a measurement.
+ANTIBODY_UPTAKE = {
+    (89, 92, 90, 93, 91, 94): 3.0,  # kidneys: cortex, medulla, pelvis alike (blood)
+    (127,): 6.0,  # spleen
+    (95,): 6.0,  # liver
+    (10,): 8.0,  # blood vessels of the trunk (aorta, vena cava)
+    (87, 88): 8.0,  # heart wall and blood
+    (96, 98): 4.0,  # blood of the lungs
+    (52, 53): 3.0,  # lumbar spine spongiosa (red marrow)
+}
+ANTIBODY_REST = 1.5
 LESION_UPTAKE = 15.0
 LESION_RADIUS_MM = 12.0
 

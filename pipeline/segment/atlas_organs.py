@@ -282,10 +282,13 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
 
 def _own_uptake_veto(n, masks, organs, spect, spect_fov, vs, fusion: FusionOptions = FusionOptions()):
     """Organ ``n``'s intensity model and its veto from its own mask (not the atlas prior), 0 outside
-    the SPECT's field of view (no growth on the CT alone there); ``(model, None)`` when it has none."""
+    the SPECT's field of view (no growth on the CT alone there); ``(model, None)`` when it has none.
+
+    This veto decides where the organ may grow by its uptake, so it measures uptake above the
+    surroundings' level for every organ (``FusionOptions.grow_above_surroundings``)."""
     model = organs[n].get("intensity_model", {})
     v, _ = uptake_veto(spect, masks[n].astype(np.float32), vs, valid=spect_fov,
-                       above_surroundings=n in fusion.veto_above_surroundings,
+                       above_surroundings=n in fusion.veto_above_surroundings or fusion.grow_above_surroundings,
                        percentile=dict(fusion.veto_percentile).get(n, 75.0))
     if model.get("median_hu") is None or v is None:
         return model, None

@@ -146,6 +146,21 @@ class FusionOptions:
         which took the liver for the hot organ), bulk 0.92 / 0.92 (+0.7 / -0.7 %, right kidney
         0.90 / 0.91); 15 % realistic 0.93 / 0.93. Without metastases (six ICRP-110 cases at the
         uniform, realistic, early and sstr contrasts) within 0.01 of the median's.
+    grow_above_surroundings : bool
+        The veto that decides where a hot organ may grow by its uptake (after the refinement,
+        from the organ's own mask) measures uptake above the surroundings' level for every
+        organ, the kidneys too (``above_surroundings`` of
+        :func:`pipeline.segment.uptake_growth.uptake_veto`; the refinement's veto keeps
+        :attr:`veto_above_surroundings`). Against zero, the growth's cut (0.49 of the organ's
+        level) lies at the body's own level when the organ is only about twice as hot as its
+        surroundings: a radiolabelled antibody at 1-3 days (``seg_regression --spect antibody``:
+        kidneys 3, blood pool 8, liver and spleen 6, rest 1.5) gave the right kidney of AF_4mm 22.8 mL of
+        muscle and 161 mL against 114 (Dice 0.78). Leave-one-out, six ICRP-110 cases and
+        TotalSegmentator, without / with: antibody AF_4mm right kidney 0.78 / 0.85 (uptake -6.6 /
+        +2.2 %), the other cases unchanged; realistic and sstr every Dice within 0.01 (three
+        +0.01), kidney uptake errors within 0.7 %, mostly nearer zero; early every Dice within 0.01,
+        the female kidneys' uptake errors up by up to 1.6 % (AF_2mm left +3.6 / +4.9 %: the grown
+        kidney takes a little less of its blurred edge).
     rim_without_spect : bool
         Add the partial-volume rim against fat
         (:func:`pipeline.segment.atlas_refine.grow_partial_volume`, one voxel, only voxels
@@ -187,3 +202,4 @@ class FusionOptions:
     split_touching_by_ct: bool = True
     veto_above_surroundings: tuple = ("liver", "spleen")
     veto_percentile: tuple = (("liver", "bulk"),)
+    grow_above_surroundings: bool = True

@@ -169,6 +169,29 @@ def test_uptake_veto_at_an_early_session_contrast_still_cuts_the_muscle_beside_t
     assert np.median(absolute[beyond]) > 0.45
 
 
+def test_the_growth_veto_of_a_kidney_only_twice_its_surroundings_cuts_the_muscle_beside_it():
+    # a radiolabelled antibody: kidney 3.2 against 1.5 in the body (it only sees blood). The veto that
+    # decides where the kidney may grow by its uptake measures above the surroundings; from zero,
+    # the muscle beside it (the body's own level) sat above the growth's cut
+    from dataclasses import replace
+
+    from scipy import ndimage as ndi
+
+    from pipeline.segment.atlas_organs import _own_uptake_veto
+    from pipeline.segment.fusion_options import FusionOptions
+
+    ct, truth, muscle, _ = _hot_kidney_with_cold_muscle()
+    activity = np.where(truth, 3.2, np.where(ct > -400.0, 1.5, 0.0)).astype(np.float32)
+    spect = ndi.gaussian_filter(activity, 12.0 / 2.3548 / 3.0)
+    beyond = muscle & (ndi.distance_transform_edt(~truth, sampling=3.0) > 7.0)
+    organs = {"kidney_left": {"intensity_model": {"median_hu": 30.0, "sd_hu": 15.0}}}
+    args = ("kidney_left", {"kidney_left": truth}, organs, spect, None, (3.0, 3.0, 3.0))
+    _, grow = _own_uptake_veto(*args)
+    assert np.median(grow[truth]) > 0.9 and np.mean(grow[beyond] >= 0.7) < 0.01  # growth needs a veto of 0.7
+    _, from_zero = _own_uptake_veto(*args, fusion=replace(FusionOptions(), grow_above_surroundings=False))
+    assert np.mean(from_zero[beyond] >= 0.7) > 0.05  # measured 0.097 (above the surroundings: 0)
+
+
 def _organ_with_hot_top(share_percentile: float, rest: float):
     """The test organ with hot metastases (+18 on its 2) in its slices above ``share_percentile``
     of its voxels' slice index, in a body at ``rest``, blurred 12 mm: (truth, spect, normal part
