@@ -170,25 +170,28 @@ def label_organ_lesions(labels: Image, spect: Image, organs=("liver", "spleen"))
     notes : list of str
         One line per organ with lesions.
     """
-    from ..grid import resample_to
+    from ..grid import bounding_box, resample_to
+    from .builtin_atlas import crop
 
     lab = np.array(labels.array, copy=True)
-    on = np.asarray(resample_to(spect, labels, "linear", default_value=np.nan).array, np.float32)
-    valid = np.isfinite(on)
-    on = np.where(valid, on, 0.0).astype(np.float32)
     vs = labels.voxel_size_mm
     record, notes = {}, []
     for name in organs:
         oid = L.name_to_id(name)
-        mask = lab == oid
-        if not mask.any():
+        box = bounding_box(lab == oid, [int(np.ceil(30.0 / v)) for v in vs])  # the organ and 30 mm around
+        if box is None:
             continue
-        found, rec = hot_lesions_in_organ(on, mask, vs, valid=valid)
+        sub = crop(labels.with_array(lab), box)  # the SPECT only where it is needed (a 0.7 mm CT is large)
+        on = np.asarray(resample_to(spect, sub, "linear", default_value=np.nan).array, np.float32)
+        valid = np.isfinite(on)
+        found, rec = hot_lesions_in_organ(np.where(valid, on, 0.0).astype(np.float32), np.asarray(sub.array) == oid,
+                                          vs, valid=valid)
         ids = []
+        view = lab[box]
         for les in found:
             lid = max(int(lab.max()) + 1, L.LESION_FIRST)
-            lab[les.spill & (lab == oid)] = L.BODY
-            lab[les.mask] = lid
+            view[les.spill & (view == oid)] = L.BODY
+            view[les.mask] = lid
             ids.append(lid)
         rec.update(labels=[L.lesion_name(i) for i in ids], volumes_ml=[les.volume_ml for les in found],
                    spill_zone_ml=[les.spill_ml for les in found],
