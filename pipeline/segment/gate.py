@@ -127,12 +127,13 @@ def _skip(structure, check, why) -> Check:
 
 @dataclass
 class _Grid:
-    """Working grid in RAS order: CT (smoothed), labels, voxel size, affine."""
+    """Working grid in RAS order: CT (smoothed), labels, voxel size, affine, block factors."""
 
     ct: np.ndarray
     labels: np.ndarray
     vs: np.ndarray
     affine: np.ndarray
+    factors: tuple
 
     @property
     def voxel_ml(self) -> float:
@@ -141,11 +142,6 @@ class _Grid:
     def world(self, ijk) -> np.ndarray:
         ijk = np.asarray(ijk, float)
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
-
-
-def _working_factors(ct: Image, working_voxel_mm: float) -> tuple:
-    _, _, vs = to_ras_order(ct)
-    return block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
 
 
 def _labels_on_working_grid(labels: Image, f) -> np.ndarray:
@@ -157,14 +153,14 @@ def _labels_on_working_grid(labels: Image, f) -> np.ndarray:
 
 def _working_grid(ct: Image, labels: Image, working_voxel_mm: float) -> _Grid:
     arr, tr, vs = to_ras_order(ct)
-    f = _working_factors(ct, working_voxel_mm)
+    f = block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
     a = block_mean(np.maximum(arr.astype(np.float32), -1024.0), f)
     lab = _labels_on_working_grid(labels, f)
     vsw = vs * np.array(f)
     # smooth to about 3 mm FWHM: low-dose noise (20-40 HU SD) would otherwise put soft tissue
     # below the fat and gas thresholds voxel by voxel
     sm = ndi.gaussian_filter(a, sigma=tuple(float(np.clip(1.3 / v, 0.4, 1.0)) for v in vsw))
-    return _Grid(sm, lab, vsw, ras_order_affine(ct, tr, f))
+    return _Grid(sm, lab, vsw, ras_order_affine(ct, tr, f), tuple(f))
 
 
 def _touches_fov(mask: np.ndarray) -> bool:
@@ -497,7 +493,7 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
             if organ in ("liver", "spleen") and inside is not None:
                 if parenchyma is not None:
                     if par_lab is None:
-                        par_lab = _labels_on_working_grid(parenchyma, _working_factors(ct, working_voxel_mm))
+                        par_lab = _labels_on_working_grid(parenchyma, g.factors)
                     left = par_lab == L.name_to_id(organ)
                     share = 1.0 - np.count_nonzero(left & mask) / max(np.count_nonzero(mask), 1)
                     if share > 0:

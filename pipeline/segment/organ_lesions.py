@@ -97,16 +97,15 @@ def hot_lesions_in_organ(spect: np.ndarray, organ: np.ndarray, voxel_size_mm, fa
         ``parenchyma_level`` (the SPECT's unit), ``threshold``, ``regions`` (hot regions of at
         least ``min_ml``), ``spill_rejected`` (of them, a neighbour's spill), ``lesions``.
     """
+    from ..grid import bounding_box
+
     vs = np.asarray(voxel_size_mm, float)
     ml = float(np.prod(vs)) / 1000.0
     rec: dict = {"lesions": 0}
-    use = organ if valid is None else organ & valid
-    if np.count_nonzero(use) < 50:
+    if np.count_nonzero(organ if valid is None else organ & valid) < 50:
         return [], rec
-    idx = np.argwhere(organ)
-    lo = np.maximum(idx.min(0) - np.ceil(2 * slope_mm / vs).astype(int), 0)
-    hi = np.minimum(idx.max(0) + np.ceil(2 * slope_mm / vs).astype(int) + 1, organ.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    pad = np.ceil(slope_mm / vs).astype(int)  # room for the ring around a lesion at the organ's edge
+    box = bounding_box(organ, 2 * pad)
     o, s = organ[box], np.asarray(spect[box], np.float32)
     v = np.ones_like(o) if valid is None else valid[box]
     deep = (ndi.distance_transform_edt(o, sampling=vs) > interior_mm) & v
@@ -117,27 +116,27 @@ def hot_lesions_in_organ(spect: np.ndarray, organ: np.ndarray, voxel_size_mm, fa
     threshold = factor * level
     rec.update(parenchyma_level=round(float(level), 6), threshold=round(float(threshold), 6))
     hot = o & v & (s > threshold)
-    lab, n = ndi.label(hot)
+    lab, _ = ndi.label(hot)
     ring_struct = ellipsoid_structure(slope_mm, vs)
     found, regions, spill = [], 0, 0
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
-        comp = lab[sl] == i
-        if np.count_nonzero(comp) * ml < min_ml:
+        # each region in its own box, grown by the ring's reach (clipped to the organ's box)
+        local = tuple(slice(max(a.start - p, 0), min(a.stop + p, n_ax)) for a, p, n_ax in zip(sl, pad, o.shape))
+        m, ol, sl_s = lab[local] == i, o[local], s[local]
+        if np.count_nonzero(m) * ml < min_ml:
             continue
         regions += 1
-        m = np.zeros(o.shape, bool)
-        m[sl] = comp
-        peak = float(s[m].max())
-        ring = ndi.binary_dilation(m, ring_struct) & ~o
-        if ring.any() and float(s[ring].max()) >= peak:
+        peak = float(sl_s[m].max())
+        ring = ndi.binary_dilation(m, ring_struct) & ~ol
+        if ring.any() and float(sl_s[ring].max()) >= peak:
             spill += 1
             continue
-        m = ndi.binary_fill_holes(m) & o
-        core = m & (s > level + core_fraction * (peak - level))
-        core = ndi.binary_fill_holes(core) & m
-        full, ring = np.zeros(organ.shape, bool), np.zeros(organ.shape, bool)
-        full[box], ring[box] = core, m & ~core
-        found.append(OrganLesion(full, ring, round(np.count_nonzero(core) * ml, 3),
+        m = ndi.binary_fill_holes(m) & ol
+        core = ndi.binary_fill_holes(m & (sl_s > level + core_fraction * (peak - level))) & m
+        full, zone = np.zeros(organ.shape, bool), np.zeros(organ.shape, bool)
+        at = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(box, local))
+        full[at], zone[at] = core, m & ~core
+        found.append(OrganLesion(full, zone, round(np.count_nonzero(core) * ml, 3),
                                  round(np.count_nonzero(m & ~core) * ml, 3), round(peak / level, 2)))
     found.sort(key=lambda x: -x.volume_ml)
     rec.update(regions=regions, spill_rejected=spill, lesions=len(found))
@@ -176,6 +175,7 @@ def label_organ_lesions(labels: Image, spect: Image, organs=("liver", "spleen"))
     lab = np.array(labels.array, copy=True)
     vs = labels.voxel_size_mm
     record, notes = {}, []
+    next_id = max(int(lab.max()) + 1, L.LESION_FIRST)
     for name in organs:
         oid = L.name_to_id(name)
         box = bounding_box(lab == oid, [int(np.ceil(30.0 / v)) for v in vs])  # the organ and 30 mm around
@@ -189,10 +189,10 @@ def label_organ_lesions(labels: Image, spect: Image, organs=("liver", "spleen"))
         ids = []
         view = lab[box]
         for les in found:
-            lid = max(int(lab.max()) + 1, L.LESION_FIRST)
             view[les.spill & (view == oid)] = L.BODY
-            view[les.mask] = lid
-            ids.append(lid)
+            view[les.mask] = next_id
+            ids.append(next_id)
+            next_id += 1
         rec.update(labels=[L.lesion_name(i) for i in ids], volumes_ml=[les.volume_ml for les in found],
                    spill_zone_ml=[les.spill_ml for les in found],
                    peak_to_parenchyma=[les.peak_to_parenchyma for les in found])
