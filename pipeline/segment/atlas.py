@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..image import Image
 from ..imageio import read_image, to_sitk, write_image
 from . import labels as L
-from .components import largest_component
+from .components import fill_holes, largest_component
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
            "organ_priors", "z_offset_from_profiles", "carry_subject", "coarser_grid", "resolve_atlas_source", "load_atlas",
@@ -168,9 +168,7 @@ def _working(ct: Image, spacing_mm: float) -> sitk.Image:
 def _body_mask(a: np.ndarray) -> np.ndarray:
     """Body on a working array (z, y, x): > -400 HU, largest component, holes filled per slice."""
     m, _ = largest_component(a > -400.0)
-    for k in range(m.shape[0]):
-        m[k] = ndi.binary_fill_holes(m[k])
-    return m
+    return fill_holes(m.transpose(1, 2, 0), per_slice=True).transpose(2, 0, 1)
 
 
 def _profiles(a: np.ndarray, body: np.ndarray) -> np.ndarray:

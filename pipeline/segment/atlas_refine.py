@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .components import largest_component
+from .components import fill_holes, largest_component
 # re-exported: the SPECT-based steps lived here before they had a module of their own
 from .uptake_growth import (drop_other_hot_basins, grow_together, grow_with_uptake,  # noqa: F401
                             uptake_growth_allowed, uptake_veto)
@@ -177,7 +177,7 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
     masks = {}
     for i, n in enumerate(names):
         m, _ = largest_component((winner == i) & allowed & (p[i] > 0.02))
-        m = ndi.binary_fill_holes(m) & (sm > max_fat_hu)
+        m = fill_holes(m) & (sm > max_fat_hu)
         masks[n] = m
     return masks, models
 

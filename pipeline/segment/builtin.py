@@ -44,7 +44,7 @@ from .native_spine import bodies_on_ct_grid, marrow_on_ct_grid, upsample_mask
 from .builtin_rules import kidneys_by_rules, organ_under_lung
 from .spine import analyse_spine
 from .vertebral_body import complete_body_slices
-from .components import component_sizes, select_labels
+from .components import component_sizes, fill_holes, select_labels
 
 __all__ = ["BuiltinOptions", "BuiltinResult", "segment_builtin"]
 
@@ -143,9 +143,7 @@ def _body(ct, vs):
     sizes = component_sizes(lab, n) * np.prod(vs) / 1000.0
     body = select_labels(lab, np.flatnonzero(sizes > 100.0) + 1)
     body = ndi.binary_dilation(body, np.ones((3, 3, 1), bool), iterations=2) & (ct > -400)
-    for k in range(body.shape[2]):
-        body[:, :, k] = ndi.binary_fill_holes(body[:, :, k])
-    return body
+    return fill_holes(body, per_slice=True)
 
 
 def _lungs(ct, body, vs):
@@ -375,19 +373,19 @@ def _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_leve
 
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):
-    """Linear resampling of the SPECT onto the CT grid, then RAS order and block mean.
+    """Linear resampling of the SPECT onto the working grid (RAS order, blocks of ``f`` CT voxels).
 
-    Returns the SPECT (0 outside its field of view) and its field of view (bool: every CT
-    voxel of the working voxel inside the SPECT's grid), both on the working grid.
+    Each working voxel takes the SPECT at its block's centre. Within one SPECT voxel the
+    linear interpolant is multilinear, and its mean over a block symmetric about that centre
+    is its value there: the same as the block mean of the SPECT resampled onto the full CT
+    grid, which this replaced (7.9 s and 0.6 GB of float64 on the GE CT's 79 M voxels).
+    Returns the SPECT (0 outside its field of view) and its field of view (bool: the
+    block's centre inside the SPECT's grid), both on the working grid.
     """
-    from nibabel.orientations import apply_orientation
-
     from ..grid import resample_to
 
-    on_ct = resample_to(spect, ct, "linear", default_value=np.nan).array
-    a = apply_orientation(on_ct, tr).astype(np.float32)
-    a = block_mean(a, f) if f != (1, 1, 1) else a
-    a = a[: shape[0], : shape[1], : shape[2]]
+    grid = Image(np.zeros(shape, np.uint8), ras_order_affine(ct, tr, f), "1")
+    a = np.asarray(resample_to(spect, grid, "linear", default_value=np.nan).array, np.float32)
     fov = np.isfinite(a)
     return np.where(fov, a, 0.0).astype(np.float32), fov
 

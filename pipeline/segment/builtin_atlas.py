@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
-from .components import largest_component
+from .components import fill_holes, largest_component
 
 __all__ = ["atlas_box", "crop", "uncrop", "bodies_from_atlas"]
 
@@ -75,6 +75,6 @@ def bodies_from_atlas(body_mask, sm, priors):
         m, _ = largest_component(m)
         if not m.any():
             return None
-        out[n] = ndi.binary_fill_holes(m)
+        out[n] = fill_holes(m)
         taken |= out[n]
     return out

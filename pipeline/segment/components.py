@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..grid import bounding_box
 from .marrow import ellipsoid_structure
 
 __all__ = ["select_labels", "component_sizes", "largest_component", "keep_largest_of_pair",
-           "without_thin_appendages"]
+           "without_thin_appendages", "fill_holes"]
 
 
 def select_labels(lab: np.ndarray, ids) -> np.ndarray:
@@ -32,6 +33,50 @@ def select_labels(lab: np.ndarray, ids) -> np.ndarray:
     ids = ids[(ids >= 0) & (ids <= top)]
     keep[ids] = True
     return keep[lab]
+
+
+def fill_holes(mask: np.ndarray, per_slice: bool = False) -> np.ndarray:
+    """``mask`` with its holes filled: the background pieces that do not reach the array's border.
+
+    The same result as :func:`scipy.ndimage.binary_fill_holes` (background connected
+    through faces), found by labelling the background once inside the mask's bounding box
+    grown by one voxel, instead of dilating from the border until nothing changes: on the
+    GE CT's 512 x 512 x 303 body, slice by slice, 0.2 s instead of 0.6 s.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray of bool, shape (I, J, K)
+    per_slice : bool
+        Fill each axial slice (last axis) on its own, as ``binary_fill_holes(mask[:, :, k])``
+        for every ``k``: a hole is then background enclosed within its slice.
+
+    Returns
+    -------
+    numpy.ndarray of bool, same shape
+    """
+    mask = np.asarray(mask, bool)
+    out = mask.copy()
+    if mask.ndim != 3:
+        raise ValueError(f"fill_holes takes a 3-D mask, got {mask.ndim}-D")
+    box = bounding_box(mask, (1, 1, 0) if per_slice else 1)
+    if box is None:
+        return out
+    bg = ~mask[box]
+    structure = ndi.generate_binary_structure(3, 1)
+    if per_slice:
+        structure[:, :, 0] = structure[:, :, 2] = False  # in-plane neighbours only
+    lab, n = ndi.label(bg, structure)
+    if n == 0:
+        return out
+    edge = np.zeros(n + 1, bool)
+    faces = [lab[0], lab[-1], lab[:, 0], lab[:, -1]]
+    if not per_slice:
+        faces += [lab[:, :, 0], lab[:, :, -1]]
+    for face in faces:
+        edge[np.unique(face)] = True
+    edge[0] = True  # label 0 is the mask itself
+    out[box] |= ~edge[lab]
+    return out
 
 
 def component_sizes(lab: np.ndarray, n: int) -> np.ndarray:

@@ -39,7 +39,7 @@ from ..image import Image
 from . import labels as L
 from .gate_ranges import RANGES, Limits
 from .orient import block_factors, block_mean, ras_order_affine, to_ras_order
-from .components import component_sizes, select_labels
+from .components import component_sizes, fill_holes, select_labels
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
@@ -193,9 +193,7 @@ def _largest_fraction(mask: np.ndarray) -> float:
 
 def _lungs(g: _Grid) -> np.ndarray:
     """Air inside the patient (below -500 HU), the large components (> 100 mL)."""
-    body = g.ct > -400
-    for k in range(body.shape[2]):
-        body[:, :, k] = ndi.binary_fill_holes(body[:, :, k])
+    body = fill_holes(g.ct > -400, per_slice=True)
     air = (g.ct < -500) & body
     lab, n = ndi.label(air)
     if n == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..grid import bounding_box
 from .marrow import ellipsoid_structure
 
 __all__ = ["uptake_veto", "uptake_bulk_level", "grow_with_uptake", "uptake_growth_allowed", "smoothed_ct", "grow_together", "drop_other_hot_basins"]
@@ -87,8 +88,11 @@ def uptake_veto(spect: np.ndarray, prior: np.ndarray, voxel_size_mm, fraction: f
     vs = np.asarray(voxel_size_mm, float)
     inside = prior > 0.5
     rec = {"used": False, "fraction": fraction, "min_contrast": min_contrast, "uptake_ratio": None}
-    dist = ndi.distance_transform_edt(~inside, sampling=vs)
-    shell = (dist > shell_mm[0]) & (dist <= shell_mm[1])
+    shell = np.zeros(inside.shape, bool)
+    box = bounding_box(inside, np.ceil(shell_mm[1] / vs).astype(int) + 1)
+    if box is not None:  # the distance only where the shell can be (the same shell, a fraction of the time)
+        dist = ndi.distance_transform_edt(~inside[box], sampling=vs)
+        shell[box] = (dist > shell_mm[0]) & (dist <= shell_mm[1])
     if valid is not None:
         rec["in_spect_field_of_view"] = round(float(np.mean(valid[inside])), 3) if inside.any() else None
         inside = inside & valid

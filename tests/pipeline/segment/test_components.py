@@ -1,7 +1,8 @@
 import numpy as np
 from scipy import ndimage as ndi
 
-from pipeline.segment.components import component_sizes, largest_component, select_labels, without_thin_appendages
+from pipeline.segment.components import (component_sizes, fill_holes, largest_component, select_labels,
+                                         without_thin_appendages)
 
 
 def test_select_labels_equals_isin_including_absent_and_out_of_range_ids():
@@ -52,3 +53,30 @@ def test_a_mask_thinner_than_the_ball_everywhere_is_returned_unchanged():
     plate[5:35, 5:35, 18:21] = True  # 6 mm thick
     np.testing.assert_array_equal(without_thin_appendages(plate, (2.0, 2.0, 2.0), 6.0), plate)
     np.testing.assert_array_equal(without_thin_appendages(plate, (2.0, 2.0, 2.0), 0.0), plate)
+
+
+def test_fill_holes_equals_scipy_in_3d_and_slice_by_slice_on_random_masks():
+    # random masks of every density, some touching the border, some opened into blobs with cavities
+    rng = np.random.default_rng(3)
+    for t in range(120):
+        shape = tuple(int(v) for v in rng.integers(1, 13, 3))
+        m = rng.random(shape) < rng.uniform(0.3, 0.9)
+        if t % 2:
+            m = ndi.binary_opening(m)
+        assert np.array_equal(fill_holes(m), ndi.binary_fill_holes(m))
+        by_slice = np.stack([ndi.binary_fill_holes(m[:, :, k]) for k in range(shape[2])], axis=2)
+        assert np.array_equal(fill_holes(m, per_slice=True), by_slice)
+
+
+def test_fill_holes_fills_a_closed_shell_but_not_a_cup_open_to_the_border():
+    shell = np.zeros((9, 9, 9), bool)
+    shell[2:7, 2:7, 2:7] = True
+    shell[3:6, 3:6, 3:6] = False
+    assert fill_holes(shell)[4, 4, 4]
+    cup = shell.copy()
+    cup[4, 4, 6:] = False  # a channel from the cavity to the array's border
+    cup[4, 4, 7:] = False
+    assert not fill_holes(cup)[4, 4, 4]
+    # slice by slice, the shell's middle slices are rings: their centre is a hole in-plane
+    assert fill_holes(cup, per_slice=True)[4, 4, 4]
+    assert not fill_holes(np.zeros((4, 4, 4), bool)).any()
