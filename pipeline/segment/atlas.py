@@ -103,6 +103,19 @@ class AtlasOptions:
         to this far above the atlas structures (organs and L2-L4) as placed by the affine
         step, mm; outside it the transform is the affine. None: the whole field of view.
         The affine always sees the whole field of view (see ``margin_mm``).
+    match_histogram : bool
+        Before the demons step, map the atlas CT's numbers onto the patient's by histogram
+        matching (15 quantiles of the voxels above the mean, SimpleITK's
+        ``HistogramMatchingImageFilter``). The demons force assumes that the same tissue has
+        the same number in both images; the atlas CT is made from a textbook HU table (liver
+        60, spleen 50, muscle 50, kidney 30 HU), a real CT is not (the TotalSegmentator
+        example: liver 45, spleen 32, paraspinal muscle about 26, kidneys 7 HU, contrast,
+        calibration). Leave-one-out, CT only, without / with: TotalSegmentator 0.93 / 0.82 /
+        0.91 / 0.65 -> 0.94 / 0.82 / 0.91 / 0.79 (kidneys, liver, spleen), with a realistic
+        simulated SPECT spleen 0.87 -> 0.91 (uptake error +7.0 -> +5.0 %); the sample patient
+        (atlas and its SPECT) spleen 0.81 -> 0.86; the six ICRP-110 cases, whose CTs are made
+        with the atlas's own table, within 0.01 (AM_4mm spleen 0.78 -> 0.75 on the CT alone),
+        and within 0.01 with the realistic SPECT.
     """
 
     working_mm: float = 4.0
@@ -115,6 +128,7 @@ class AtlasOptions:
     prior_sigma_mm: float = 3.0
     margin_mm: float | None = None
     demons_margin_mm: float | None = 60.0
+    match_histogram: bool = True
 
 
 # --------------------------------------------------------------------------- atlas folder
@@ -288,6 +302,10 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     moved = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, -1000.0)
     f_full = sitk.Clamp(fixed, sitk.sitkFloat32, -300.0, 300.0)
     f2, m2 = f_full, sitk.Clamp(moved, sitk.sitkFloat32, -300.0, 300.0)
+    if options.match_histogram:
+        # the atlas CT's numbers mapped onto the patient's by 15 quantiles above the mean
+        m2 = sitk.HistogramMatching(m2, f2, numberOfHistogramLevels=256, numberOfMatchPoints=15,
+                                    thresholdAtMeanIntensity=True)
     slab = _structures_z_range(subject, affine) if options.demons_margin_mm is not None else None
     if slab is not None:
         lo, hi = slab[0] - options.demons_margin_mm, slab[1] + options.demons_margin_mm

@@ -1,0 +1,100 @@
+"""On-demand benchmark of ``spectdose segment`` on one CT (and optionally its SPECT).
+
+``python -m pipeline.segment.benchmark --ct CT [--spect SPECT] [--baseline-src DIR] [--repeat N]``
+
+Each run is ``python -m pipeline.cli segment --ct CT [--spect SPECT] --out TMP --atlas auto`` in a
+child process (built-in backend, the atlas found as ``spectdose segment`` finds it, for example
+through ``SPECTDOSE_ATLAS``), so that its peak memory is its own. Printed per run: wall time (s),
+CPU time (user + system, s) and peak resident memory (GB); then the median wall time's ratio to
+the named baselines: the budget of issue 14 (60 s on 2 cores) and, with ``--baseline-src``, the
+same command run from another checkout of spectdose (for example ``git worktree add /tmp/base
+REV``), the two alternating so that a change of machine load falls on both. Not part of the
+test suite (no timed assertions there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["BUDGET_S", "run_once", "main"]
+
+#: Issue 14's budget for ``spectdose segment`` on the real GE CT at full resolution, 2 cores, s.
+BUDGET_S = 60.0
+
+
+def run_once(src: Path, ct: Path, spect: Path | None = None) -> dict:
+    """One ``spectdose segment`` run with the package found in ``src``.
+
+    Returns
+    -------
+    dict
+        ``wall_s``, ``cpu_s`` (user + system of the child), ``peak_gb`` (its largest resident
+        set), ``returncode``.
+    """
+    out = Path(tempfile.mkdtemp(prefix="sd_segbench_"))
+    cmd = [sys.executable, "-m", "pipeline.cli", "segment", "--ct", str(ct), "--out", str(out / "seg"),
+           "--atlas", "auto"]
+    if spect is not None:
+        cmd += ["--spect", str(spect)]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    try:
+        with open(out / "stderr.txt", "w+b") as err_file:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
+            wall = time.perf_counter() - t0
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace").strip()
+        return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_gb": usage.ru_maxrss / 1024.0**2,
+                "returncode": code, "last_line": err.splitlines()[-1] if err else ""}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _median(values) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.segment.benchmark", description=__doc__.splitlines()[0])
+    p.add_argument("--ct", type=Path, required=True, help="the CT (NIfTI or DICOM folder)")
+    p.add_argument("--spect", type=Path, help="its reference SPECT (optional)")
+    p.add_argument("--baseline-src", type=Path, help="another spectdose checkout to compare with")
+    p.add_argument("--repeat", type=int, default=2, help="runs per variant (default 2)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    here = Path(__file__).resolve().parents[2]
+    variants = [("this", here)] + ([("baseline", args.baseline_src.resolve())] if args.baseline_src else [])
+    walls: dict[str, list] = {name: [] for name, _ in variants}
+    for i in range(args.repeat):
+        for name, src in (variants if i % 2 == 0 else variants[::-1]):
+            r = run_once(src, args.ct, args.spect)
+            if r["returncode"] != 0:
+                print(f"{name}: spectdose segment failed (exit {r['returncode']}): {r['last_line']}")
+                return 1
+            walls[name].append(r["wall_s"])
+            print(f"{name:8s} run {i + 1}: wall {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
+                  f"peak {r['peak_gb']:.2f} GB", flush=True)
+    med = {name: _median(w) for name, w in walls.items()}
+    print(f"median wall: this {med['this']:.1f} s = {med['this'] / BUDGET_S:.2f} x the {BUDGET_S:.0f} s budget")
+    if "baseline" in med:
+        print(f"this / baseline ({args.baseline_src}): {med['this'] / med['baseline']:.2f} "
+              f"(baseline median {med['baseline']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
