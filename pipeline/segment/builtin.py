@@ -375,10 +375,13 @@ def _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_leve
 def _spect_on_working_grid(ct, spect, tr, f, shape):
     """Linear resampling of the SPECT onto the working grid (RAS order, blocks of ``f`` CT voxels).
 
-    Each working voxel takes the SPECT at its block's centre. Within one SPECT voxel the
-    linear interpolant is multilinear, and its mean over a block symmetric about that centre
-    is its value there: the same as the block mean of the SPECT resampled onto the full CT
-    grid, which this replaced (7.9 s and 0.6 GB of float64 on the GE CT's 79 M voxels).
+    Each working voxel takes the SPECT at its block's centre. Between the same SPECT sample
+    centres the linear interpolant is multilinear, and its mean over a block symmetric about
+    that centre is its value there, so this equals the block mean of the SPECT resampled onto
+    the full CT grid (which it replaced: 7.9 s and 0.6 GB of float64 on the GE CT's 79 M
+    voxels) except where a block straddles a sample centre, where the interpolant's kink makes
+    a small difference (a test: at most 1.5 % of a blob's peak; GE CT: 0.2 % of the peak at the
+    99.9th percentile).
     Returns the SPECT (0 outside its field of view) and its field of view (bool: the
     block's centre inside the SPECT's grid), both on the working grid.
     """

@@ -273,9 +273,11 @@ def test_spect_on_the_working_grid_is_the_block_mean_of_the_spect_on_the_ct_grid
     from pipeline.grid import resample_to
     from pipeline.image import affine_from_geometry
     from pipeline.segment.builtin import _spect_on_working_grid
-    from pipeline.segment.orient import block_mean, to_ras_order
+    from pipeline.segment.orient import block_mean, ras_order_affine, to_ras_order
 
-    ct = Image(np.zeros((40, 36, 12), np.float32),
+    # 41 columns: the last, partial block is dropped; the SPECT (voxel centres z -2..31.6 mm) ends inside the
+    # CT (0..35 mm)
+    ct = Image(np.zeros((41, 36, 15), np.float32),
                affine_from_geometry((60.0, 50.0, 0.0), np.diag([-1.0, -1.0, 1.0]), (1.0, 1.0, 2.5)), "HU")
     z, y, x = np.meshgrid(*(np.arange(n, dtype=float) for n in (8, 16, 16)), indexing="ij")
     blob = np.exp(-((x - 7.0) ** 2 + (y - 6.0) ** 2 + (z - 3.0) ** 2) / 8.0).transpose(2, 1, 0)
@@ -287,8 +289,13 @@ def test_spect_on_the_working_grid_is_the_block_mean_of_the_spect_on_the_ct_grid
     got, fov = _spect_on_working_grid(ct, spect, tr, f, shape)
     on_ct = apply_orientation(resample_to(spect, ct, "linear", default_value=np.nan).array, tr)
     want = block_mean(on_ct, f)[: shape[0], : shape[1], : shape[2]]
-    assert np.array_equal(fov, np.isfinite(want))
-    diff = np.abs(got[fov] - want[fov])
+    assert got.shape == fov.shape == (20, 18, 15)
+    z_mm = (ras_order_affine(ct, tr, f) @ np.c_[np.zeros((15, 2)), np.arange(15), np.ones(15)].T)[2]
+    # a block counts where its centre lies in the SPECT's voxels (to the outer face of the last, 34 mm)
+    assert np.array_equal(fov.all(axis=(0, 1)), z_mm <= -2.0 + 7.5 * 4.8)
+    assert fov.any(axis=(0, 1)).sum() < 15 and np.all(got[~fov] == 0.0)
+    both = fov & np.isfinite(want)
+    diff = np.abs(got[both] - want[both])
     assert np.max(diff) < 0.02 * 100.0 and np.median(diff) < 1e-3 * 100.0
 
 
@@ -425,7 +432,8 @@ def test_histogram_matching_lets_the_demons_step_follow_a_ct_with_other_ct_numbe
     # the same anatomy (kidneys 10 mm lower) from a scanner whose soft tissue and fat read 30 HU lower
     # (a real CT against the atlas's textbook table: the TotalSegmentator example's liver 45, spleen 32
     # HU). Without matching, the demons force pulls every organ edge towards the atlas's brighter
-    # numbers (measured: liver 0.89, spleen 0.91, kidneys 0.83 / 0.81); with it 1.00 / 0.99 / 0.92 / 0.92
+    # numbers (measured: liver 0.89, spleen 0.91, kidneys 0.83 / 0.81); matched through the fat and
+    # soft-tissue peaks 1.00 / 0.99 / 0.92 / 0.92
     atlas_ct, atlas_lab = torso(shape=(60, 44, 90))
     target_ct, target_lab = torso(shape=(60, 44, 70), kidney_dz_mm=10.0, noise=10.0)
     a = np.asarray(target_ct.array).copy()
@@ -443,6 +451,23 @@ def test_histogram_matching_lets_the_demons_step_follow_a_ct_with_other_ct_numbe
     assert got[True]["liver"] > 0.97 and got[True]["spleen"] > 0.95, got
     assert min(got[True]["kidney_left"], got[True]["kidney_right"]) > 0.88, got
     assert got[False]["liver"] < 0.93, got  # the mismatch this guards against
+
+
+def test_tissue_peaks_do_not_move_with_the_share_of_fat():
+    from pipeline.segment.atlas import tissue_peaks_hu
+
+    rng = np.random.default_rng(1)
+
+    def image(fat_share):
+        n = 200_000
+        soft = 0.9 - fat_share  # two soft tissues, 2:1, whatever the fat
+        tissue = rng.choice([-100.0, 40.0, 60.0, 300.0], n, p=[fat_share, 2.0 * soft / 3.0, soft / 3.0, 0.1])
+        return tissue + rng.normal(0.0, 8.0, n)
+
+    lean, fat = tissue_peaks_hu(image(0.15)), tissue_peaks_hu(image(0.45))
+    assert abs(lean[0] - fat[0]) <= 5.0 and abs(lean[1] - fat[1]) <= 5.0
+    assert abs(lean[0] + 100.0) <= 5.0 and abs(lean[1] - 40.0) <= 5.0
+    assert tissue_peaks_hu(np.full(500, 40.0)) is None  # too few voxels: no peaks, no matching
 
 
 def test_fusion_prefers_the_subject_whose_anatomy_matches(moved_atlas):
