@@ -265,7 +265,8 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
         Target physical point -> atlas physical point.
     info : dict
         ``dz_mm`` (profile shift), ``profile_cost``, ``affine_metric`` (Mattes MI),
-        ``demons_rms_change``.
+        ``ct_number_matching`` (the fat and soft-tissue peaks of atlas and patient, HU, and
+        whether the atlas CT was mapped; None without ``match_histogram``), ``demons_rms_change``.
     """
     sp = options.working_mm
     fixed = _working(target_ct, sp)
@@ -303,8 +304,9 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     moved = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, -1000.0)
     f_full = sitk.Clamp(fixed, sitk.sitkFloat32, -300.0, 300.0)
     f2, m2 = f_full, sitk.Clamp(moved, sitk.sitkFloat32, -300.0, 300.0)
+    matching = None
     if options.match_histogram:
-        m2 = _matched_to(m2, f2)
+        m2, matching = _matched_to(m2, f2)
     slab = _structures_z_range(subject, affine) if options.demons_margin_mm is not None else None
     if slab is not None:
         lo, hi = slab[0] - options.demons_margin_mm, slab[1] + options.demons_margin_mm
@@ -331,6 +333,7 @@ def register_subject(target_ct: Image, subject: AtlasSubject, options: AtlasOpti
     comp.AddTransform(affine)
     comp.AddTransform(field)  # the last added acts first: target -> (demons) -> (affine) -> atlas
     info = {"subject": subject.name, "dz_mm": dz, "profile_cost": cost, "affine_metric": affine_metric,
+            "ct_number_matching": matching,
             "demons_rms_change": float(demons.GetRMSChange()),
             "demons_slab_z_mm": None if slab is None else [round(float(f2.GetOrigin()[2]), 1), round(float(
                 f2.GetOrigin()[2] + f2.GetSpacing()[2] * (f2.GetSize()[2] - 1)), 1)]}
@@ -357,20 +360,25 @@ def tissue_peaks_hu(a: np.ndarray) -> tuple[float, float] | None:
     return peaks[0], peaks[1]
 
 
-def _matched_to(moving: sitk.Image, fixed: sitk.Image, max_offset_hu: float = 80.0) -> sitk.Image:
+def _matched_to(moving: sitk.Image, fixed: sitk.Image, max_offset_hu: float = 80.0) -> tuple[sitk.Image, dict]:
     """``moving``'s CT numbers mapped onto ``fixed``'s (both clamped to [-300, 300] HU).
 
     Piecewise linear through the fat and soft-tissue peaks (:func:`tissue_peaks_hu`), with -300
     and 300 HU fixed: the same tissue then reads about the same number in both. Unchanged when
-    a peak is missing or the peaks differ by more than ``max_offset_hu``.
+    a peak is missing or the peaks differ by more than ``max_offset_hu``. Returns the image and
+    a record: ``atlas_peaks_hu`` and ``patient_peaks_hu`` (fat, soft tissue; None when not
+    found) and ``applied``.
     """
     m = sitk.GetArrayFromImage(moving)
     pm, pf = tissue_peaks_hu(m), tissue_peaks_hu(sitk.GetArrayViewFromImage(fixed))
+    rec = {"atlas_peaks_hu": None if pm is None else [round(v, 1) for v in pm],
+           "patient_peaks_hu": None if pf is None else [round(v, 1) for v in pf], "applied": False}
     if pm is None or pf is None or max(abs(a - b) for a, b in zip(pm, pf)) > max_offset_hu:
-        return moving
+        return moving, rec
     out = sitk.GetImageFromArray(np.interp(m, [-300.0, *pm, 300.0], [-300.0, *pf, 300.0]).astype(np.float32))
     out.CopyInformation(moving)
-    return out
+    rec["applied"] = True
+    return out, rec
 
 
 def _structures_z_range(subject: AtlasSubject, affine: sitk.Transform) -> tuple[float, float] | None:

@@ -209,6 +209,9 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);
         # carry and refine only inside the box that can hold the organs and L2-L4
         transforms, registrations = register_all(work_img, options.atlas)
+        note = _ct_number_note(registrations)
+        if note:
+            notes.append(note)
         box = atlas_box(work_img, options.atlas, transforms)
         crop_img = crop(work_img, box)
         carried = carry_all(crop_img, options.atlas, transforms)
@@ -370,6 +373,24 @@ def _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_leve
                         f"a thin cortex): spine analysed at {low_bone_hu:.0f} HU ({100 * low_cover:.0f} %)")
     low.levels["bone_hu"] = low_bone_hu
     return low
+
+
+def _ct_number_note(registrations, min_offset_hu: float = 10.0) -> str | None:
+    """A note when the atlas CT's numbers were mapped onto the patient's by more than ``min_offset_hu``.
+
+    ``registrations``: the summaries of :func:`pipeline.segment.atlas.register_subject`; the
+    peaks are the same for every subject made from the same table, so the first mapped one speaks.
+    """
+    for r in registrations:
+        m = r.get("ct_number_matching") or {}
+        if m.get("applied"):
+            (fa, sa), (fp, sp) = m["atlas_peaks_hu"], m["patient_peaks_hu"]
+            if max(abs(fa - fp), abs(sa - sp)) < min_offset_hu:
+                return None
+            return (f"this CT's numbers differ from the atlas CT's (soft-tissue peak {sp:.0f} against {sa:.0f} HU, "
+                    f"fat {fp:.0f} against {fa:.0f} HU: contrast, calibration or tube voltage); the atlas CT was "
+                    "mapped onto them before the deformable registration")
+    return None
 
 
 def _spect_on_working_grid(ct, spect, tr, f, shape):

@@ -443,9 +443,11 @@ def test_histogram_matching_lets_the_demons_step_follow_a_ct_with_other_ct_numbe
     lab = np.asarray(target_lab.array)
     got = {}
     for matched in (False, True):
-        tr, _ = register_subject(target_ct, subject, AtlasOptions(working_mm=5.0, demons_iterations=30,
-                                                                  match_histogram=matched))
+        tr, info = register_subject(target_ct, subject, AtlasOptions(working_mm=5.0, demons_iterations=30,
+                                                                     match_histogram=matched))
         pri = organ_priors(target_ct, [subject], [tr], AtlasOptions(prior_sigma_mm=0.5))
+        rec = info["ct_number_matching"]
+        assert (rec is None) if not matched else (rec["applied"] and rec["patient_peaks_hu"][1] < rec["atlas_peaks_hu"][1] - 20.0)
         got[matched] = {n: dice(pri[n] > 0.5, lab == lid) for n, lid in (
             ("kidney_left", L.KIDNEY_LEFT), ("kidney_right", L.KIDNEY_RIGHT), ("liver", L.LIVER), ("spleen", L.SPLEEN))}
     assert got[True]["liver"] > 0.97 and got[True]["spleen"] > 0.95, got
@@ -568,3 +570,14 @@ def test_without_a_spect_the_refined_kidney_gets_its_partial_volume_rim(moved_at
     assert added.sum() > 0.1 * out[False].sum()
     assert truth[added].mean() > 0.7
     assert dice(out[True], truth) > dice(out[False], truth) + 0.02
+
+
+def test_a_ct_number_mapping_of_more_than_10_hu_is_noted_and_a_small_one_is_not():
+    from pipeline.segment.builtin import _ct_number_note
+
+    big = [{"ct_number_matching": {"atlas_peaks_hu": [-97.5, 47.5], "patient_peaks_hu": [-102.5, 17.5], "applied": True}}]
+    note = _ct_number_note(big)
+    assert "soft-tissue peak 18 against 48 HU" in note
+    small = [{"ct_number_matching": {"atlas_peaks_hu": [-97.5, 47.5], "patient_peaks_hu": [-97.5, 42.5], "applied": True}}]
+    assert _ct_number_note(small) is None
+    assert _ct_number_note([{"ct_number_matching": None}]) is None
