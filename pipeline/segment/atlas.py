@@ -32,6 +32,7 @@ from ..errors import InputError
 from ..image import Image
 from ..imageio import read_image, to_sitk, write_image
 from . import labels as L
+from .atlas_refine import histogram_mode_hu
 from .components import fill_holes, largest_component
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
@@ -354,9 +355,7 @@ def tissue_peaks_hu(a: np.ndarray) -> tuple[float, float] | None:
         v = a[(a >= lo) & (a <= hi)]
         if v.size < 1000:
             return None
-        edges = np.arange(lo, hi + 5.0, 5.0)
-        hist = ndi.gaussian_filter1d(np.histogram(v, bins=edges)[0].astype(float), 2.0)
-        peaks.append(float(edges[int(np.argmax(hist))] + 2.5))
+        peaks.append(histogram_mode_hu(v, lo, hi))
     return peaks[0], peaks[1]
 
 

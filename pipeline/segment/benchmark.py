@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,12 +75,6 @@ def run_once(src: Path, ct: Path, atlas: Path, spect: Path | None = None) -> dic
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _median(values) -> float:
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m pipeline.segment.benchmark", description=__doc__.splitlines()[0])
@@ -120,7 +115,7 @@ def main(argv=None) -> int:
             walls[name].append(r["wall_s"])
             print(f"{name:8s} run {i + 1}: wall {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
                   f"peak {r['peak_gb']:.2f} GB", flush=True)
-    med = {name: _median(w) for name, w in walls.items()}
+    med = {name: statistics.median(w) for name, w in walls.items()}
     print(f"median wall: this {med['this']:.1f} s = {med['this'] / BUDGET_S:.2f} x the {BUDGET_S:.0f} s budget")
     if "baseline" in med:
         print(f"this / baseline ({args.baseline_src}): {med['this'] / med['baseline']:.2f} "

@@ -13,7 +13,3 @@ def test_the_benchmark_refuses_to_time_the_rules_when_no_atlas_is_found(tmp_path
     assert benchmark.main(["--ct", str(tmp_path / "ct.nii.gz"), "--atlas", "none"]) == 1
     assert "no atlas found" in capsys.readouterr().out
 
-
-def test_median_of_odd_and_even_counts():
-    assert benchmark._median([3.0, 1.0, 2.0]) == 2.0
-    assert benchmark._median([4.0, 1.0, 2.0, 3.0]) == 2.5
