@@ -124,6 +124,13 @@ class RigidResult:
         the working resolution with the same samples.
     iterations : int
         Optimiser iterations at the last level.
+    kept_start : str or None
+        ``"scanner coordinates"`` or ``"initial alignment"`` when the optimiser ended with a
+        worse metric than that start and the start was kept as the result (a patient who did
+        not move between the sessions: the start is already the optimum, and the optimiser's
+        multi-resolution path ends a little off it); None when the optimiser's result is used.
+    optimiser_metric_final : float
+        The metric where the optimiser ended (equal to ``metric_final`` unless a start was kept).
     stop_condition : str
         The optimiser's stop description.
     elapsed_s : float
@@ -145,6 +152,8 @@ class RigidResult:
     stop_condition: str
     elapsed_s: float
     pair: WorkingPair = field(repr=False)
+    kept_start: str | None = None
+    optimiser_metric_final: float | None = None
 
     def parameters(self) -> dict:
         """Euler parameters and derived numbers, JSON-ready."""
@@ -347,6 +356,14 @@ def register_rigid(reference_ct: Image, moving_ct: Image, settings: RigidSetting
 
     identity = sitk.Euler3DTransform()
     identity.SetCenter(initial.GetCenter())
+    metric_identity = evaluate_metric(pair, identity, settings)
+    metric_initial = evaluate_metric(pair, initial, settings)
+    metric_optimiser = evaluate_metric(pair, final, settings)
+    metric_final, kept = metric_optimiser, None
+    best_start = min((metric_identity, "scanner coordinates", identity), (metric_initial, "initial alignment", initial),
+                     key=lambda c: c[0])
+    if np.isfinite(best_start[0]) and (not np.isfinite(metric_optimiser) or metric_optimiser > best_start[0]):
+        metric_final, kept, final = best_start[0], best_start[1], sitk.Euler3DTransform(best_start[2])
     m = affine_ras(final)
     center_ras = LPS_FROM_RAS @ np.asarray(final.GetCenter(), float)
     moved_center = m[:3, :3] @ center_ras + m[:3, 3]
@@ -357,13 +374,15 @@ def register_rigid(reference_ct: Image, moving_ct: Image, settings: RigidSetting
         center_ras_mm=center_ras,
         translation_mm=float(np.linalg.norm(moved_center - center_ras)),
         rotation_deg=rotation_angle_deg(m),
-        metric_identity=evaluate_metric(pair, identity, settings),
-        metric_initial=evaluate_metric(pair, initial, settings),
-        metric_final=evaluate_metric(pair, final, settings),
+        metric_identity=metric_identity,
+        metric_initial=metric_initial,
+        metric_final=metric_final,
         iterations=int(reg.GetOptimizerIteration()),
         stop_condition=reg.GetOptimizerStopConditionDescription(),
         elapsed_s=elapsed,
         pair=pair,
+        kept_start=kept,
+        optimiser_metric_final=metric_optimiser,
     )
 
 

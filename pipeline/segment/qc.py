@@ -21,6 +21,27 @@ LABEL_COLOURS = {1: "tab:orange", 2: "tab:red", 3: "tab:green", 4: "tab:purple",
                  5: "yellow", 6: "tab:cyan", 7: "white"}
 
 
+def _middle_marrow_voi_centre(lab: np.ndarray, default) -> np.ndarray:
+    """Centre (voxel indices) of the middle marrow VOI along z (L3's of three), on a slice that holds it.
+
+    The mean of all marrow voxels (L2, L3 and L4 together) can fall between two vertebrae, on a
+    slice without any marrow VOI (an ICRP-110 patient's figure showed L3's first slice, empty).
+    """
+    from scipy import ndimage as ndi
+
+    ks = np.flatnonzero((lab == 5).any(axis=(0, 1)))
+    if ks.size == 0:
+        return np.asarray(default, float)
+    k0, k1 = ks[0], ks[-1] + 1
+    comps, n = ndi.label(lab[:, :, k0:k1] == 5)
+    centres = ndi.center_of_mass(np.ones(comps.shape), comps, range(1, n + 1))
+    centre = np.array(sorted(centres, key=lambda c: c[2])[len(centres) // 2], float)
+    centre[2] += k0
+    with_marrow = ks[np.argmin(np.abs(ks - centre[2]))]  # a slice of the VOI itself
+    centre[2] = float(with_marrow)
+    return centre
+
+
 def qc_figure(path, ct: Image, labels: Image, vocabulary: dict[int, str], title: str = "") -> Path:
     """Write a PNG with the label contours on two coronal and two axial CT slices.
 
@@ -70,7 +91,7 @@ def qc_figure(path, ct: Image, labels: Image, vocabulary: dict[int, str], title:
     c_kid = centre([1, 2], mid)
     c_liv = centre([3], mid)
     c_spl = centre([4], c_liv)
-    c_mar = centre([5], c_kid)
+    c_mar = _middle_marrow_voi_centre(lab, c_kid)
     c_ver = centre([5, 6], c_mar)
     body = lab != 0
     lo, hi = extent(body) if body.any() else (np.zeros(3, int), np.array(a.shape))
