@@ -3,8 +3,10 @@
 Failure (each is a *problem*; any problem fails the time point unless the
 user allows a fallback, and the QC record keeps it either way):
 
-- the final metric is not a number (the optimiser ending worse than its start keeps the
-  start instead, :func:`pipeline.register.rigid.register_rigid`: a patient who did not move);
+- the final metric is worse than the starting one (the better of scanner coordinates and
+  the initial alignment) and the optimiser ended more than 1 mm or 0.5 degrees from it: the
+  optimiser made things worse. Closer, the start is kept instead
+  (:func:`pipeline.register.rigid.register_rigid`, ``kept_start``: a patient who did not move);
 - the transform is beyond plausible limits for a patient lying down again on
   the same couch (default more than 50 mm translation of the body centre or
   more than 15 degrees rotation);

@@ -84,21 +84,23 @@ def test_empty_moving_ct_is_refused(torso):
         register_rigid(ct, ct.with_array(np.full(ct.shape, -1000.0, np.float32)), FAST)
 
 
-def test_a_patient_who_did_not_move_keeps_the_start_when_the_optimiser_ends_worse(torso):
-    """No motion between the sessions, only new CT noise: the start (scanner coordinates) is the
-    optimum. An optimiser that wanders off it (here forced: one step of 60 mm) must not make the
-    registration worse, nor fail it: the start is kept and said so (an ICRP-110 patient scanned
-    four times without motion failed its 24 h registration at -1.5105 against -1.5133)."""
+def test_a_patient_who_did_not_move_keeps_the_start_when_the_optimiser_ends_worse_near_it(torso):
+    """No motion between the sessions, only new CT noise: the start is the optimum. An optimiser
+    that ends a little off it with a worse metric (here forced: one step of 0.6 mm) must not fail
+    the registration: the start is kept and said so (an ICRP-110 patient scanned four times
+    without motion failed its 24 h registration at -1.5105 against -1.5133). One that ends far
+    off (one step of 60 mm) is not rescued: its worse metric reaches the QC check."""
     ct, _, _ = torso
     rng = np.random.default_rng(3)
     moving = ct.with_array((np.asarray(ct.array, np.float32) + rng.normal(0.0, 20.0, ct.shape)).astype(np.float32))
-    wander = dataclasses.replace(FAST, max_step_mm=60.0, min_step_mm=59.0, iterations=1)
-    result = register_rigid(ct, moving, wander)
-    assert result.optimiser_metric_final > min(result.metric_identity, result.metric_initial)
-    assert result.kept_start in ("scanner coordinates", "initial alignment")
-    assert result.metric_final == min(result.metric_identity, result.metric_initial)
-    if result.kept_start == "scanner coordinates":
-        np.testing.assert_allclose(result.affine_ras, np.eye(4), atol=1e-9)
+    near = register_rigid(ct, moving, dataclasses.replace(FAST, max_step_mm=0.6, min_step_mm=0.59, iterations=1))
+    assert near.optimiser_metric_final > min(near.metric_identity, near.metric_initial)
+    assert near.kept_start in ("scanner coordinates", "initial alignment")
+    assert near.metric_final == min(near.metric_identity, near.metric_initial)
+    assert _tre(near, np.eye(4), TARGETS).max() < TRE_LIMIT_MM
+    far = register_rigid(ct, moving, dataclasses.replace(FAST, max_step_mm=60.0, min_step_mm=59.0, iterations=1))
+    assert far.kept_start is None
+    assert far.metric_final > min(far.metric_identity, far.metric_initial)
     good = register_rigid(ct, moving, FAST)
     assert good.metric_final <= min(good.metric_identity, good.metric_initial)
     assert _tre(good, np.eye(4), TARGETS).max() < TRE_LIMIT_MM
