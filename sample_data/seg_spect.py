@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "SSTR_UPTAKE", "ANTIBODY_UPTAKE", "realistic_spect", "camera"]
+__all__ = ["REALISTIC_UPTAKE", "EARLY_UPTAKE", "SSTR_UPTAKE", "ANTIBODY_UPTAKE", "realistic_spect", "camera", "imaged"]
 
 #: Relative uptake per ICRP-110 organ id group (see the module docstring).
 REALISTIC_UPTAKE = {
@@ -198,20 +198,35 @@ def _liver_mets(liver: np.ndarray, fraction: float, vs, rng) -> np.ndarray:
 
 
 def camera(ct, activity: np.ndarray, fwhm_mm: float, voxel_mm: float, noise: float, rng):
-    """A SPECT of ``activity`` (relative, on the CT grid): Gaussian blur of ``fwhm_mm``, block
-    average onto an isotropic ``voxel_mm`` grid over the CT, multiplicative Gaussian noise of
-    relative SD ``noise``; Bq/mL at 1000 per unit of ``activity``."""
+    """A SPECT of ``activity`` (relative, on the CT grid): :func:`imaged` (Gaussian blur of
+    ``fwhm_mm``, block average onto an isotropic ``voxel_mm`` grid over the CT), then
+    multiplicative Gaussian noise of relative SD ``noise``; Bq/mL at 1000 per unit of ``activity``."""
+    sp = imaged(ct, np.asarray(activity, np.float32) * 1000.0, fwhm_mm, voxel_mm)
+    arr = np.asarray(sp.array, np.float32)
+    arr = arr * (1.0 + noise * rng.standard_normal(arr.shape).astype(np.float32))
+    return sp.with_array(np.maximum(arr, 0.0), unit="Bq/mL")
+
+
+def imaged(ct, concentration: np.ndarray, fwhm_mm: float, voxel_mm: float):
+    """``concentration`` (on the CT grid, any unit per mL) as a noise-free SPECT sees it.
+
+    Gaussian blur of ``fwhm_mm`` (FWHM, mm) on the CT grid, then a linear, anti-aliased
+    resampling onto an isotropic grid of ``voxel_mm`` (mm) covering the CT (identity direction).
+
+    Returns
+    -------
+    Image
+        float32 concentration on the SPECT grid, unit "Bq/mL".
+    """
     from scipy import ndimage as ndi
 
     from pipeline.grid import resample_to
     from pipeline.image import Image, affine_from_geometry
 
-    act = ndi.gaussian_filter(np.asarray(activity, np.float32), fwhm_mm / 2.3548 / np.asarray(ct.voxel_size_mm, float))
+    act = ndi.gaussian_filter(np.asarray(concentration, np.float32), fwhm_mm / 2.3548 / np.asarray(ct.voxel_size_mm, float))
     lo = ct.index_to_world(np.zeros((1, 3)))[0]
     hi = ct.index_to_world(np.array([[n - 1 for n in ct.shape]], float))[0]
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
     shape = tuple(int(v) for v in np.ceil((hi - lo) / voxel_mm) + 1)
     grid = Image(np.zeros(shape, np.float32), affine_from_geometry(tuple(lo), np.eye(3), (voxel_mm,) * 3), "Bq/mL")
-    sp = resample_to(ct.with_array(act, unit="Bq/mL"), grid, "linear", antialias=True)
-    arr = np.asarray(sp.array, np.float32) * (1.0 + noise * rng.standard_normal(shape).astype(np.float32))
-    return sp.with_array(np.maximum(arr, 0.0) * 1000.0, unit="Bq/mL")
+    return resample_to(ct.with_array(act, unit="Bq/mL"), grid, "linear", antialias=True)

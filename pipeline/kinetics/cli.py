@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relative-sd", type=float, default=ErrorModel.relative_sd,
                    help="relative SD of one organ activity measurement in the error model (default 0.10)")
     p.add_argument("--head", choices=("linear", "constant"), default="linear",
-                   help="activity before the first scan: linear rise from 0 (default) or constant")
+                   help="activity before the first scan in the model-free organ estimate: linear rise from 0 "
+                        "(default) or constant")
+    p.add_argument("--voxel-head", choices=("organ", "linear", "constant"), default="organ",
+                   help="activity before the first scan in the voxel fits: the shape of the voxel's organ's "
+                        "fitted curve (default), a linear rise from 0, or constant")
     p.add_argument("--tail", choices=("fitted", "physical"), default="fitted",
                    help="tail of the model-free organ estimate (default fitted)")
     p.add_argument("--n-tail", type=int, default=3, help="time points of the voxel tail fit (default 3)")
@@ -212,7 +216,7 @@ def _run(args) -> int:
         raise InputError(args.prior_fits, f"earlier cycle is {prior.radionuclide}, this cycle {decay.nuclide}")
     options = KineticsOptions(
         models=tuple(dict.fromkeys(args.models)), error_model=ErrorModel(relative_sd=args.relative_sd),
-        head=args.head, tail=args.tail, voxel_method=args.voxel_method, n_tail=args.n_tail,
+        head=args.head, voxel_head=args.voxel_head, tail=args.tail, voxel_method=args.voxel_method, n_tail=args.n_tail,
         smooth_fwhm_mm=args.smooth_fwhm_mm, occupancy=args.occupancy, recovery=dict(args.recovery),
         population_effective_half_life_h=dict(args.population_teff_h), pvc=args.pvc, psf_fwhm_mm=fwhm,
         psf_source=args.psf_source, reduced=args.reduced, prior=prior)
@@ -292,6 +296,8 @@ def _run(args) -> int:
                 "models": list(options.models), "error_model": options.error_model.describe(),
                 "selection": "AICc (Glatting 2007), only where N > K + 1; Akaike weights; largest weight chosen",
                 "head": options.head, "tail": options.tail, "voxel_method": res.voxel_method,
+                "voxel_head": options.voxel_head,
+                "voxel_head_factors": {res.label_names[i]: round(v, 4) for i, v in res.voxel_head_factors.items()},
                 "n_tail": options.n_tail, "smooth_fwhm_mm": options.smooth_fwhm_mm,
                 "occupancy": res.occupancy.method, "recovery": rec,
                 "population_effective_half_life_h": dict(options.population_effective_half_life_h),

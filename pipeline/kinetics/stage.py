@@ -18,7 +18,7 @@ from .pvc_voxel import VOXEL_PVC_METHODS, VoxelPvc, psf_fwhm_vector, voxel_parti
 from .recovery import PVC_METHODS, PartialVolumeCorrection, partial_volume_correction
 from .reduced import REDUCED_MAX_SCANS, REDUCED_METHODS, PriorKinetics, reduced_fit
 from .tac import DEFAULT_LABEL_NAMES, Occupancy, label_occupancy, organ_activity_mbq
-from .voxel import smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
+from .voxel import organ_head_factors, smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
 
 __all__ = ["KineticsOptions", "KineticsResult", "compute_kinetics"]
 
@@ -33,7 +33,11 @@ class KineticsOptions:
         Candidate models for the organ curves.
     error_model : ErrorModel
     head : {"linear", "constant"}
-        Area before the first time point (model-free estimate and voxel fit).
+        Area before the first time point of the organ-level model-free estimate.
+    voxel_head : {"organ", "linear", "constant"}
+        Area before the first time point of the voxel fit: ``"organ"`` (each voxel its
+        organ's fitted curve shape, :func:`pipeline.kinetics.voxel.organ_head_factors`), a
+        linear rise from 0, or a constant.
     tail : {"fitted", "physical"}
         Tail of the organ-level model-free estimate.
     voxel_method : {"fit", "organ-shape"}
@@ -73,6 +77,7 @@ class KineticsOptions:
     models: tuple = MODEL_NAMES
     error_model: ErrorModel = field(default_factory=ErrorModel)
     head: str = "linear"
+    voxel_head: str = "organ"
     tail: str = "fitted"
     voxel_method: str = "fit"
     n_tail: int = 3
@@ -120,6 +125,9 @@ class KineticsResult:
         The voxel-level correction ("rbv", "iy"), with the corrected images.
     tia_uncorrected : Image or None
         With a voxel-level correction: the voxel TIA map of the uncorrected images, MBq*h/mL.
+    voxel_head_factors : dict
+        Label id -> the head factor its voxels' fits used before the first scan (voxel method
+        "fit"; ``KineticsOptions.voxel_head``), dimensionless.
     """
 
     label_names: dict
@@ -140,6 +148,7 @@ class KineticsResult:
     correction: dict = field(default_factory=dict)
     voxel_pvc: VoxelPvc | None = None
     tia_uncorrected: Image | None = None
+    voxel_head_factors: dict = field(default_factory=dict)
 
 
 def _name_map(names: dict, ids) -> dict:
@@ -259,6 +268,15 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         if correction[i] == "gtm":  # not a constant factor: fit the measured curve for the voxel check
             unc_fits[i] = (reduced_fit(t, act_unc[i], lp, opt.reduced, names[i], opt.prior, opt.error_model)
                            if reduced else fit_tac(t, act_unc[i], lp, **kw))
+        elif correction[i] in ("rbv", "iy") and opt.voxel_head == "organ" and not reduced:
+            unc_fits[i] = fit_tac(t, act_unc[i], lp, **kw)  # the measured curve's shape, for the uncorrected map
+
+    # the voxel fits' area before the first scan: from the shape of the measured organ curves for a
+    # map of the measured images (so organ-level corrections leave the voxel map as it is), of the
+    # corrected curves for a map of voxel-corrected images
+    head_measured = {i: _head_factor(opt.voxel_head, unc_fits.get(i, fits[i]), t) for i in occ.label_ids}
+    head_factors = ({i: _head_factor(opt.voxel_head, fits[i], t) for i in occ.label_ids} if vpvc is not None
+                    else head_measured)
 
     # voxel level, concentrations in MBq/mL
     conc = [np.asarray(s.array, np.float64) * 1e-6 for s in spects]
@@ -302,11 +320,11 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
                 unc_tia[i] = (fits[i].tia_mbq_h * factor[i] if correction[i] == "manual" else
                               fit_tac(t, act_unc[i], lp, model_names=opt.models, error_model=opt.error_model,
                                       head=opt.head, tail=opt.tail, source=names[i]).tia_mbq_h)
-        tia_unc, _, _ = _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act_unc, unc_tia)
+        tia_unc, _, _ = _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act_unc, unc_tia, head_measured)
         tia_unc_img = grid.with_array(np.where(mask, tia_unc, 0.0).astype(np.float32), unit="MBq*h/mL",
                                       time_h=t.tolist(), partial_volume_correction="none")
         conc = conc_pvc
-    tia, quality, code = _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act_map, organ_tia_unc)
+    tia, quality, code = _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act_map, organ_tia_unc, head_factors)
     tia = np.where(mask, tia, 0.0)
     vv = grid.voxel_volume_ml
     check = {}
@@ -322,13 +340,38 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         status=grid.with_array(code.astype(np.uint8), unit="code"),
         voxel_check=check, occupancy=occ, time_h=t, decay_constant_per_h=lp, voxel_method=method,
         warnings=tuple(warns), partial_volume=pvc, correction=correction, voxel_pvc=vpvc,
-        tia_uncorrected=tia_unc_img)
+        tia_uncorrected=tia_unc_img, voxel_head_factors=head_factors if method == "fit" else {})
 
 
-def _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act, organ_tia):
-    """Voxel TIA by the voxel method ("fit" or "organ-shape"; organ curves ``act`` (MBq), TIA ``organ_tia``)."""
+def _head_factor(voxel_head: str, fit, t) -> float:
+    """The head factor (area before the first scan over ``t_1 c_1``) of one label's voxels.
+
+    ``voxel_head`` "linear" 0.5, "constant" 1.0, "organ": the label's chosen fitted model,
+    ``integral_0^t1 A / (t1 A(t1))``, clipped to [0, 2] (0.5 when it has no model or the model
+    is not positive at ``t1``)."""
+    if voxel_head == "linear":
+        return 0.5
+    if voxel_head == "constant":
+        return 1.0
+    if voxel_head != "organ":
+        raise ValueError(f"voxel head must be 'organ', 'linear' or 'constant', not {voxel_head!r}")
+    chosen = getattr(fit, "chosen", None)
+    t1 = float(t[0])
+    if chosen is None or t1 <= 0:
+        return 0.5
+    at_t1 = float(chosen.evaluate(t1))
+    head = float(chosen.integrate(0.0, t1))
+    if not (np.isfinite(at_t1) and np.isfinite(head)) or at_t1 <= 0:
+        return 0.5
+    return float(np.clip(head / (t1 * at_t1), 0.0, 2.0))
+
+
+def _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act, organ_tia, head_factors):
+    """Voxel TIA by the voxel method ("fit" or "organ-shape"; organ curves ``act`` (MBq), TIA ``organ_tia``;
+    ``head_factors`` per label id for the fit's area before the first scan)."""
     if method == "fit":
-        return voxel_tia_fit(conc, t, lp, mask=mask, head=opt.head, n_tail=opt.n_tail)
+        head = organ_head_factors(occ.fractions, [head_factors[i] for i in occ.label_ids])
+        return voxel_tia_fit(conc, t, lp, mask=mask, head=head, n_tail=opt.n_tail)
     if method == "organ-shape":
         g = np.zeros((len(occ.label_ids), t.size))
         gt = np.zeros(len(occ.label_ids))

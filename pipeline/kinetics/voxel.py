@@ -3,9 +3,13 @@
 Two methods, chosen with ``method``:
 
 ``"fit"`` (default): a fit in every voxel, robust to noise, zeros and negatives
-    - Before the first time point: linear rise from 0 at t = 0 (area
-      ``c_1 t_1 / 2``), or constant back-extrapolation (``c_1 t_1``) with
-      ``head="constant"`` -- the same choice as the organ-level model-free estimate.
+    - Before the first time point: ``h c_1 t_1``, with ``h`` the head factor of the
+      voxel's organ (:func:`organ_head_factors`: the shape of the organ's fitted curve
+      before the first scan; the workflow's default), or 0.5 (a linear rise from 0 at
+      t = 0, ``head="linear"``) or 1.0 (constant back-extrapolation, ``head="constant"``).
+      A linear rise under-counts an organ that takes up the radiopharmaceutical within
+      minutes by ``c_1 t_1 / 2``: with a first scan at 4 h, 3 % of a Lu-177 peptide's
+      liver and kidney TIA (ICRP-110 patients, ``sample_data.icrp_validation``).
     - Between the first point and the first of the last ``n_tail`` points:
       "linear-up / log-down" integration of the measured values (as in
       non-compartmental pharmacokinetics): where the curve falls between two
@@ -56,7 +60,7 @@ MAX_RATE_PER_H = 20.0
 #: Gauss-Newton iterations of the Poisson maximum-likelihood tail fit.
 N_ITER = 20
 
-__all__ = ["voxel_tia_fit", "voxel_tia_organ_shape", "smooth_stack", "STATUS_CODES"]
+__all__ = ["voxel_tia_fit", "voxel_tia_organ_shape", "organ_head_factors", "smooth_stack", "STATUS_CODES"]
 
 STATUS_CODES = {
     0: "fitted",
@@ -89,7 +93,7 @@ def _fit_kernel(c, t, lp, head_factor, n_tail, max_rate, n_iter, mask, tia, qual
             code[v] = 3
             continue
         # head and trapezoid up to the first tail point
-        total = head_factor * t[0] * c[0, v]
+        total = head_factor[v] * t[0] * c[0, v]
         for i in range(m0):
             y0 = c[i, v]
             y1 = c[i + 1, v]
@@ -262,8 +266,10 @@ def voxel_tia_fit(concentrations, time_h, decay_constant_per_h, *, mask=None, he
         Physical decay constant, 1/h.
     mask : numpy.ndarray of bool, shape S, optional
         Voxels to compute (default: all).
-    head : {"linear", "constant"}
-        Area before the first time point (see module docstring).
+    head : {"linear", "constant"} or numpy.ndarray
+        Area before the first time point (see module docstring): ``"linear"`` (factor 0.5 of
+        ``c_1 t_1``), ``"constant"`` (1.0), or an array of shape S with every voxel's own
+        factor (:func:`organ_head_factors`: the shape of its organ's fitted curve).
     n_tail : int
         Number of last time points the tail is fitted to (2 <= n_tail <= T).
 
@@ -282,18 +288,52 @@ def voxel_tia_fit(concentrations, time_h, decay_constant_per_h, *, mask=None, he
     if np.any(np.diff(t) <= 0):
         raise ValueError("times must be strictly increasing")
     n_tail = int(min(max(n_tail, 2), t.size))
-    if head not in ("linear", "constant"):
-        raise ValueError(f"head must be 'linear' or 'constant', not {head!r}")
     c, shape = _as_stack(concentrations)
+    if isinstance(head, str):
+        if head not in ("linear", "constant"):
+            raise ValueError(f"head must be 'linear', 'constant' or an array of factors, not {head!r}")
+        head_factor = np.full(c.shape[1], 0.5 if head == "linear" else 1.0)
+    else:
+        head_factor = np.asarray(head, np.float64).reshape(-1)
+        if head_factor.size != c.shape[1] or not np.all(np.isfinite(head_factor)):
+            raise ValueError(f"head factors: {head_factor.size} finite values needed, one per voxel ({c.shape[1]})")
     if c.shape[0] != t.size:
         raise ValueError(f"{c.shape[0]} volumes but {t.size} times")
     m = np.ones(c.shape[1], np.bool_) if mask is None else np.asarray(mask, bool).reshape(-1)
     tia = np.empty(c.shape[1], np.float64)
     quality = np.empty(c.shape[1], np.float32)
     code = np.empty(c.shape[1], np.uint8)
-    _fit_kernel(c, t, float(decay_constant_per_h), 0.5 if head == "linear" else 1.0, n_tail,
+    _fit_kernel(c, t, float(decay_constant_per_h), head_factor, n_tail,
                 MAX_RATE_PER_H, N_ITER, m, tia, quality, code)
     return tia.reshape(shape), quality.reshape(shape), code.reshape(shape)
+
+
+def organ_head_factors(fractions, label_factors, default: float = 0.5) -> np.ndarray:
+    """Every voxel's head factor from the shapes of its labels' fitted curves.
+
+    The area before the first scan cannot be measured in a voxel; the organ's fitted curve
+    says how it rose (or fell) there: its head factor ``h_L = integral_0^t1 A_L / (t1 A_L(t1))``
+    (0.5 for a linear rise from 0, 1.0 for a constant, ``(exp(k t1) - 1) / (k t1)`` for an
+    immediate uptake washing out at rate k). A voxel takes the occupancy-weighted mean of its
+    labels' factors, ``default`` where no label occupies it.
+
+    Parameters
+    ----------
+    fractions : numpy.ndarray, shape (L, *S)
+        Occupancy of every voxel by each label (0..1).
+    label_factors : sequence of float, length L
+        ``h_L`` of each label (``default`` for a label without a fitted model).
+    default : float
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape S
+    """
+    f = np.asarray(fractions, np.float64)
+    h = np.asarray(label_factors, np.float64).reshape((-1,) + (1,) * (f.ndim - 1))
+    total = f.sum(axis=0)
+    weighted = (f * h).sum(axis=0)
+    return np.where(total > 0, weighted / np.where(total > 0, total, 1.0), default)
 
 
 def voxel_tia_organ_shape(concentrations, fractions, mean_concentration, tia_per_ml):

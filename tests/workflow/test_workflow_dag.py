@@ -103,7 +103,7 @@ def test_kinetics_and_dose_rate_options_reach_their_stages_only_when_configured(
     write_config(two_patient_workdir, kinetics={"voxel_method": "fit", "pvc": "gtm", "psf_fwhm_mm": 11.0},
                  dose={**yaml.safe_load(open(two_patient_workdir / "config.yaml"))["dose"], "dose_rate_maps": True})
     jobs = _dry_run(two_patient_workdir)
-    assert "--voxel-method fit --pvc gtm --psf-fwhm-mm 11.0" in _job(jobs, "kinetics", patient="P01").shell
+    assert "--voxel-method fit --voxel-head organ --pvc gtm --psf-fwhm-mm 11.0" in _job(jobs, "kinetics", patient="P01").shell
     dose = _job(jobs, "dose", patient="P01")
     assert "--register-dir results/P01/register --dose-rate" in dose.shell
     assert "results/P01/register/t1h/spect.nii.gz" in dose.inputs

@@ -10,6 +10,7 @@ KINETICS_PSF = KINETICS.get("psf_fwhm_mm")
 # `spectdose kinetics` flags (a three-value PSF FWHM as three numbers)
 KINETICS_OPTIONS = " ".join(
     ([f"--voxel-method {shlex.quote(str(KINETICS['voxel_method']))}"] if KINETICS.get("voxel_method") else [])
+    + ([f"--voxel-head {shlex.quote(str(KINETICS['voxel_head']))}"] if KINETICS.get("voxel_head") else [])
     + ([f"--pvc {shlex.quote(str(KINETICS['pvc']))}"] if KINETICS.get("pvc", "none") != "none" else [])
     + (["--psf-fwhm-mm " + " ".join(shlex.quote(str(v)) for v in
                                     (KINETICS_PSF if isinstance(KINETICS_PSF, list) else [KINETICS_PSF]))]

@@ -105,10 +105,21 @@ def test_noise_free_selection_picks_the_generating_model(noise_free):
     assert checked >= 6  # kidneys, liver, marrow, lymph node, bone lesion
 
 
-def test_noise_free_voxel_sum_agrees_with_organ_tia(noise_free):
-    _, fits, _ = noise_free
+def test_noise_free_voxel_sum_agrees_with_the_truth_as_imaged_and_the_organ_tia(noise_free):
+    """The voxel TIA map (what the doses are made of) summed per label against the truth as imaged.
+
+    Measured with the voxel fits' head from the organ curves (first scan at 1 h): kidneys -0.4 /
+    -0.5 %, liver -0.2 %, spleen +0.9 %, lesions -1.8..0 % (2 %: issue 8's criterion); the L2-L4
+    VOI +4.7 % and the body +4.0 % (6 %): both hold a fast blood phase, whose exponential
+    interpolation between the 1 h and 4 h points over-counts a bi-exponential (a convex curve).
+    With a linear head they were +1.7 % and +0.1 %, the kidneys and liver -0.6 to -0.9 %: the
+    linear head's deficit hid that over-count. Against the organ-level fits, 5 % (body 7 %: its
+    organ fit is 2 % below the truth)."""
+    _, fits, imaged = noise_free
+    wide = {"marrow_L2L4": 0.06, "vertebrae_L2L4": 0.06, "body": 0.06}
     for name, o in fits["organs"].items():
-        assert o["voxel_check"]["ratio"] == pytest.approx(1.0, abs=0.05), name
+        assert o["voxel_check"]["voxel_sum_mbq_h"] == pytest.approx(imaged[name], rel=wide.get(name, 0.02)), name
+        assert o["voxel_check"]["ratio"] == pytest.approx(1.0, abs=0.07 if name == "body" else 0.05), name
 
 
 def test_noisy_kidney_and_liver_within_5_percent_and_covered_by_uncertainty(noisy):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.kinetics.voxel import smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
+from pipeline.kinetics.voxel import organ_head_factors, smooth_stack, voxel_tia_fit, voxel_tia_organ_shape
 
 LP = math.log(2.0) / (6.647 * 24.0)
 T = np.array([1.0, 4.0, 24.0, 48.0, 168.0])
@@ -39,6 +39,34 @@ def test_fit_is_exact_for_a_mono_exponential_after_the_first_point():
     y = 5.0 * np.exp(-k * T)
     tia, _, code = voxel_tia_fit(_vox(y), T, LP)
     assert tia[0] == pytest.approx(y[0] * T[0] / 2 + y[0] / k, rel=1e-9)
+
+
+def test_the_organ_head_makes_a_mono_exponential_exact_from_injection():
+    """A voxel whose curve is A exp(-k t) from injection: with its organ's head factor
+    (exp(k t1) - 1) / (k t1) the voxel TIA is the analytic integral A / k; the linear head
+    falls short by A(t1) t1 (h - 1/2): 3.2 % of this liver TIA with a first scan at 4 h."""
+    from pipeline.kinetics.fitting import fit_tac
+    from pipeline.kinetics.stage import _head_factor
+
+    k = math.log(2.0) / 60.0 + LP  # a liver: biological half-life 60 h
+    times = np.array([4.0, 24.0, 72.0, 168.0])
+    y = 5.0 * np.exp(-k * times)
+    fit = fit_tac(times, y * 100.0, LP)  # the organ: 100 such voxels
+    h = _head_factor("organ", fit, times)
+    assert h == pytest.approx((math.exp(k * 4.0) - 1.0) / (k * 4.0), rel=1e-6)
+    tia, _, _ = voxel_tia_fit(_vox(y), times, LP, head=np.array([h]))
+    assert tia[0] == pytest.approx(5.0 / k, rel=1e-6)
+    linear, _, _ = voxel_tia_fit(_vox(y), times, LP)
+    assert (5.0 / k - linear[0]) / (5.0 / k) == pytest.approx(y[0] * 4.0 * (h - 0.5) / (5.0 / k), rel=1e-6)  # 3.2 %
+    assert _head_factor("linear", fit, times) == 0.5 and _head_factor("constant", fit, times) == 1.0
+
+
+def test_organ_head_factors_are_the_occupancy_weighted_mean_and_default_outside():
+    fractions = np.array([[1.0, 0.5, 0.0], [0.0, 0.25, 0.0]])  # two labels, three voxels
+    h = organ_head_factors(fractions, [1.0, 0.4])
+    np.testing.assert_allclose(h, [1.0, (0.5 * 1.0 + 0.25 * 0.4) / 0.75, 0.5])
+    with pytest.raises(ValueError, match="one per voxel"):
+        voxel_tia_fit(_vox([1.0, 0.5]), np.array([1.0, 2.0]), LP, head=np.array([0.5, 0.5]))
 
 
 def test_tail_rate_is_floored_at_physical_decay():

@@ -1,0 +1,98 @@
+"""The ICRP-110 real-anatomy patient and the whole workflow on it against the truth.
+
+The patient and workflow tests skip when ``../shared/data/icrp110/Input_GateLab_2019-04-02.zip``
+is absent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sample_data.icrp_patient import compartment_of, generate_icrp_patient
+from sample_data.icrp110 import default_zip_path
+from sample_data.kinetics import compartments_for, evaluate
+
+ZIP = default_zip_path()
+needs_phantoms = pytest.mark.skipif(not ZIP.is_file(), reason=f"ICRP-110 phantoms not found at {ZIP}")
+
+
+def test_icrp_tissues_go_to_the_kinetic_compartment_of_their_kind():
+    assert compartment_of("Blood") == "blood" and compartment_of("Heart") == "blood"
+    assert compartment_of("Lumbar_spine+spongiosa") == "marrow"
+    assert compartment_of("Humeri_and_femora+upper_halves+medullary_cavity") == "marrow"
+    assert compartment_of("Mineral_bone") == "bone" and compartment_of("Cartilage") == "bone"
+    assert compartment_of("Lung_tissue_(compressed_lungs)") == "lung"
+    assert compartment_of("Muscle_tissue") == "muscle" and compartment_of("Adipose_tissue") == "fat"
+    assert compartment_of("Small_intestine") == "bowel" and compartment_of("Gastro-intestinal_tract_-_contents") == "bowel"
+    assert compartment_of("Urine") == "bladder" and compartment_of("Air_outside_body") == "air"
+    assert compartment_of("Pancreas") == "soft_low"
+    assert set(compartment_of(n) for n in ("Blood", "Urine", "Muscle_tissue")) <= set(compartments_for("Lu-177"))
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory):
+    if not ZIP.is_file():
+        pytest.skip(f"ICRP-110 phantoms not found at {ZIP}")
+    out = tmp_path_factory.mktemp("icrp") / "AF_4mm"
+    return generate_icrp_patient(out, "AF", (4.0, 4.0, 5.0), times_h=(4.0, 24.0))
+
+
+@needs_phantoms
+def test_the_patient_holds_the_organ_activities_of_the_kinetics_and_its_spect_the_total(patient):
+    """Organ totals are injected x f(t) of their compartment (exact by construction of the
+    shares); the SPECT (PSF blur, Poisson noise, 4.8 mm) holds the body's total activity within
+    1 % (blur and resampling conserve it; Poisson noise of about 10^6 counts: 0.1 %)."""
+    from kernels.decay import load_decay
+    from pipeline.imageio import read_image
+
+    truth = json.loads((patient / "truth" / "truth.json").read_text())
+    lp = load_decay("Lu-177").decay_constant_per_h
+    comps = compartments_for("Lu-177")
+    for organ in ("kidney_left", "kidney_right", "liver", "spleen"):
+        c = comps[organ]
+        expect = 7400.0 * evaluate(c.model, c.parameters, np.array([4.0, 24.0]), lp)
+        np.testing.assert_allclose(truth["organs"][organ]["activity_mbq"], expect, rtol=1e-5, err_msg=organ)
+    for n, tp in enumerate(truth["time_points"]):
+        sp, side = read_image(patient / "nifti" / f"{tp['id']}_spect.nii.gz")
+        total_mbq = float(np.asarray(sp.array, np.float64).sum() * sp.voxel_volume_ml / 1e6)
+        assert total_mbq == pytest.approx(tp["total_activity_mbq"], rel=0.01), tp["id"]
+        assert side["unit"] == "Bq/mL" and side["time_h"] == tp["time_h"]
+    tia, _ = read_image(patient / "truth" / "tia.nii.gz")
+    labels, _ = read_image(patient / "truth" / "labels.nii.gz")
+    kidney_mbq_h = float(np.asarray(tia.array, np.float64)[np.asarray(labels.array) == 1].sum() * tia.voxel_volume_ml)
+    assert kidney_mbq_h == pytest.approx(truth["organs"]["kidney_left"]["tia_mbq_h"], rel=1e-4)
+
+
+@needs_phantoms
+def test_the_patient_comes_with_the_other_phantom_as_its_only_atlas(patient):
+    from pipeline.segment.atlas import read_atlas
+
+    subjects = read_atlas(patient / "atlas_without_AF")
+    assert [s.name for s in subjects] == ["ICRP110_AM"]
+
+
+@pytest.mark.slow
+@needs_phantoms
+def test_the_workflow_on_a_real_anatomy_patient_gives_organ_doses_near_the_truth(tmp_path):
+    """The whole workflow (ingest, registration, atlas segmentation with the other phantom only,
+    kinetics, dose) on the ICRP-110 female at 3 mm with four Lu-177 sessions, against the truth
+    as imaged (the true TIA blurred by the PSF, the true masks, the same dose engine).
+
+    Measured: with the reference masks imported, kidneys +1.5 / +1.5 %, liver 0.0 %, spleen +0.3 %
+    (3 %); with the built-in segmentation, kidneys +4.2 / +0.2 %, liver +0.7 %, spleen +3.4 %; the
+    male the same way -2.1..+5.7 % (spleen): 6 %. Without partial-volume correction the doses stay
+    10-13 % below the unblurred truth (kidneys), which this test does not judge."""
+    from sample_data.icrp_validation import compare_doses, run_workflow
+
+    patient = generate_icrp_patient(tmp_path / "patient", "AF", (3.0, 3.0, 3.0))
+    for segmentation, tolerance_pct in (("truth", 3.0), ("loo", 6.0)):
+        code, res = run_workflow(patient, tmp_path / segmentation, segmentation, cores=2)
+        assert code == 0, segmentation
+        for row in compare_doses(patient, res):
+            print(segmentation, row)
+            assert abs(row["error_vs_imaged_pct"]) < tolerance_pct, (segmentation, row)
+        qc = json.loads((res / "segment" / "qc.json").read_text())
+        assert qc["status"] in ("pass", "warn"), segmentation
