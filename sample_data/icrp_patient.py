@@ -21,8 +21,10 @@ Activity: the kinetics of :mod:`sample_data.kinetics` (a peptide-like radioligan
 liver, spleen, urine as organ totals; blood, marrow, lung, muscle, fat, bowel, bone and the
 rest as concentrations), given to the phantom's own tissues through :func:`compartment_of`.
 Inside the kidneys the cortex and the renal pelvis (urine) hold the kidney's activity at
-1.0 and the medulla at 0.6 per mL. The patient lies still: every session has the reference
-pose (motion is the sample patient's test).
+1.0 and the medulla at 0.6 per mL. By default the patient lies still (every session in the
+reference pose); ``motion_mm`` / ``motion_deg`` move the patient rigidly between sessions (CT and
+activity together, the first session stays the reference; the poses are in ``truth.json``).
+``fmt="dicom"`` writes each session as a CT series and an NM SPECT file, as a scanner would.
 """
 
 from __future__ import annotations
@@ -121,11 +123,36 @@ def _activity_maps(native: np.ndarray, ref: np.ndarray, tissue: dict, voxel_ml: 
     return conc, tia, organs
 
 
+def _moved(image, transform, default: float):
+    """``image`` with its content moved by the rigid ``transform`` (SimpleITK, LPS; same grid)."""
+    import SimpleITK as sitk
+
+    from pipeline.imageio import from_sitk, to_sitk
+
+    img = to_sitk(image.with_array(np.asarray(image.array, np.float32)))
+    out = sitk.Resample(img, img, transform.GetInverse(), sitk.sitkLinear, float(default), sitk.sitkFloat32)
+    return from_sitk(out, image.unit)
+
+
+def _random_pose(rng, centre_lps, motion_mm: float, motion_deg: float):
+    """A rigid motion (SimpleITK Euler3D about ``centre_lps``): each rotation angle and each
+    translation component uniform in +-``motion_deg`` / +-``motion_mm``."""
+    import SimpleITK as sitk
+
+    tx = sitk.Euler3DTransform()
+    tx.SetCenter([float(v) for v in centre_lps])
+    angles = np.deg2rad(rng.uniform(-motion_deg, motion_deg, 3))
+    tx.SetRotation(*[float(a) for a in angles])
+    tx.SetTranslation([float(v) for v in rng.uniform(-motion_mm, motion_mm, 3)])
+    return tx
+
+
 def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0, 3.0), nuclide: str = "Lu-177",
                           times_h=(4.0, 24.0, 72.0, 168.0), injected_mbq: float = 7400.0, seed: int = 0,
                           patient_id: str | None = None, spect_voxel_mm: float = 4.8,
                           psf_fwhm_mm: float | None = None, acquisition_s: float = 1200.0,
-                          injection_datetime: str = "2026-01-05T09:00:00", zip_path=None) -> Path:
+                          injection_datetime: str = "2026-01-05T09:00:00", zip_path=None,
+                          motion_mm: float = 0.0, motion_deg: float = 0.0, fmt: str = "nifti") -> Path:
     """Write a real-anatomy patient (see the module docstring) into ``out_dir`` (replaced atomically).
 
     Parameters
@@ -154,6 +181,11 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
         ISO 8601 local time.
     zip_path : path, optional
         The OpenDose ICRP-110 zip (default :func:`sample_data.icrp110.default_zip_path`).
+    motion_mm, motion_deg : float
+        Rigid motion of every session after the first: each translation component (mm) and each
+        rotation angle (degrees) uniform within +- these; 0 (default): no motion.
+    fmt : {"nifti", "dicom"}
+        NIfTI images with sidecars, or DICOM (a CT series and an NM SPECT file per session).
 
     Returns
     -------
@@ -179,6 +211,8 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     if nuclide not in NUCLIDES:
         raise InputError(None, f"nuclide {nuclide!r}: choose from {', '.join(NUCLIDES)}")
     times = [float(t) for t in times_h]
+    if fmt not in ("nifti", "dicom"):
+        raise InputError(None, f"format {fmt!r}: choose nifti or dicom")
     if not times or any(t <= 0 for t in times) or sorted(times) != times:
         raise InputError(None, f"time points {times_h!r}: give increasing times after injection, h")
     zip_path = Path(zip_path) if zip_path is not None else default_zip_path()
@@ -202,6 +236,9 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
                                        decay.decay_constant_per_h, injected_mbq, times)
     other = "AM" if phantom == "AF" else "AF"
     sp_voxel_ml = spect_voxel_mm ** 3 / 1000.0
+    centre_lps = np.argwhere(ref_arr > 0).mean(axis=0)
+    centre_lps = ct.index_to_world(centre_lps[None, :])[0] * np.array([-1.0, -1.0, 1.0])
+    pose_rng = np.random.default_rng([int(seed), 23])
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         tp_truth = []
@@ -209,21 +246,38 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
             spect_dt = injection + _dt.timedelta(hours=t_h)
             ct_dt = spect_dt - _dt.timedelta(minutes=5)
             ct_n = ct if n == 0 else load_case(zip_path, case, seed=seed + 1000 * n, phantom=ph)[0]
-            sp = imaged(ct, conc[n], fwhm, spect_voxel_mm)
+            conc_n = ct.with_array(conc[n], unit="Bq/mL")
+            pose = None
+            if n > 0 and (motion_mm > 0 or motion_deg > 0):
+                pose = _random_pose(pose_rng, centre_lps, motion_mm, motion_deg)
+                ct_n = _moved(ct_n, pose, -1024.0)
+                conc_n = _moved(conc_n, pose, 0.0)
+            sp = imaged(ct, np.asarray(conc_n.array), fwhm, spect_voxel_mm, ct_direction=fmt == "dicom")
             bq = np.asarray(sp.array, np.float64) * sp_voxel_ml
             noisy = imaging.add_poisson_noise(bq, cam["sensitivity_cps_per_mbq"], acquisition_s,
                                               np.random.default_rng([int(seed), 37, n])) / sp_voxel_ml
-            common = dict(time_point=tp, time_h=t_h, radionuclide=nuclide, injected_activity_mbq=injected_mbq,
-                          injection_datetime=injection.isoformat(), patient_id=patient_id,
-                          sources=[f"spectdose ICRP-110 {phantom} patient {patient_id}"])
-            write_image(tmp / "nifti" / f"{tp}_ct.nii.gz",
-                        ct_n.with_array(np.clip(np.rint(np.asarray(ct_n.array)), -1024, 3071).astype(np.int16)),
-                        make_sidecar("ct", "HU", acquisition_datetime=ct_dt.isoformat(), modality="CT", **common))
-            write_image(tmp / "nifti" / f"{tp}_spect.nii.gz", sp.with_array(noisy.astype(np.float32), unit="Bq/mL"),
-                        make_sidecar("activity_concentration", "Bq/mL", acquisition_datetime=spect_dt.isoformat(),
-                                     modality="NM", acquisition_duration_s=acquisition_s, **common))
+            ct_out = ct_n.with_array(np.clip(np.rint(np.asarray(ct_n.array)), -1024, 3071).astype(np.int16), unit="HU")
+            sp_out = sp.with_array(noisy.astype(np.float32), unit="Bq/mL")
+            if fmt == "dicom":
+                _write_dicom_session(tmp / "dicom" / tp, ct_out, sp_out, patient_id, tp, nuclide, injected_mbq,
+                                     decay.half_life_s, injection, spect_dt, ct_dt, acquisition_s,
+                                     cam["photopeak_kev"], seed, phantom)
+            else:
+                common = dict(time_point=tp, time_h=t_h, radionuclide=nuclide, injected_activity_mbq=injected_mbq,
+                              injection_datetime=injection.isoformat(), patient_id=patient_id,
+                              sources=[f"spectdose ICRP-110 {phantom} patient {patient_id}"])
+                write_image(tmp / "nifti" / f"{tp}_ct.nii.gz", ct_out,
+                            make_sidecar("ct", "HU", acquisition_datetime=ct_dt.isoformat(), modality="CT", **common))
+                write_image(tmp / "nifti" / f"{tp}_spect.nii.gz", sp_out,
+                            make_sidecar("activity_concentration", "Bq/mL", acquisition_datetime=spect_dt.isoformat(),
+                                         modality="NM", acquisition_duration_s=acquisition_s, **common))
             tp_truth.append({"id": tp, "time_h": t_h, "acquisition_datetime": spect_dt.isoformat(),
-                             "total_activity_mbq": float(conc[n].sum(dtype=np.float64) * voxel_ml / 1e6)})
+                             "total_activity_mbq": float(conc[n].sum(dtype=np.float64) * voxel_ml / 1e6),
+                             "pose_lps": None if pose is None else {
+                                 "center_mm": list(pose.GetCenter()), "angles_rad": [pose.GetAngleX(), pose.GetAngleY(),
+                                                                                      pose.GetAngleZ()],
+                                 "translation_mm": list(pose.GetTranslation()),
+                                 "convention": "x_session = R (x_reference - c) + c + t (SimpleITK Euler3D, LPS)"}})
         truth_common = dict(patient_id=patient_id, radionuclide=nuclide, injected_activity_mbq=injected_mbq,
                             sources=[f"spectdose ICRP-110 {phantom} patient {patient_id} (ground truth)"])
         write_image(tmp / "truth" / "labels.nii.gz", ref.with_array(ref_arr.astype(np.uint16)),
@@ -253,8 +307,26 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
             "atlas": f"atlas_without_{phantom}: the {other} phantom only (leave-one-out)",
         })
         write_text(tmp / "manifest.yaml", _manifest_yaml(patient_id, nuclide, injected_mbq, injection, tp_ids,
-                                                         times, tp_truth, "nifti", tp_ids[0]))
+                                                         times, tp_truth, fmt, tp_ids[0]))
     return out
+
+
+def _write_dicom_session(folder, ct, spect, patient_id, tp, nuclide, injected_mbq, half_life_s, injection,
+                         spect_dt, ct_dt, acquisition_s, photopeak_kev, seed, phantom):
+    """One session as DICOM: ``folder/ct/CT_*.dcm`` and ``folder/spect/NM_0001.dcm`` (one frame of reference)."""
+    from pipeline import __version__
+
+    from .dicom import det_uid, write_ct_series, write_nm_spect
+
+    session = {"patient_id": patient_id, "time_point": tp, "nuclide": nuclide,
+               "uid_root": f"icrp110|{phantom}|{seed}|{patient_id}|{tp}|{nuclide}|{injected_mbq}",
+               "injected_bq": injected_mbq * 1e6, "half_life_s": half_life_s, "injection_datetime": injection,
+               "spect_datetime": spect_dt, "ct_datetime": ct_dt, "study_datetime": ct_dt,
+               "acquisition_s": acquisition_s, "photopeak_kev": photopeak_kev, "software_version": __version__}
+    session["study_uid"] = det_uid(session["uid_root"], "study")
+    session["frame_of_reference_uid"] = det_uid(session["uid_root"], "frame-of-reference")
+    write_ct_series(Path(folder) / "ct", ct, session)
+    write_nm_spect(Path(folder) / "spect" / "NM_0001.dcm", spect, session)
 
 
 def main(argv=None) -> int:
@@ -265,11 +337,14 @@ def main(argv=None) -> int:
     p.add_argument("--nuclide", default="Lu-177", choices=("Lu-177", "Cu-67", "Y-90"))
     p.add_argument("--times-h", type=float, nargs="+", default=(4.0, 24.0, 72.0, 168.0))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--motion-mm", type=float, default=0.0, help="rigid motion between sessions: translation, mm")
+    p.add_argument("--motion-deg", type=float, default=0.0, help="rigid motion between sessions: rotation, degrees")
+    p.add_argument("--format", choices=("nifti", "dicom"), default="nifti")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     try:
         generate_icrp_patient(args.out, args.phantom, tuple(args.voxel_mm), args.nuclide, tuple(args.times_h),
-                              seed=args.seed)
+                              seed=args.seed, motion_mm=args.motion_mm, motion_deg=args.motion_deg, fmt=args.format)
     except InputError as exc:
         print(f"python -m sample_data.icrp_patient: error: {exc}")
         return 2

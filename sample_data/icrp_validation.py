@@ -195,14 +195,22 @@ def main(argv=None) -> int:
     p.add_argument("--segmentation", nargs="+", default=["loo"], choices=("loo", "truth"))
     p.add_argument("--pvc", default="none", choices=("none", "rc", "gtm", "rbv", "iy"),
                    help="the kinetics stage's partial-volume correction (with the simulated PSF)")
+    p.add_argument("--motion-mm", type=float, default=0.0, help="rigid motion between sessions, mm")
+    p.add_argument("--motion-deg", type=float, default=0.0, help="rigid motion between sessions, degrees")
+    p.add_argument("--format", choices=("nifti", "dicom"), default="nifti")
     p.add_argument("--cores", type=int, default=2)
     args = p.parse_args(argv)
     status = 0
     for ph in args.phantoms:
         tag = f"{ph}_{'x'.join(f'{v:g}' for v in args.voxel_mm)}mm_{args.nuclide}"
+        if args.motion_mm or args.motion_deg:
+            tag += f"_motion{args.motion_mm:g}mm{args.motion_deg:g}deg"
+        if args.format != "nifti":
+            tag += f"_{args.format}"
         patient_dir = args.workdir / "patients" / tag
         if not (patient_dir / "manifest.yaml").is_file():
-            generate_icrp_patient(patient_dir, ph, tuple(args.voxel_mm), args.nuclide)
+            generate_icrp_patient(patient_dir, ph, tuple(args.voxel_mm), args.nuclide, motion_mm=args.motion_mm,
+                                  motion_deg=args.motion_deg, fmt=args.format)
         for seg in args.segmentation:
             run = f"run_{seg}" + ("" if args.pvc == "none" else f"_{args.pvc}")
             code, res = run_workflow(patient_dir, args.workdir / run / tag, seg, args.cores, pvc=args.pvc)

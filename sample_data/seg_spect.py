@@ -207,11 +207,13 @@ def camera(ct, activity: np.ndarray, fwhm_mm: float, voxel_mm: float, noise: flo
     return sp.with_array(np.maximum(arr, 0.0), unit="Bq/mL")
 
 
-def imaged(ct, concentration: np.ndarray, fwhm_mm: float, voxel_mm: float):
+def imaged(ct, concentration: np.ndarray, fwhm_mm: float, voxel_mm: float, ct_direction: bool = False):
     """``concentration`` (on the CT grid, any unit per mL) as a noise-free SPECT sees it.
 
     Gaussian blur of ``fwhm_mm`` (FWHM, mm) on the CT grid, then a linear, anti-aliased
-    resampling onto an isotropic grid of ``voxel_mm`` (mm) covering the CT (identity direction).
+    resampling onto an isotropic grid of ``voxel_mm`` (mm) covering the CT: identity direction,
+    or with ``ct_direction`` the CT's axis directions from the CT's first voxel (an axial HFS
+    grid for a DICOM writer).
 
     Returns
     -------
@@ -226,7 +228,14 @@ def imaged(ct, concentration: np.ndarray, fwhm_mm: float, voxel_mm: float):
     act = ndi.gaussian_filter(np.asarray(concentration, np.float32), fwhm_mm / 2.3548 / np.asarray(ct.voxel_size_mm, float))
     lo = ct.index_to_world(np.zeros((1, 3)))[0]
     hi = ct.index_to_world(np.array([[n - 1 for n in ct.shape]], float))[0]
-    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-    shape = tuple(int(v) for v in np.ceil((hi - lo) / voxel_mm) + 1)
-    grid = Image(np.zeros(shape, np.float32), affine_from_geometry(tuple(lo), np.eye(3), (voxel_mm,) * 3), "Bq/mL")
+    if ct_direction:
+        direction = np.asarray(ct.direction_ras, float)
+        extent = np.abs(np.asarray(ct.voxel_size_mm, float) * (np.array(ct.shape) - 1))
+        shape = tuple(int(v) for v in np.ceil(extent / voxel_mm) + 1)
+        affine = affine_from_geometry(tuple(lo), direction, (voxel_mm,) * 3)
+    else:
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        shape = tuple(int(v) for v in np.ceil((hi - lo) / voxel_mm) + 1)
+        affine = affine_from_geometry(tuple(lo), np.eye(3), (voxel_mm,) * 3)
+    grid = Image(np.zeros(shape, np.float32), affine, "Bq/mL")
     return resample_to(ct.with_array(act, unit="Bq/mL"), grid, "linear", antialias=True)

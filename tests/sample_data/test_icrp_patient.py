@@ -74,6 +74,29 @@ def test_the_patient_comes_with_the_other_phantom_as_its_only_atlas(patient):
     assert [s.name for s in subjects] == ["ICRP110_AM"]
 
 
+@needs_phantoms
+def test_a_moving_patient_in_dicom_is_ingested_with_its_activity_and_its_pose_recorded(tmp_path):
+    """DICOM sessions (a CT series and an NM file each) of a patient moved by up to 10 mm and
+    3 degrees: the ingest reads the moved session with the activity of the truth (1 %: Poisson
+    noise and the activity moved across the field of view's edge), and the pose is in the truth."""
+    from pipeline.imageio import read_image
+    from pipeline.ingest.cli import main as ingest
+
+    patient = generate_icrp_patient(tmp_path / "p", "AF", (4.0, 4.0, 5.0), times_h=(4.0, 24.0),
+                                    motion_mm=10.0, motion_deg=3.0, fmt="dicom")
+    truth = json.loads((patient / "truth" / "truth.json").read_text())
+    assert truth["time_points"][0]["pose_lps"] is None
+    pose = truth["time_points"][1]["pose_lps"]
+    assert max(abs(v) for v in pose["translation_mm"]) <= 10.0 and max(abs(v) for v in pose["angles_rad"]) <= np.deg2rad(3.0)
+    assert any(abs(v) > 1.0 for v in pose["translation_mm"])
+    assert sorted(p.name for p in (patient / "dicom" / "t24h").iterdir()) == ["ct", "spect"]
+    assert ingest([str(patient / "manifest.yaml"), "--patient-id", "ICRPAF01", "--time-point", "t24h",
+                   "--out", str(tmp_path / "ingest")]) == 0
+    sp, _ = read_image(tmp_path / "ingest" / "t24h" / "spect.nii.gz")
+    total_mbq = float(np.asarray(sp.array, np.float64).sum() * sp.voxel_volume_ml / 1e6)
+    assert total_mbq == pytest.approx(truth["time_points"][1]["total_activity_mbq"], rel=0.01)
+
+
 @pytest.mark.slow
 @needs_phantoms
 def test_the_workflow_on_a_real_anatomy_patient_gives_organ_doses_near_the_truth(tmp_path):
