@@ -142,7 +142,7 @@ def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
 
 def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions(),
                  registrations=(), spect: np.ndarray | None = None,
-                 spect_fov: np.ndarray | None = None) -> tuple[dict, dict]:
+                 spect_fov: np.ndarray | None = None, lungs: np.ndarray | None = None) -> tuple[dict, dict]:
     """Organ masks on the grid of ``grid_ct``.
 
     Parameters
@@ -168,6 +168,9 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     spect_fov : numpy.ndarray of bool, optional
         Where ``spect`` has data: outside it the CT alone decides (no veto, no growth);
         the share of each organ inside it is recorded (``spect_veto.in_spect_field_of_view``).
+    lungs : numpy.ndarray of bool, optional
+        The lungs on ``grid_ct``'s grid: next to them the partial-volume rim is measured
+        against lung, not fat (:func:`pipeline.segment.atlas_refine.grow_partial_volume`).
 
     Returns
     -------
@@ -238,7 +241,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         if n in veto:
             blocked |= veto[n] < 0.5
         before = int(masks[n].sum())
-        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked)
+        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, lungs=lungs)
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)

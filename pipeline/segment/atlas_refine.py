@@ -189,7 +189,8 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
 
 def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_hu: float,
                         blocked: np.ndarray | None = None, fat_hu: float = -100.0,
-                        smooth_mm: float = 2.0) -> np.ndarray:
+                        smooth_mm: float = 2.0, lungs: np.ndarray | None = None,
+                        lung_hu: float = -800.0) -> np.ndarray:
     """The organ's mask with its partial-volume rim against fat added (one voxel).
 
     A voxel on the organ's outline that it shares with fat holds a CT number between
@@ -212,6 +213,12 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
         Voxels that may not be added (other organs, a SPECT veto).
     fat_hu : float
         CT number of the fat around the organ, HU (adipose tissue -120 to -80 HU).
+    lungs : numpy.ndarray of bool, optional
+        The lungs. Next to them (one voxel) the darker tissue of the rim is lung, ``lung_hu``
+        (-800 HU: aerated lung bases), not fat: the liver's and the spleen's domes against the
+        lung bases. With fat's midpoint there the dome's rim was never added: ICRP-110 AF_3mm
+        (realistic SPECT) lost 50 mL of liver and 8 mL of spleen next to the lung; the lung's
+        midpoint takes 32 and 4.5 mL of it back for 4.3 and 1.3 mL outside.
     smooth_mm : float
         Gaussian smoothing (SD) of the CT before the test (low-dose noise), mm.
 
@@ -220,7 +227,10 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
     numpy.ndarray of bool
     """
     sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / np.asarray(voxel_size_mm, float))
-    rim = ndi.binary_dilation(mask) & ~mask & (sm > 0.5 * (fat_hu + organ_hu)) & (sm < organ_hu)
+    dark = fat_hu
+    if lungs is not None and lungs.any():
+        dark = np.where(ndi.binary_dilation(lungs, np.ones((3, 3, 3), bool)), np.float32(lung_hu), np.float32(fat_hu))
+    rim = ndi.binary_dilation(mask) & ~mask & (sm > 0.5 * (dark + organ_hu)) & (sm < organ_hu)
     if blocked is not None:
         rim &= ~blocked
     return mask | rim

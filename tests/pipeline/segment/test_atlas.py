@@ -336,6 +336,29 @@ def test_partial_volume_rim_restores_an_organ_against_fat_but_not_into_brighter_
     assert not (grow_partial_volume(eroded, ct, (vs,) * 3, 30.0, blocked) & ~eroded)[:, :, 25:].any()
 
 
+def test_partial_volume_rim_of_a_dome_against_the_lung_is_measured_against_lung():
+    """A 60 HU organ whose top lies against -800 HU lung (a liver's dome): its rim voxels there
+    are half organ, half lung (about -370 HU), far below the fat midpoint (-20 HU). With the
+    lungs given they are added; without, not. Nothing of the lung itself is added."""
+    from scipy import ndimage as ndi
+
+    vs = 3.0
+    g = np.mgrid[:40, :40, :40].astype(float)
+    organ = (((g - 20.0) ** 2).sum(axis=0) <= 12.0 ** 2) & (g[2] <= 24)
+    lung = g[2] >= 25
+    fine = np.where(organ, 60.0, np.where(lung, -800.0, -100.0))
+    ct = ndi.gaussian_filter(fine, 0.6)
+    eroded = ndi.binary_erosion(organ)
+    top = np.zeros_like(organ)
+    top[:, :, 24] = organ[:, :, 24]  # the dome's surface layer against the lung
+    without = grow_partial_volume(eroded, ct, (vs,) * 3, organ_hu=60.0)
+    with_lungs = grow_partial_volume(eroded, ct, (vs,) * 3, organ_hu=60.0, lungs=ct < -500)
+    assert (without & top).sum() < 0.5 * top.sum()
+    assert (with_lungs & top).sum() > 0.8 * top.sum()
+    assert not (with_lungs & lung).any()
+    assert dice(with_lungs, organ) > dice(without, organ)
+
+
 def test_uptake_growth_adds_the_missed_lobe_of_a_hot_organ_but_not_a_cold_neighbour_of_its_ct_number():
     from scipy import ndimage as ndi
 
