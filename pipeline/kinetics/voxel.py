@@ -329,10 +329,14 @@ def organ_head_factors(fractions, label_factors, default: float = 0.5) -> np.nda
     -------
     numpy.ndarray, float64, shape S
     """
-    f = np.asarray(fractions, np.float64)
-    h = np.asarray(label_factors, np.float64).reshape((-1,) + (1,) * (f.ndim - 1))
-    total = f.sum(axis=0)
-    weighted = (f * h).sum(axis=0)
+    h = [float(v) for v in label_factors]
+    if len(h) != len(fractions):
+        raise ValueError(f"{len(h)} head factors for {len(fractions)} labels")
+    total = np.zeros(np.shape(fractions)[1:], np.float64)
+    weighted = np.zeros_like(total)
+    for f, hl in zip(fractions, h):  # one label at a time: no (L, *S) temporary
+        total += f
+        weighted += hl * np.asarray(f, np.float64)
     return np.where(total > 0, weighted / np.where(total > 0, total, 1.0), default)
 
 
