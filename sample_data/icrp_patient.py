@@ -124,7 +124,8 @@ def _activity_maps(native: np.ndarray, ref: np.ndarray, tissue: dict, voxel_ml: 
 
 
 def _moved(image, transform, default: float):
-    """``image`` with its content moved by the rigid ``transform`` (SimpleITK, LPS; same grid)."""
+    """``image`` with its content moved by the rigid ``transform`` (SimpleITK, LPS mm; same grid);
+    ``default`` (the image's unit, HU or Bq/mL) where the moved content leaves the grid."""
     import SimpleITK as sitk
 
     from pipeline.imageio import from_sitk, to_sitk
@@ -135,8 +136,8 @@ def _moved(image, transform, default: float):
 
 
 def _random_pose(rng, centre_lps, motion_mm: float, motion_deg: float):
-    """A rigid motion (SimpleITK Euler3D about ``centre_lps``): each rotation angle and each
-    translation component uniform in +-``motion_deg`` / +-``motion_mm``."""
+    """A rigid motion (SimpleITK Euler3D about ``centre_lps``, LPS mm): each rotation angle and each
+    translation component uniform in +-``motion_deg`` (degrees) / +-``motion_mm`` (mm)."""
     import SimpleITK as sitk
 
     tx = sitk.Euler3DTransform()
@@ -273,11 +274,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
                                          modality="NM", acquisition_duration_s=acquisition_s, **common))
             tp_truth.append({"id": tp, "time_h": t_h, "acquisition_datetime": spect_dt.isoformat(),
                              "total_activity_mbq": float(conc[n].sum(dtype=np.float64) * voxel_ml / 1e6),
-                             "pose_lps": None if pose is None else {
-                                 "center_mm": list(pose.GetCenter()), "angles_rad": [pose.GetAngleX(), pose.GetAngleY(),
-                                                                                      pose.GetAngleZ()],
-                                 "translation_mm": list(pose.GetTranslation()),
-                                 "convention": "x_session = R (x_reference - c) + c + t (SimpleITK Euler3D, LPS)"}})
+                             "pose_lps": None if pose is None else _pose_record(pose)})
         truth_common = dict(patient_id=patient_id, radionuclide=nuclide, injected_activity_mbq=injected_mbq,
                             sources=[f"spectdose ICRP-110 {phantom} patient {patient_id} (ground truth)"])
         write_image(tmp / "truth" / "labels.nii.gz", ref.with_array(ref_arr.astype(np.uint16)),
@@ -309,6 +306,22 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
         write_text(tmp / "manifest.yaml", _manifest_yaml(patient_id, nuclide, injected_mbq, injection, tp_ids,
                                                          times, tp_truth, fmt, tp_ids[0]))
     return out
+
+
+def _pose_record(pose) -> dict:
+    """A rigid pose as JSON: Euler parameters and the 4 x 4 matrices (LPS and RAS+, mm) mapping a
+    reference point to where it lies in the session."""
+    m = np.array(pose.GetMatrix()).reshape(3, 3)
+    c = np.array(pose.GetCenter())
+    lps = np.eye(4)
+    lps[:3, :3] = m
+    lps[:3, 3] = c + np.array(pose.GetTranslation()) - m @ c
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    return {"center_mm": [float(v) for v in c], "angles_rad": [pose.GetAngleX(), pose.GetAngleY(), pose.GetAngleZ()],
+            "rotation_order": "ZXY (SimpleITK Euler3DTransform)",
+            "translation_mm": [float(v) for v in pose.GetTranslation()],
+            "matrix_lps": lps.tolist(), "matrix_ras": (flip @ lps @ flip).tolist(),
+            "convention": "x_session = matrix @ x_reference (homogeneous, mm)"}
 
 
 def _write_dicom_session(folder, ct, spect, patient_id, tp, nuclide, injected_mbq, half_life_s, injection,

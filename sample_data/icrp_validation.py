@@ -33,12 +33,9 @@ import numpy as np
 __all__ = ["truth_organ_doses", "run_workflow", "compare_doses", "main", "ORGANS"]
 
 ORGANS = ("kidney_left", "kidney_right", "liver", "spleen")
-_SHEET_HEADER = ("patient_id", "input", "radionuclide", "sex", "injected_mbq", "injection_datetime",
-                 "calibration_cps_per_mbq", "reference_time_point", "masks", "vertebra_level")
 
 
-def truth_organ_doses(patient_dir: Path, results_dir: Path, tia_name: str = "spect_psf_tia.nii.gz",
-                      injected_mbq: float = 7400.0) -> dict:
+def truth_organ_doses(patient_dir: Path, results_dir: Path, tia_name: str = "spect_psf_tia.nii.gz") -> dict:
     """Organ mean doses (Gy) from a true TIA map and the true labels, by the workflow's dose engine.
 
     The dose is computed on the workflow's own reference CT and dose grid (the TIA resampled onto
@@ -53,7 +50,7 @@ def truth_organ_doses(patient_dir: Path, results_dir: Path, tia_name: str = "spe
         ``results/<patient>`` of the workflow run (its ``register/reference_ct.nii.gz`` and
         ``dose/dose.nii.gz`` give the grids).
     tia_name : str
-        ``spect_psf_tia.nii.gz`` (as imaged) or ``tia.nii.gz``.
+        ``spect_psf_tia.nii.gz`` (as imaged) or ``tia.nii.gz`` (MBq*h/mL).
 
     Returns
     -------
@@ -85,7 +82,8 @@ def truth_organ_doses(patient_dir: Path, results_dir: Path, tia_name: str = "spe
     near = near_electron_kernels(nuclide, tia.voxel_size_mm, ct.voxel_size_mm)
     out = compute_dose(tia, ct, labels, {i + 1: n for i, n in enumerate(ORGANS)},
                        electron_energy_mev=d.electron_energy_mev, photon_energy_mev=d.photon_energy_mev,
-                       injected_activity_mbq=injected_mbq, svalues_mgy_per_mbq_s=k.electron_mgy_per_mbq_s,
+                       injected_activity_mbq=float(truth["injected_activity_mbq"]),
+                       svalues_mgy_per_mbq_s=k.electron_mgy_per_mbq_s,
                        kernel_density_g_per_ml=k.density_g_per_ml, near_electron=near,
                        settings=DoseSettings(photon_method="transport"), decay=d)
     return {o.name: o.mean_gy for o in out.organs}
@@ -106,7 +104,7 @@ def run_workflow(patient_dir: Path, workdir: Path, segmentation: str = "loo", co
         ``<workdir>/results/<patient>``.
     """
     from pipeline.atomic import read_json, write_text
-    from pipeline.demo import snakefile
+    from pipeline.demo import SHEET_HEADER, snakefile
 
     truth = read_json(patient_dir / "truth" / "truth.json", "truth")
     pid = truth["patient_id"]
@@ -115,8 +113,9 @@ def run_workflow(patient_dir: Path, workdir: Path, segmentation: str = "loo", co
     row = {"patient_id": pid, "input": str((patient_dir / "manifest.yaml").resolve()),
            "radionuclide": truth["radionuclide"], "sex": sex, "masks": masks}
     workdir.mkdir(parents=True, exist_ok=True)
-    sheet = write_text(workdir / f"patients_{pid}.tsv", "\t".join(_SHEET_HEADER) + "\n"
-                       + "\t".join(row.get(c, "") for c in _SHEET_HEADER) + "\n")
+    header = (*SHEET_HEADER, "masks")
+    sheet = write_text(workdir / f"patients_{pid}.tsv", "\t".join(header) + "\n"
+                       + "\t".join(row.get(c, "") for c in header) + "\n")
     atlas = (patient_dir / f"atlas_without_{truth['phantom']}").resolve()
     backend = "nifti" if segmentation == "truth" else "builtin"
     repo = snakefile().parent

@@ -182,6 +182,8 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     KineticsResult
     """
     opt = options or KineticsOptions()
+    if opt.voxel_head not in ("organ", "linear", "constant"):
+        raise InputError(None, f"voxel head must be organ, linear or constant, not {opt.voxel_head!r}")
     t = np.asarray(time_h, dtype=float)
     if len(spects) != t.size:
         raise InputError(None, f"{len(spects)} SPECT volumes but {t.size} times")
@@ -268,15 +270,8 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         if correction[i] == "gtm":  # not a constant factor: fit the measured curve for the voxel check
             unc_fits[i] = (reduced_fit(t, act_unc[i], lp, opt.reduced, names[i], opt.prior, opt.error_model)
                            if reduced else fit_tac(t, act_unc[i], lp, **kw))
-        elif correction[i] in ("rbv", "iy") and opt.voxel_head == "organ" and not reduced:
+        elif correction[i] in ("rbv", "iy") and opt.voxel_head == "organ" and not reduced and t.size > 1:
             unc_fits[i] = fit_tac(t, act_unc[i], lp, **kw)  # the measured curve's shape, for the uncorrected map
-
-    # the voxel fits' area before the first scan: from the shape of the measured organ curves for a
-    # map of the measured images (so organ-level corrections leave the voxel map as it is), of the
-    # corrected curves for a map of voxel-corrected images
-    head_measured = {i: _head_factor(opt.voxel_head, unc_fits.get(i, fits[i]), t) for i in occ.label_ids}
-    head_factors = ({i: _head_factor(opt.voxel_head, fits[i], t) for i in occ.label_ids} if vpvc is not None
-                    else head_measured)
 
     # voxel level, concentrations in MBq/mL
     conc = [np.asarray(s.array, np.float64) * 1e-6 for s in spects]
@@ -312,6 +307,15 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
     elif t.size == 1:
         method = "organ-shape"
         warns.append("single time point: voxel TIA = organ single-time-point factor x voxel activity")
+    # the voxel fits' area before the first scan: from the shape of the measured organ curves for a
+    # map of the measured images (so organ-level corrections leave the voxel map as it is), of the
+    # corrected curves for a map of voxel-corrected images
+    head_measured = head_factors = {}
+    if method == "fit":
+        measured = {i: (unc_fits[i], act_unc[i]) if i in unc_fits else (fits[i], act[i]) for i in occ.label_ids}
+        head_measured = _head_factors(opt.voxel_head, measured, vol, t, names, warns)
+        head_factors = (_head_factors(opt.voxel_head, {i: (fits[i], act[i]) for i in occ.label_ids}, vol, t, names,
+                                      warns) if vpvc is not None else head_measured)
     tia_unc_img = None
     if vpvc is not None:
         unc_tia = {}
@@ -340,37 +344,73 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         status=grid.with_array(code.astype(np.uint8), unit="code"),
         voxel_check=check, occupancy=occ, time_h=t, decay_constant_per_h=lp, voxel_method=method,
         warnings=tuple(warns), partial_volume=pvc, correction=correction, voxel_pvc=vpvc,
-        tia_uncorrected=tia_unc_img, voxel_head_factors=head_factors if method == "fit" else {})
+        tia_uncorrected=tia_unc_img, voxel_head_factors={i: h for i, (h, _) in head_factors.items()})
 
 
-def _head_factor(voxel_head: str, fit, t) -> float:
-    """The head factor (area before the first scan over ``t_1 c_1``) of one label's voxels.
+def _head_factor(voxel_head: str, fit, first_activity: float, t) -> tuple[float, str]:
+    """The head factor (area before the first scan over ``t_1 c_1``, dimensionless) of one label.
 
-    ``voxel_head`` "linear" 0.5, "constant" 1.0, "organ": the label's chosen fitted model,
-    ``integral_0^t1 A / (t1 A(t1))``, clipped to [0, 2] (0.5 when it has no model or the model
-    is not positive at ``t1``)."""
+    Parameters
+    ----------
+    voxel_head : {"organ", "linear", "constant"}
+        "linear" 0.5, "constant" 1.0; "organ": the label's chosen fitted model,
+        ``integral_0^t1 A / (t_1 A(t_1))``, clipped to [0, 10].
+    fit : TacFit
+        The label's organ-level fit.
+    first_activity : float
+        The measured activity of the curve at the first scan (any unit of the fit's data).
+    t : numpy.ndarray
+        Scan times, h.
+
+    Returns
+    -------
+    factor : float
+    source : str
+        "fit", or why the linear rise (0.5) or a clipped value was used: no fitted model, a model
+        not positive at ``t_1``, or a model more than 25 % off the measured first scan.
+    """
     if voxel_head == "linear":
-        return 0.5
+        return 0.5, "linear"
     if voxel_head == "constant":
-        return 1.0
-    if voxel_head != "organ":
-        raise ValueError(f"voxel head must be 'organ', 'linear' or 'constant', not {voxel_head!r}")
+        return 1.0, "constant"
     chosen = getattr(fit, "chosen", None)
     t1 = float(t[0])
     if chosen is None or t1 <= 0:
-        return 0.5
+        return 0.5, "no fitted model: linear rise"
     at_t1 = float(chosen.evaluate(t1))
     head = float(chosen.integrate(0.0, t1))
     if not (np.isfinite(at_t1) and np.isfinite(head)) or at_t1 <= 0:
-        return 0.5
-    return float(np.clip(head / (t1 * at_t1), 0.0, 2.0))
+        return 0.5, "fitted model not positive at the first scan: linear rise"
+    if first_activity > 0 and abs(at_t1 / first_activity - 1.0) > 0.25:
+        return 0.5, (f"fitted model {100 * (at_t1 / first_activity - 1):+.0f} % off the first scan: "
+                     "linear rise")
+    h = head / (t1 * at_t1)
+    if h > 10.0:
+        return 10.0, f"fit ({h:.3g}), clipped to 10"
+    return h, "fit"
+
+
+def _head_factors(voxel_head: str, curves: dict, vol: dict, t, names: dict, warns: list) -> dict:
+    """Label id -> ``(head factor, weight)`` for :func:`organ_head_factors` from ``curves`` (label id ->
+    (fit, activity per scan)); the weight is the label's mean concentration at the first scan
+    (activity / volume), so that a voxel shared by a hot and a cold label takes mostly the hot
+    one's shape. A label whose factor is not its fit's is named in ``warns``."""
+    out = {}
+    for i, (fit, activity) in curves.items():
+        first = float(np.asarray(activity, float)[0]) if len(activity) else 0.0
+        h, source = _head_factor(voxel_head, fit, first, t)
+        if source not in ("fit", "linear", "constant") and vol.get(i, 0.0) > 0:
+            warns.append(f"voxel TIA before the first scan, {names[i]}: {source}")
+        out[i] = (h, max(first, 0.0) / vol[i] if vol.get(i, 0.0) > 0 else 0.0)
+    return out
 
 
 def _voxel_tia(method, conc, t, lp, mask, opt, occ, vol, act, organ_tia, head_factors):
     """Voxel TIA by the voxel method ("fit" or "organ-shape"; organ curves ``act`` (MBq), TIA ``organ_tia``;
-    ``head_factors`` per label id for the fit's area before the first scan)."""
+    ``head_factors`` label id -> (factor, weight) for the fit's area before the first scan)."""
     if method == "fit":
-        head = organ_head_factors(occ.fractions, [head_factors[i] for i in occ.label_ids])
+        head = organ_head_factors(occ.fractions, [head_factors[i][0] for i in occ.label_ids],
+                                  [head_factors[i][1] for i in occ.label_ids])
         return voxel_tia_fit(conc, t, lp, mask=mask, head=head, n_tail=opt.n_tail)
     if method == "organ-shape":
         g = np.zeros((len(occ.label_ids), t.size))

@@ -308,21 +308,25 @@ def voxel_tia_fit(concentrations, time_h, decay_constant_per_h, *, mask=None, he
     return tia.reshape(shape), quality.reshape(shape), code.reshape(shape)
 
 
-def organ_head_factors(fractions, label_factors, default: float = 0.5) -> np.ndarray:
+def organ_head_factors(fractions, label_factors, label_weights=None, default: float = 0.5) -> np.ndarray:
     """Every voxel's head factor from the shapes of its labels' fitted curves.
 
     The area before the first scan cannot be measured in a voxel; the organ's fitted curve
     says how it rose (or fell) there: its head factor ``h_L = integral_0^t1 A_L / (t1 A_L(t1))``
-    (0.5 for a linear rise from 0, 1.0 for a constant, ``(exp(k t1) - 1) / (k t1)`` for an
-    immediate uptake washing out at rate k). A voxel takes the occupancy-weighted mean of its
-    labels' factors, ``default`` where no label occupies it.
+    (dimensionless: 0.5 for a linear rise from 0, 1.0 for a constant, ``(exp(k t1) - 1) / (k t1)``
+    for an immediate uptake washing out at rate k). A voxel takes the mean of its labels'
+    factors weighted by occupancy times ``label_weights`` (the labels' mean concentrations at
+    the first scan: a voxel shared by a hot kidney and the cold fat around it follows the
+    kidney), ``default`` (dimensionless) where no label with a positive weight occupies it.
 
     Parameters
     ----------
     fractions : numpy.ndarray, shape (L, *S)
         Occupancy of every voxel by each label (0..1).
     label_factors : sequence of float, length L
-        ``h_L`` of each label (``default`` for a label without a fitted model).
+        ``h_L`` of each label, dimensionless.
+    label_weights : sequence of float, length L, optional
+        Non-negative weight of each label (any unit, e.g. MBq/mL); default 1 each.
     default : float
 
     Returns
@@ -330,13 +334,15 @@ def organ_head_factors(fractions, label_factors, default: float = 0.5) -> np.nda
     numpy.ndarray, float64, shape S
     """
     h = [float(v) for v in label_factors]
-    if len(h) != len(fractions):
-        raise ValueError(f"{len(h)} head factors for {len(fractions)} labels")
+    w = [1.0] * len(h) if label_weights is None else [max(float(v), 0.0) for v in label_weights]
+    if len(h) != len(fractions) or len(w) != len(fractions):
+        raise ValueError(f"{len(h)} head factors and {len(w)} weights for {len(fractions)} labels")
     total = np.zeros(np.shape(fractions)[1:], np.float64)
     weighted = np.zeros_like(total)
-    for f, hl in zip(fractions, h):  # one label at a time: no (L, *S) temporary
-        total += f
-        weighted += hl * np.asarray(f, np.float64)
+    for f, hl, wl in zip(fractions, h, w):  # one label at a time: no (L, *S) temporary
+        if wl > 0:
+            total += wl * np.asarray(f, np.float64)
+            weighted += (wl * hl) * np.asarray(f, np.float64)
     return np.where(total > 0, weighted / np.where(total > 0, total, 1.0), default)
 
 

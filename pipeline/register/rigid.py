@@ -143,7 +143,8 @@ class RigidResult:
         its slope); None when the optimiser's result is used (farther off and worse: the QC
         check fails the registration).
     optimiser_metric_final : float
-        The metric where the optimiser ended (equal to ``metric_final`` unless a start was kept).
+        The metric (Mattes MI, ITK sign, dimensionless) where the optimiser ended (equal to
+        ``metric_final`` unless a start was kept).
     stop_condition : str
         The optimiser's stop description.
     elapsed_s : float

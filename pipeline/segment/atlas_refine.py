@@ -216,9 +216,13 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
     lungs : numpy.ndarray of bool, optional
         The lungs. Next to them (one voxel) the darker tissue of the rim is lung, ``lung_hu``
         (-800 HU: aerated lung bases), not fat: the liver's and the spleen's domes against the
-        lung bases. With fat's midpoint there the dome's rim was never added: ICRP-110 AF_3mm
-        (realistic SPECT) lost 50 mL of liver and 8 mL of spleen next to the lung; the lung's
-        midpoint takes 32 and 4.5 mL of it back for 4.3 and 1.3 mL outside.
+        lung bases. There a voxel joins when it is above the lung's midpoint and touches a
+        voxel of the mask brighter than fat's midpoint (so a mask that reaches into fat does
+        not carry fat and lung along: in one voxel they read like organ and lung); no lung
+        voxel joins. With fat's midpoint there the dome's rim was never added (ICRP-110 AF_3mm,
+        realistic SPECT: 50 mL of liver and 8 mL of spleen missed next to the lung). Leave-one-out
+        CT only AF_3mm liver 0.89 -> 0.90, AM_3mm spleen 0.78 -> 0.79, AM_4mm 0.87 / 0.78 ->
+        0.88 / 0.79; realistic SPECT AF_2mm liver 0.93 -> 0.94, AM_4mm 0.94 / 0.89 -> 0.95 / 0.90.
     smooth_mm : float
         Gaussian smoothing (SD) of the CT before the test (low-dose noise), mm.
 
@@ -227,10 +231,16 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
     numpy.ndarray of bool
     """
     sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / np.asarray(voxel_size_mm, float))
-    dark = fat_hu
+    half = sm > 0.5 * (fat_hu + organ_hu)
     if lungs is not None and lungs.any():
-        dark = np.where(ndi.binary_dilation(lungs, np.ones((3, 3, 3), bool)), np.float32(lung_hu), np.float32(fat_hu))
-    rim = ndi.binary_dilation(mask) & ~mask & (sm > 0.5 * (dark + organ_hu)) & (sm < organ_hu)
+        # next to the lungs the darker tissue is lung: at least half organ above lung's midpoint,
+        # when the voxel touches the organ itself (a mask voxel brighter than fat's midpoint: a
+        # mask that reaches into fat does not carry fat and lung along)
+        near = ndi.binary_dilation(lungs, np.ones((3, 3, 3), bool)) & ~lungs
+        touches_organ = ndi.binary_dilation(mask & half)
+        half |= near & touches_organ & (sm > 0.5 * (lung_hu + organ_hu))
+        half &= ~lungs
+    rim = ndi.binary_dilation(mask) & ~mask & half & (sm < organ_hu)
     if blocked is not None:
         rim &= ~blocked
     return mask | rim

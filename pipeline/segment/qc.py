@@ -33,8 +33,11 @@ def _middle_marrow_voi_centre(lab: np.ndarray, default) -> np.ndarray:
     if ks.size == 0:
         return np.asarray(default, float)
     k0, k1 = ks[0], ks[-1] + 1
-    comps, n = ndi.label(lab[:, :, k0:k1] == 5)
-    centres = ndi.center_of_mass(np.ones(comps.shape), comps, range(1, n + 1))
+    voi = lab[:, :, k0:k1] == 5
+    comps, n = ndi.label(voi)
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+    keep = [i + 1 for i in range(n) if sizes[i] >= 0.1 * sizes.max()]  # the VOIs, not fragments
+    centres = ndi.center_of_mass(voi, comps, keep)
     centre = np.array(sorted(centres, key=lambda c: c[2])[len(centres) // 2], float)
     centre[2] += k0
     with_marrow = ks[np.argmin(np.abs(ks - centre[2]))]  # a slice of the VOI itself

@@ -52,19 +52,26 @@ def test_the_organ_head_makes_a_mono_exponential_exact_from_injection():
     times = np.array([4.0, 24.0, 72.0, 168.0])
     y = 5.0 * np.exp(-k * times)
     fit = fit_tac(times, y * 100.0, LP)  # the organ: 100 such voxels
-    h = _head_factor("organ", fit, times)
+    h, source = _head_factor("organ", fit, y[0] * 100.0, times)
+    assert source == "fit"
     assert h == pytest.approx((math.exp(k * 4.0) - 1.0) / (k * 4.0), rel=1e-6)
     tia, _, _ = voxel_tia_fit(_vox(y), times, LP, head=np.array([h]))
     assert tia[0] == pytest.approx(5.0 / k, rel=1e-6)
     linear, _, _ = voxel_tia_fit(_vox(y), times, LP)
     assert (5.0 / k - linear[0]) / (5.0 / k) == pytest.approx(y[0] * 4.0 * (h - 0.5) / (5.0 / k), rel=1e-6)  # 3.2 %
-    assert _head_factor("linear", fit, times) == 0.5 and _head_factor("constant", fit, times) == 1.0
+    assert _head_factor("linear", fit, 1.0, times)[0] == 0.5 and _head_factor("constant", fit, 1.0, times)[0] == 1.0
+    # a model far off the measured first scan says nothing about the time before it: linear rise
+    h_off, why = _head_factor("organ", fit, y[0] * 100.0 * 1.5, times)
+    assert h_off == 0.5 and "off the first scan" in why
 
 
-def test_organ_head_factors_are_the_occupancy_weighted_mean_and_default_outside():
+def test_organ_head_factors_are_the_occupancy_and_activity_weighted_mean_and_default_outside():
     fractions = np.array([[1.0, 0.5, 0.0], [0.0, 0.25, 0.0]])  # two labels, three voxels
     h = organ_head_factors(fractions, [1.0, 0.4])
     np.testing.assert_allclose(h, [1.0, (0.5 * 1.0 + 0.25 * 0.4) / 0.75, 0.5])
+    # a voxel shared by a hot label (10 per mL at the first scan) and a cold one (1) follows the hot one
+    hw = organ_head_factors(fractions, [1.0, 0.4], [10.0, 1.0])
+    np.testing.assert_allclose(hw, [1.0, (0.5 * 10 * 1.0 + 0.25 * 1 * 0.4) / (0.5 * 10 + 0.25 * 1), 0.5])
     with pytest.raises(ValueError, match="one per voxel"):
         voxel_tia_fit(_vox([1.0, 0.5]), np.array([1.0, 2.0]), LP, head=np.array([0.5, 0.5]))
 

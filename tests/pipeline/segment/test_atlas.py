@@ -357,6 +357,13 @@ def test_partial_volume_rim_of_a_dome_against_the_lung_is_measured_against_lung(
     assert (with_lungs & top).sum() > 0.8 * top.sum()
     assert not (with_lungs & lung).any()
     assert dice(with_lungs, organ) > dice(without, organ)
+    # fat next to the lung is not a rim, though brighter than lung's midpoint: a mask that already
+    # reaches 2 voxels into a fat pocket beside the dome gains none of the fat around it
+    side = (g[0] < 20) & (g[2] <= 24)
+    fat_ct = ndi.gaussian_filter(np.where(side, 60.0, np.where(lung, -800.0, -100.0)), 0.6)
+    reach = (g[0] < 22) & (g[2] <= 24)
+    grown = grow_partial_volume(reach, fat_ct, (vs,) * 3, organ_hu=60.0, lungs=fat_ct < -500)
+    assert not (grown & ~reach).any()
 
 
 def test_uptake_growth_adds_the_missed_lobe_of_a_hot_organ_but_not_a_cold_neighbour_of_its_ct_number():
