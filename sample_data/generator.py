@@ -287,14 +287,9 @@ def generate(out_dir, preset: str = "small", nuclide: str = "Lu-177", seed: int 
                 write_ct_series(tmp / "dicom" / tp / "ct", ct_img, session)
                 write_nm_spect(tmp / "dicom" / tp / "spect" / "NM_0001.dcm", sp_img, session)
             else:
-                common = dict(time_point=tp, time_h=t_h, radionuclide=nuc, injected_activity_mbq=injected_mbq,
-                              injection_datetime=injection.isoformat(), patient_id=patient_id,
-                              sources=[f"spectdose sample patient {patient_id}"])
-                write_image(tmp / "nifti" / f"{tp}_ct.nii.gz", ct_img,
-                            make_sidecar("ct", "HU", acquisition_datetime=ct_dt.isoformat(), modality="CT", **common))
-                write_image(tmp / "nifti" / f"{tp}_spect.nii.gz", sp_img,
-                            make_sidecar("activity_concentration", "Bq/mL", acquisition_datetime=spect_dt.isoformat(),
-                                         modality="NM", acquisition_duration_s=acq_s, **common))
+                write_nifti_session(tmp / "nifti", tp, t_h, ct_img, sp_img, nuclide=nuc, injected_mbq=injected_mbq,
+                                    injection=injection, ct_dt=ct_dt, spect_dt=spect_dt, acquisition_s=acq_s,
+                                    patient_id=patient_id, source=f"spectdose sample patient {patient_id}")
             ct_mips.append(_ct_mip_above_table(ct, model, pose))
             sp_mips.append(sp_conc.max(axis=1))
             tp_truth.append({
@@ -392,6 +387,21 @@ def generate(out_dir, preset: str = "small", nuclide: str = "Lu-177", seed: int 
         _montage(tmp / "montage.png", _unmip(ct_mips), _unmip(sp_mips), tp_ids,
                  (p.ct_pixel_mm, p.ct_pixel_mm, p.ct_slice_mm), p.spect_voxel_mm, times)
     return out
+
+
+def write_nifti_session(folder, tp: str, t_h: float, ct_img, sp_img, *, nuclide: str, injected_mbq: float,
+                        injection, ct_dt, spect_dt, acquisition_s: float, patient_id: str, source: str):
+    """One session as ``folder/<tp>_ct.nii.gz`` (HU) and ``folder/<tp>_spect.nii.gz`` (Bq/mL) with
+    their sidecars (time after injection ``t_h`` in h, acquisition times, ``acquisition_s`` in s)."""
+    from pipeline.imageio import make_sidecar, write_image
+
+    common = dict(time_point=tp, time_h=t_h, radionuclide=nuclide, injected_activity_mbq=injected_mbq,
+                  injection_datetime=injection.isoformat(), patient_id=patient_id, sources=[source])
+    write_image(Path(folder) / f"{tp}_ct.nii.gz", ct_img,
+                make_sidecar("ct", "HU", acquisition_datetime=ct_dt.isoformat(), modality="CT", **common))
+    write_image(Path(folder) / f"{tp}_spect.nii.gz", sp_img,
+                make_sidecar("activity_concentration", "Bq/mL", acquisition_datetime=spect_dt.isoformat(),
+                             modality="NM", acquisition_duration_s=acquisition_s, **common))
 
 
 def _ct_mip_above_table(ct, model, pose):

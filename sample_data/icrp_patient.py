@@ -201,7 +201,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     from pipeline.segment.labels import vocabulary_for
 
     from . import imaging
-    from .generator import _manifest_yaml, time_point_id
+    from .generator import _manifest_yaml, time_point_id, write_nifti_session
     from .icrp110 import DevelopmentCase, atlas_subjects, default_zip_path, load_case, load_phantom
     from .kinetics import compartments_for
     from .presets import NUCLIDES
@@ -264,14 +264,9 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
                                      decay.half_life_s, injection, spect_dt, ct_dt, acquisition_s,
                                      cam["photopeak_kev"], seed, phantom)
             else:
-                common = dict(time_point=tp, time_h=t_h, radionuclide=nuclide, injected_activity_mbq=injected_mbq,
-                              injection_datetime=injection.isoformat(), patient_id=patient_id,
-                              sources=[f"spectdose ICRP-110 {phantom} patient {patient_id}"])
-                write_image(tmp / "nifti" / f"{tp}_ct.nii.gz", ct_out,
-                            make_sidecar("ct", "HU", acquisition_datetime=ct_dt.isoformat(), modality="CT", **common))
-                write_image(tmp / "nifti" / f"{tp}_spect.nii.gz", sp_out,
-                            make_sidecar("activity_concentration", "Bq/mL", acquisition_datetime=spect_dt.isoformat(),
-                                         modality="NM", acquisition_duration_s=acquisition_s, **common))
+                write_nifti_session(tmp / "nifti", tp, t_h, ct_out, sp_out, nuclide=nuclide, injected_mbq=injected_mbq,
+                                    injection=injection, ct_dt=ct_dt, spect_dt=spect_dt, acquisition_s=acquisition_s,
+                                    patient_id=patient_id, source=f"spectdose ICRP-110 {phantom} patient {patient_id}")
             tp_truth.append({"id": tp, "time_h": t_h, "acquisition_datetime": spect_dt.isoformat(),
                              "total_activity_mbq": float(conc[n].sum(dtype=np.float64) * voxel_ml / 1e6),
                              "pose_lps": None if pose is None else _pose_record(pose)})
