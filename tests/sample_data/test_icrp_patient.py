@@ -126,10 +126,10 @@ def test_the_workflow_on_a_real_anatomy_patient_gives_organ_doses_near_the_truth
     kinetics, dose) on the ICRP-110 female at 3 mm with four Lu-177 sessions, against the truth
     as imaged (the true TIA blurred by the PSF, the true masks, the same dose engine).
 
-    Measured: with the reference masks imported, kidneys +1.5 / +1.5 %, liver 0.0 %, spleen +0.3 %
-    (3 %); with the built-in segmentation, kidneys +4.2 / +0.2 %, liver +0.7 %, spleen +3.4 %; the
-    male the same way -2.1..+5.7 % (spleen): 6 %. Without partial-volume correction the doses stay
-    10-13 % below the unblurred truth (kidneys), which this test does not judge."""
+    Measured: with the reference masks imported, kidneys +1.4 / +1.3 %, liver 0.0 %, spleen +0.3 %
+    (3 %); with the built-in segmentation, kidneys +4.1 / +0.1 %, liver +0.5 %, spleen +3.0 %; the
+    male the same way -2.2..+5.5 % (spleen): 6 %. Without partial-volume correction the doses stay
+    9-12 % below the unblurred truth (kidneys), which this test does not judge."""
     from sample_data.icrp_validation import compare_doses, run_workflow
 
     patient = generate_icrp_patient(tmp_path / "patient", "AF", (3.0, 3.0, 3.0))
