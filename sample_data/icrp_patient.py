@@ -123,18 +123,6 @@ def _activity_maps(native: np.ndarray, ref: np.ndarray, tissue: dict, voxel_ml: 
     return conc, tia, organs
 
 
-def _moved(image, transform, default: float):
-    """``image`` with its content moved by the rigid ``transform`` (SimpleITK, LPS mm; same grid);
-    ``default`` (the image's unit, HU or Bq/mL) where the moved content leaves the grid."""
-    import SimpleITK as sitk
-
-    from pipeline.imageio import from_sitk, to_sitk
-
-    img = to_sitk(image.with_array(np.asarray(image.array, np.float32)))
-    out = sitk.Resample(img, img, transform.GetInverse(), sitk.sitkLinear, float(default), sitk.sitkFloat32)
-    return from_sitk(out, image.unit)
-
-
 def _random_pose(rng, centre_lps, motion_mm: float, motion_deg: float):
     """A rigid motion (SimpleITK Euler3D about ``centre_lps``, LPS mm): each rotation angle and each
     translation component uniform in +-``motion_deg`` (degrees) / +-``motion_mm`` (mm)."""
@@ -196,6 +184,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     from kernels.decay import load_decay
     from pipeline.atomic import atomic_dir, write_json, write_text
     from pipeline.imageio import make_sidecar, write_image
+    from pipeline.register.resample import resample_image
     from pipeline.segment.atlas import write_atlas_subject
     from pipeline.segment.evaluate import resample_nearest
     from pipeline.segment.labels import vocabulary_for
@@ -251,8 +240,9 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
             pose = None
             if n > 0 and (motion_mm > 0 or motion_deg > 0):
                 pose = _random_pose(pose_rng, centre_lps, motion_mm, motion_deg)
-                ct_n = _moved(ct_n, pose, -1024.0)
-                conc_n = _moved(conc_n, pose, 0.0)
+                # the content moved by the pose: pull each grid point from where the pose came from
+                ct_n = resample_image(ct_n, ct_n, pose.GetInverse(), -1024.0)
+                conc_n = resample_image(conc_n, conc_n, pose.GetInverse(), 0.0)
             sp = imaged(ct, np.asarray(conc_n.array), fwhm, spect_voxel_mm, ct_direction=fmt == "dicom")
             bq = np.asarray(sp.array, np.float64) * sp_voxel_ml
             noisy = imaging.add_poisson_noise(bq, cam["sensitivity_cps_per_mbq"], acquisition_s,

@@ -316,6 +316,7 @@ def compute_kinetics(spects, time_h, labels: Image, decay_constant_per_h: float,
         head_measured = _head_factors(opt.voxel_head, measured, vol, t, names, warns)
         head_factors = (_head_factors(opt.voxel_head, {i: (fits[i], act[i]) for i in occ.label_ids}, vol, t, names,
                                       warns) if vpvc is not None else head_measured)
+        warns[:] = list(dict.fromkeys(warns))  # a label named once, though both maps fell back for it
     tia_unc_img = None
     if vpvc is not None:
         unc_tia = {}

@@ -29,13 +29,15 @@ def _middle_marrow_voi_centre(lab: np.ndarray, default) -> np.ndarray:
     """
     from scipy import ndimage as ndi
 
+    from .components import component_sizes
+
     ks = np.flatnonzero((lab == 5).any(axis=(0, 1)))
     if ks.size == 0:
         return np.asarray(default, float)
     k0, k1 = ks[0], ks[-1] + 1
     voi = lab[:, :, k0:k1] == 5
     comps, n = ndi.label(voi)
-    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+    sizes = component_sizes(comps, n)
     keep = [i + 1 for i in range(n) if sizes[i] >= 0.1 * sizes.max()]  # the VOIs, not fragments
     centres = ndi.center_of_mass(voi, comps, keep)
     centre = np.array(sorted(centres, key=lambda c: c[2])[len(centres) // 2], float)
