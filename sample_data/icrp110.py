@@ -297,6 +297,9 @@ def fov_z_range(ph: Phantom, fov: str) -> tuple[float, float]:
     above the lung apices. ``"abdomen"``: truncated, from 10 mm above the
     sacrum (the lower half of L5 and the sacrum are cut) to 5 mm below the
     lowest lung voxel (no lung bases; the liver dome is cut).
+    ``"bases:LUNG_MM:SACRUM_MM"``: a clinical abdominal field of view, from
+    ``SACRUM_MM`` below the top of the sacrum to ``LUNG_MM`` above the lowest
+    lung voxel (for example ``"bases:40:10"``; negative values cut higher / lower).
     """
     lab = np.asarray(ph.labels.array)
     img = ph.labels
@@ -307,7 +310,13 @@ def fov_z_range(ph: Phantom, fov: str) -> tuple[float, float]:
         return float(np.min(sacrum)) - 50.0, float(np.max(lungs)) + 30.0
     if fov == "abdomen":
         return float(np.max(sacrum)) + 10.0, float(np.min(lungs)) - 5.0
-    raise ValueError(f"unknown field of view {fov!r} (trunk, abdomen)")
+    if fov.startswith("bases:") and len(fov.split(":")) == 3:
+        try:
+            lung_mm, sacrum_mm = (float(v) for v in fov.split(":")[1:])
+        except ValueError:
+            raise ValueError(f"field of view {fov!r}: expected bases:LUNG_MM:SACRUM_MM (numbers)") from None
+        return float(np.max(sacrum)) - sacrum_mm, float(np.min(lungs)) + lung_mm
+    raise ValueError(f"unknown field of view {fov!r} (trunk, abdomen, bases:LUNG_MM:SACRUM_MM)")
 
 
 def make_ct(phantom: Phantom, voxel_size_mm=(3.0, 3.0, 3.0), noise_hu: float | None = None,

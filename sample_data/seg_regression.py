@@ -154,9 +154,10 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
              liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0,
-             spect_fwhm_mm: float = 12.0) -> dict:
+             spect_fwhm_mm: float = 12.0, fov: str | None = None) -> dict:
     """One row of the table (see the module docstring); ``spect_noise`` (relative SD) and
-    ``spect_fwhm_mm`` (mm) are the simulated SPECT's."""
+    ``spect_fwhm_mm`` (mm) are the simulated SPECT's; ``fov``: an ICRP-110 case's field of view
+    instead of its own (:func:`sample_data.icrp110.fov_z_range`)."""
     from pipeline.imageio import read_image
 
     if name == "totalseg":
@@ -197,7 +198,13 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
     from sample_data.icrp110 import development_cases, load_case, load_phantom
 
     zip_path = shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip"
-    ph = load_phantom(zip_path, development_cases()[name].phantom)
+    case = development_cases()[name]
+    ph = load_phantom(zip_path, case.phantom)
+    if fov is not None:
+        from dataclasses import replace
+
+        case = replace(case, fov=fov)
+        name = f"{name} {fov}"
     if scale is not None:
         ph = _scaled(ph, *scale)
         name = f"{name} x{scale[0]:g},{scale[1]:g}"
@@ -205,7 +212,7 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         ph, (before, after) = _enlarged(ph, *enlarge)
         name = f"{name} {enlarge[0]} {after:.0f}mL"  # before: the phantom's own volume
         print(f"{name}: {enlarge[0]} {before:.0f} -> {after:.0f} mL", flush=True)
-    ct, ref, levels = load_case(zip_path, name.split(" ")[0], phantom=ph)
+    ct, ref, levels = load_case(zip_path, case, phantom=ph)
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
     from pipeline.segment.evaluate import resample_nearest
 
@@ -448,6 +455,9 @@ def main(argv=None) -> int:
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
                         "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
+    p.add_argument("--fov", default=None, metavar="NAME",
+                   help="ICRP-110 cases: another field of view (sample_data.icrp110.fov_z_range), e.g. "
+                        "bases:40:10 (from 10 mm into the sacrum to 40 mm above the lung bases)")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -461,7 +471,7 @@ def main(argv=None) -> int:
                              spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
                              enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
                              spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0,
-                             spect_fwhm_mm=args.spect_fwhm))
+                             spect_fwhm_mm=args.spect_fwhm, fov=args.fov if icrp else None))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

@@ -123,3 +123,20 @@ def test_truncated_case_flags_organs():
     res = compare_labels(ref, ref)
     assert res["liver"]["truncated"]  # the liver dome is above the field of view
     assert res["kidney_left"]["dice"] == 1.0 and not res["kidney_left"]["truncated"]
+
+
+def test_a_lung_bases_field_of_view_runs_from_the_sacrum_to_above_the_lowest_lung_voxel():
+    if not ZIP.is_file():
+        pytest.skip(f"ICRP-110 phantoms not found at {ZIP}")
+    ph = icrp110.load_phantom(ZIP, "AF")
+    lab = np.asarray(ph.labels.array)
+
+    def z_of(ids):
+        ks = np.flatnonzero(np.isin(lab, ids).any(axis=(0, 1)))[[0, -1]]
+        return ph.labels.index_to_world(np.c_[np.zeros(2), np.zeros(2), ks])[:, 2]
+
+    lo, hi = icrp110.fov_z_range(ph, "bases:40:10")
+    assert lo == pytest.approx(np.max(z_of(icrp110.IDS["sacrum"])) - 10.0)
+    assert hi == pytest.approx(np.min(z_of(icrp110.IDS["lungs"])) + 40.0)
+    with pytest.raises(ValueError, match="bases:LUNG_MM:SACRUM_MM"):
+        icrp110.fov_z_range(ph, "bases:forty:10")

@@ -246,3 +246,28 @@ def test_a_kidney_only_twice_as_hot_as_the_body_does_not_grow_into_muscle():
     row = run_case("AF_4mm", SHARED.parent, atlas=(am,), spect="antibody")
     assert row["dice"]["kidney_right"] >= 0.82, row["dice"]
     assert abs(row["uptake_error_pct"]["kidney_right"]) < 5.0, row["uptake_error_pct"]
+
+
+@pytest.mark.slow
+def test_levels_that_the_landmarks_and_the_atlas_each_name_differently_are_refused():
+    # ICRP-110 AF at 3 mm, the field of view from 10 mm into the sacrum to 40 mm above the lung
+    # bases, the male phantom as atlas: sacrum, iliac crests and the atlas registration each put L3
+    # elsewhere (the atlas one level high, its kidneys Dice 0.49 / 0.44); before this refusal the
+    # atlas's levels and organs went on with only warns
+    if not ZIP.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from pipeline.errors import InputError
+    from pipeline.segment.cli import segment
+    from sample_data.icrp110 import IDS, atlas_subjects, load_phantom, make_ct
+
+    ph = load_phantom(ZIP, "AF")
+    lab, img = np.asarray(ph.labels.array), ph.labels
+
+    def z_of(ids):
+        ks = np.flatnonzero(np.isin(lab, ids).any(axis=(0, 1)))[[0, -1]]
+        return img.index_to_world(np.c_[np.zeros(2), np.zeros(2), ks])[:, 2]
+
+    z_range = (float(np.max(z_of(IDS["sacrum"]))) - 10.0, float(np.min(z_of(IDS["lungs"]))) + 40.0)
+    ct = make_ct(ph, (3.0, 3.0, 3.0), seed=0, z_range_mm=z_range)
+    with pytest.raises(InputError, match="none of the CT's landmarks"):
+        segment(ct, atlas=tuple(atlas_subjects(ZIP, names=("AM",))))

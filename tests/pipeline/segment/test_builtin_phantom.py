@@ -144,7 +144,7 @@ def test_lumbar_count_override_shifts_levels_and_the_cross_check_reports_it(smal
     assert info["vertebrae"]["L6"]["centre_ras_mm"][2] == z_true_l5
 
 
-def test_atlas_named_levels_say_which_landmarks_agree_with_the_atlas():
+def test_atlas_named_levels_know_which_landmarks_agree_with_the_atlas():
     from pipeline.segment.builtin import _landmarks_with_atlas
 
     l3 = np.zeros((4, 4, 20), bool)
@@ -157,7 +157,7 @@ def test_atlas_named_levels_say_which_landmarks_agree_with_the_atlas():
         {"name": "ribs", "proposes": {}},
         {"name": "atlas", "proposes": {"L3": [20.0, 35.0]}},  # the atlas itself is no landmark
     ]}
-    assert _landmarks_with_atlas(vote, l3, affine) == "landmarks that agree with it: iliac_crests; "
+    assert _landmarks_with_atlas(vote, l3, affine) == (["sacrum", "iliac_crests"], ["iliac_crests"], 29.0)
     vote["evidence"][1]["proposes"]["L3"] = [60.0, 80.0]
-    assert _landmarks_with_atlas(vote, l3, affine) == "no landmark of the CT agrees with it; "
-    assert _landmarks_with_atlas({"evidence": []}, l3, affine) == "no landmark of the CT names L3; "
+    assert _landmarks_with_atlas(vote, l3, affine) == (["sacrum", "iliac_crests"], [], 29.0)
+    assert _landmarks_with_atlas({"evidence": []}, l3, affine) == ([], [], 29.0)
