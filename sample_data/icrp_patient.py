@@ -141,7 +141,8 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
                           patient_id: str | None = None, spect_voxel_mm: float = 4.8,
                           psf_fwhm_mm: float | None = None, acquisition_s: float = 1200.0,
                           injection_datetime: str = "2026-01-05T09:00:00", zip_path=None,
-                          motion_mm: float = 0.0, motion_deg: float = 0.0, fmt: str = "nifti") -> Path:
+                          motion_mm: float = 0.0, motion_deg: float = 0.0, fmt: str = "nifti",
+                          fov: str = "trunk") -> Path:
     """Write a real-anatomy patient (see the module docstring) into ``out_dir`` (replaced atomically).
 
     Parameters
@@ -175,6 +176,9 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
         rotation angle (degrees) uniform within +- these; 0 (default): no motion.
     fmt : {"nifti", "dicom"}
         NIfTI images with sidecars, or DICOM (a CT series and an NM SPECT file per session).
+    fov : str
+        Field of view of every session (:func:`sample_data.icrp110.fov_z_range`): ``"trunk"``
+        (default), ``"abdomen"``, or a clinical ``"bases:LUNG_MM:SACRUM_MM"``.
 
     Returns
     -------
@@ -216,7 +220,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     tp_ids = [time_point_id(t) for t in times]
 
     ph = load_phantom(zip_path, phantom)
-    case = DevelopmentCase(f"{phantom}_patient", phantom, tuple(float(v) for v in voxel_size_mm))
+    case = DevelopmentCase(f"{phantom}_patient", phantom, tuple(float(v) for v in voxel_size_mm), fov=fov)
     ct, ref, levels = load_case(zip_path, case, seed=seed, phantom=ph)
     native = np.asarray(resample_nearest(ph.labels, ct))
     ref_arr = np.asarray(ref.array)
@@ -283,6 +287,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
             "time_points": tp_truth, "organs": organs,
             "lumbar_levels": {k: {"z_range_mm": v["z_range_mm"]} for k, v in levels.items() if k.startswith("L")},
             "imaging": {"ct_voxel_size_mm": [float(v) for v in ct.voxel_size_mm], "ct_shape": list(ct.shape),
+                        "field_of_view": fov,
                         "ct_noise_hu": float(ct.meta.get("noise_hu", 0.0)),
                         "spect_voxel_mm": spect_voxel_mm, "psf_fwhm_mm": fwhm,
                         "sensitivity_cps_per_mbq": cam["sensitivity_cps_per_mbq"], "acquisition_s": acquisition_s},
@@ -338,11 +343,14 @@ def main(argv=None) -> int:
     p.add_argument("--motion-mm", type=float, default=0.0, help="rigid motion between sessions: translation, mm")
     p.add_argument("--motion-deg", type=float, default=0.0, help="rigid motion between sessions: rotation, degrees")
     p.add_argument("--format", choices=("nifti", "dicom"), default="nifti")
+    p.add_argument("--fov", default="trunk", help="field of view (sample_data.icrp110.fov_z_range): trunk, abdomen, "
+                                                  "or bases:LUNG_MM:SACRUM_MM, e.g. bases:80:10")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     try:
         generate_icrp_patient(args.out, args.phantom, tuple(args.voxel_mm), args.nuclide, tuple(args.times_h),
-                              seed=args.seed, motion_mm=args.motion_mm, motion_deg=args.motion_deg, fmt=args.format)
+                              seed=args.seed, motion_mm=args.motion_mm, motion_deg=args.motion_deg, fmt=args.format,
+                              fov=args.fov)
     except InputError as exc:
         print(f"python -m sample_data.icrp_patient: error: {exc}")
         return 2

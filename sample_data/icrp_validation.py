@@ -198,6 +198,8 @@ def main(argv=None) -> int:
     p.add_argument("--motion-deg", type=float, default=0.0, help="rigid motion between sessions, degrees")
     p.add_argument("--format", choices=("nifti", "dicom"), default="nifti")
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--fov", default="trunk", help="field of view (sample_data.icrp110.fov_z_range): trunk, abdomen, "
+                                                  "or bases:LUNG_MM:SACRUM_MM, e.g. bases:80:10")
     args = p.parse_args(argv)
     status = 0
     for ph in args.phantoms:
@@ -206,10 +208,12 @@ def main(argv=None) -> int:
             tag += f"_motion{args.motion_mm:g}mm{args.motion_deg:g}deg"
         if args.format != "nifti":
             tag += f"_{args.format}"
+        if args.fov != "trunk":
+            tag += "_" + args.fov.replace(":", "")
         patient_dir = args.workdir / "patients" / tag
         if not (patient_dir / "manifest.yaml").is_file():
             generate_icrp_patient(patient_dir, ph, tuple(args.voxel_mm), args.nuclide, motion_mm=args.motion_mm,
-                                  motion_deg=args.motion_deg, fmt=args.format)
+                                  motion_deg=args.motion_deg, fmt=args.format, fov=args.fov)
         for seg in args.segmentation:
             run = f"run_{seg}" + ("" if args.pvc == "none" else f"_{args.pvc}")
             code, res = run_workflow(patient_dir, args.workdir / run / tag, seg, args.cores, pvc=args.pvc)

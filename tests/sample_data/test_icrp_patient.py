@@ -119,6 +119,22 @@ def test_a_moving_patient_in_dicom_is_ingested_with_its_activity_and_its_pose_re
     assert corr["pulled back"] > 0.75 and corr["pulled back"] > corr["as it lies"] + 0.3, corr
 
 
+@needs_phantoms
+def test_a_patient_can_be_imaged_over_a_clinical_field_of_view_from_the_lung_bases_to_the_sacrum(tmp_path):
+    from pipeline.imageio import read_image
+    from sample_data.icrp110 import default_zip_path, fov_z_range, load_phantom
+
+    patient = generate_icrp_patient(tmp_path / "p", "AF", (4.0, 4.0, 5.0), times_h=(4.0, 24.0), fov="bases:40:10")
+    truth = json.loads((patient / "truth" / "truth.json").read_text())
+    assert truth["imaging"]["field_of_view"] == "bases:40:10"
+    ct, _ = read_image(patient / "nifti" / "t4h_ct.nii.gz")
+    z = ct.index_to_world(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, ct.shape[2] - 1.0]]))[:, 2]
+    lo, hi = fov_z_range(load_phantom(default_zip_path(), "AF"), "bases:40:10")
+    # the slices' centres lie inside the field of view, within a phantom slice (4.84 mm) and a CT
+    # slice (5 mm) of its ends (measured 0.0 and 8.1 mm)
+    assert lo - 1e-3 <= z.min() < lo + 10.0 and hi - 10.0 < z.max() <= hi + 1e-3, (z, lo, hi)
+
+
 @pytest.mark.slow
 @needs_phantoms
 def test_the_workflow_on_a_real_anatomy_patient_gives_organ_doses_near_the_truth(tmp_path):
