@@ -114,11 +114,10 @@ def _landmarks_with_atlas(level_vote: dict, l3_atlas: np.ndarray, affine) -> tup
     centre inside their L3), and that centre (RAS+ z, mm)."""
     ks = np.flatnonzero(l3_atlas.any(axis=(0, 1)))
     z = float((affine @ np.array([0.0, 0.0, 0.5 * (ks[0] + ks[-1]), 1.0]))[2])
-    named = [e["name"] for e in level_vote.get("evidence", [])
-             if e.get("name") != "atlas" and (e.get("proposes") or {}).get("L3")]
-    agree = [e["name"] for e in level_vote.get("evidence", []) if e.get("name") in named
-             and min(e["proposes"]["L3"]) <= z <= max(e["proposes"]["L3"])]
-    return named, agree, z
+    landmarks = [e for e in level_vote.get("evidence", [])
+                 if e.get("name") != "atlas" and (e.get("proposes") or {}).get("L3")]
+    agree = [e["name"] for e in landmarks if min(e["proposes"]["L3"]) <= z <= max(e["proposes"]["L3"])]
+    return [e["name"] for e in landmarks], agree, z
 
 
 def _put_spine_on_ct_grid(full_box, bodies_ct, marrow):
@@ -258,12 +257,15 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                              "view the registration cannot settle it (the organs come from the same "
                              "registration); set vertebra_level='L3@<z mm>' (CLI --vertebra-level) after reading "
                              "the levels on the CT, or provide masks; the rules alone: " + spine.levels["message"])
+        if agree:
+            landmarks = f"landmarks that agree with it: {', '.join(agree)}; "
+        elif named:
+            landmarks = f"no landmark of the CT agrees with it ({lung_mm:.0f} mm of lung in the field of view); "
+        else:
+            landmarks = "no landmark of the CT names L3; "
         spine.levels["message"] = ("L2-L4 from the atlas registration (" + ", ".join(
             f"{n} {r['best_mad_hu']} HU" for n, r in vert_record.items()) + " mean CT difference); "
-            + (f"landmarks that agree with it: {', '.join(agree)}; " if agree
-               else f"no landmark of the CT agrees with it ({lung_mm:.0f} mm of lung in the field of view); "
-               if named else "no landmark of the CT names L3; ")
-            + "check them on the CT: on the two real CTs where the landmarks settle the levels, the "
+            + landmarks + "check them on the CT: on the two real CTs where the landmarks settle the levels, the "
             + "atlas's L3 was one and two vertebrae off; override with --vertebra-level; "
             + "the rules alone: " + spine.levels["message"])
         spine.levels["decision"] = "warn"

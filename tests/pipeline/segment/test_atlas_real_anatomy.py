@@ -258,16 +258,9 @@ def test_levels_that_the_landmarks_and_the_atlas_each_name_differently_are_refus
         pytest.skip("../shared/data/icrp110 is not present")
     from pipeline.errors import InputError
     from pipeline.segment.cli import segment
-    from sample_data.icrp110 import IDS, atlas_subjects, load_phantom, make_ct
+    from sample_data.icrp110 import atlas_subjects, fov_z_range, load_phantom, make_ct
 
     ph = load_phantom(ZIP, "AF")
-    lab, img = np.asarray(ph.labels.array), ph.labels
-
-    def z_of(ids):
-        ks = np.flatnonzero(np.isin(lab, ids).any(axis=(0, 1)))[[0, -1]]
-        return img.index_to_world(np.c_[np.zeros(2), np.zeros(2), ks])[:, 2]
-
-    z_range = (float(np.max(z_of(IDS["sacrum"]))) - 10.0, float(np.min(z_of(IDS["lungs"]))) + 40.0)
-    ct = make_ct(ph, (3.0, 3.0, 3.0), seed=0, z_range_mm=z_range)
+    ct = make_ct(ph, (3.0, 3.0, 3.0), seed=0, z_range_mm=fov_z_range(ph, "bases:40:10"))
     with pytest.raises(InputError, match="none of the CT's landmarks"):
         segment(ct, atlas=tuple(atlas_subjects(ZIP, names=("AM",))))
