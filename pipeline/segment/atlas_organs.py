@@ -99,11 +99,16 @@ def _region_mad(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
     return float(np.mean(np.abs(a[region] - b[region]))) if region.any() else float("inf")
 
 
-def register_all(registration_ct: Image, subjects, options: AtlasOptions = AtlasOptions()) -> tuple[list, list]:
-    """Register every atlas subject onto the patient: (transforms, registration summaries)."""
+def register_all(registration_ct: Image, subjects, options: AtlasOptions = AtlasOptions(),
+                 target_levels_z: dict | None = None) -> tuple[list, list]:
+    """Register every atlas subject onto the patient: (transforms, registration summaries).
+
+    ``target_levels_z``: the patient's L2-L4 centres (RAS+ z, mm), when known; they set the
+    affine's superior-inferior row (:func:`pipeline.segment.atlas.register_subject`).
+    """
     transforms, infos = [], []
     for s in subjects:
-        tr, info = register_subject(registration_ct, s, options)
+        tr, info = register_subject(registration_ct, s, options, target_levels_z)
         transforms.append(tr)
         infos.append(info)
     return transforms, infos

@@ -211,12 +211,22 @@ def segment_builtin(ct: Image, spect: Image | None = None,
 
     work_img = Image(work, ras_order_affine(ct, tr, f), "HU")
     transforms, registrations, vert_priors, vert_record, atlas_level = [], [], {}, {}, None
+    spine = None
     if options.atlas:
         from .atlas_organs import atlas_vertebrae, carry_all, register_all
 
+        # the CT's own levels first: when they settle L2-L4, they also set the registration's
+        # superior-inferior row (pipeline.segment.atlas.register_subject), and the atlas does not vote
+        spine = _spine_or_refuse(work, body, vs, options, work_img.affine, None)
+        levels_z = _settled_levels_z(spine, work_img.affine, float(vs[2]))
+        if levels_z is None:
+            spine = None  # analysed again below, with the atlas's L3 as one more evidence
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);
         # carry and refine only inside the box that can hold the organs and L2-L4
-        transforms, registrations = register_all(work_img, options.atlas)
+        transforms, registrations = register_all(work_img, options.atlas, target_levels_z=levels_z)
+        if levels_z is not None:
+            spine.levels["atlas_registration"] = (
+                "the atlas's superior-inferior placement was set from these L2-L4 (the atlas does not vote)")
         note = _ct_number_note(registrations)
         if note:
             notes.append(note)
@@ -228,10 +238,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         if "L3" in vert_priors and (vert_priors["L3"] > 0.5).any():
             c = np.argwhere(vert_priors["L3"] > 0.5).mean(axis=0)
             atlas_level = ("L3", float((work_img.affine @ np.r_[c, 1.0])[2]))
-    try:
-        spine = _spine_with_low_density_fallback(work, body, vs, options, ras_order_affine(ct, tr, f), atlas_level)
-    except ValueError as exc:  # a manual anchor that names no vertebra
-        raise InputError(None, f"built-in segmenter: {exc}") from None
+    if spine is None:
+        spine = _spine_or_refuse(work, body, vs, options, work_img.affine, atlas_level)
     notes += spine.notes
     atlas_bodies = None
     if spine.levels.get("decision") == "fail":
@@ -366,6 +374,46 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                      "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.r_[c[0], c[1], k, 1.0])[2])
                                                                     for k in (ks[0] - 0.5, ks[-1] + 0.5))]}
     return BuiltinResult(out, levels, notes, spine.levels, organ_method)
+
+
+def _spine_or_refuse(work, body, vs, options, affine, atlas_level):
+    """:func:`_spine_with_low_density_fallback`; a manual anchor that names no vertebra is an InputError."""
+    try:
+        return _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_level)
+    except ValueError as exc:
+        raise InputError(None, f"built-in segmenter: {exc}") from None
+
+
+#: Heights (mm, disc to disc less the discs) of the L2-L4 segments, and distances between their
+#: centres, within which the segments are taken as single vertebrae for the atlas's superior-inferior
+#: placement (lumbar bodies 25-35 mm high, discs 8-12 mm; the ranges of
+#: :func:`pipeline.segment.levels.body_height_check` and a pitch of 20-50 mm).
+SINGLE_BODY_HEIGHT_MM = (18.0, 45.0)
+SINGLE_BODY_PITCH_MM = (20.0, 50.0)
+
+
+def _settled_levels_z(spine, affine, vs_z_mm: float) -> dict | None:
+    """Centre z (RAS+, mm) of L2, L3 and L4 when the CT's own evidence settles the levels.
+
+    Settled: the vote passed (two landmarks or more agree, none disagrees), or the operator
+    named a level (``vertebra_level``). None otherwise, when a level is missing, or when a
+    segment is not one vertebra by its height or its distance to the next
+    (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`: two bodies merged where a disc
+    was missed, as on the ICRP-110 male phantom's 8 mm slices, would misplace the atlas).
+    """
+    manual = any(e.get("name") == "manual" for e in spine.levels.get("evidence", []))
+    if spine.levels.get("decision") != "pass" and not manual:
+        return None
+    out = {}
+    for n in ("L2", "L3", "L4"):
+        v = spine.by_name(n)
+        if v is None or not SINGLE_BODY_HEIGHT_MM[0] <= (v.k_hi - v.k_lo + 1) * vs_z_mm <= SINGLE_BODY_HEIGHT_MM[1]:
+            return None
+        out[n] = float((affine @ np.array([v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[2])
+    pitches = (abs(out["L2"] - out["L3"]), abs(out["L3"] - out["L4"]))
+    if not all(SINGLE_BODY_PITCH_MM[0] <= p <= SINGLE_BODY_PITCH_MM[1] for p in pitches):
+        return None
+    return out
 
 
 def _interior_body_cover(spine) -> float:

@@ -13,18 +13,19 @@ import SimpleITK as sitk
 from pipeline.errors import InputError
 from pipeline.image import Image, affine_from_geometry
 from pipeline.segment import labels as L
-from pipeline.segment.atlas import (AtlasOptions, AtlasSubject, load_atlas, organ_priors, read_atlas,
-                                    register_subject, resolve_atlas_source, write_atlas_subject,
-                                    z_offset_from_profiles)
+from pipeline.segment.atlas import (ATLAS_VERTEBRAE, AtlasOptions, AtlasSubject, load_atlas, organ_priors,
+                                    read_atlas, register_subject, resolve_atlas_source, subject_levels_z,
+                                    write_atlas_subject, z_map_from_levels, z_offset_from_profiles)
 from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
 from pipeline.segment.atlas_refine import (drop_other_hot_basins, grow_partial_volume, grow_with_uptake,
                                            intensity_model, refine_organs, uptake_veto)
 
 
 def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scale=1.0, noise=0.0, seed=0,
-          kidney_dz_mm=0.0):
+          kidney_dz_mm=0.0, vertebrae=False):
     """(ct Image, labels Image) of a synthetic torso; everything moved by ``shift_mm`` and scaled by
-    ``scale``; the kidneys (CT and labels) moved by ``kidney_dz_mm`` more along z."""
+    ``scale``; the kidneys (CT and labels) moved by ``kidney_dz_mm`` more along z. ``vertebrae``:
+    the spine's labels are L4, L3, L2 (atlas ids) in three 25 mm bands from 60 mm below the centre."""
     vs = np.asarray(vs)
     c = (np.array(shape) - 1) / 2.0 * vs
     g = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs)], indexing="ij")
@@ -43,6 +44,9 @@ def torso(shape=(60, 44, 70), vs=(5.0, 5.0, 5.0), shift_mm=(0.0, 0.0, 0.0), scal
     ct[fat_pad] = -100.0
     spine = ((x / 18.0) ** 2 + ((y + 45.0) / 18.0) ** 2 < 1.0)
     ct[spine & body] = 400.0
+    if vertebrae:
+        for lo, lid in ((-60.0, ATLAS_VERTEBRAE["L4"]), (-30.0, ATLAS_VERTEBRAE["L3"]), (0.0, ATLAS_VERTEBRAE["L2"])):
+            lab[spine & body & (z >= lo) & (z < lo + 25.0)] = lid
     for side, lid in ((1.0, L.KIDNEY_LEFT), (-1.0, L.KIDNEY_RIGHT)):
         k = ((x - side * 62.0) / 28.0) ** 2 + ((y + 40.0) / 22.0) ** 2 + ((z + 30.0 - kidney_dz_mm) / 50.0) ** 2 < 1.0
         ct[k] = 30.0
@@ -452,6 +456,43 @@ def test_registration_carries_the_atlas_organs_onto_the_target(moved_atlas):
     # the profile match: the atlas grid is 100 mm longer (its centre 50 mm higher) and its organs
     # sit 45 mm above that centre, so a target point is 95 mm lower than its atlas twin
     assert abs(info["dz_mm"] - 95.0) <= 15.0
+    pri = organ_priors(target_ct, [subject], [tr], AtlasOptions(prior_sigma_mm=0.5))
+    lab = np.asarray(target_lab.array)
+    for name, lid in (("kidney_left", L.KIDNEY_LEFT), ("kidney_right", L.KIDNEY_RIGHT), ("liver", L.LIVER)):
+        assert dice(pri[name] > 0.5, lab == lid) > 0.8, name
+
+
+def test_z_map_from_levels_is_the_median_offset_of_the_l2_l4_centres():
+    atlas_ct, atlas_lab = torso(shape=(60, 44, 90), shift_mm=(0.0, 0.0, 45.0), scale=1.1, vertebrae=True)
+    subject = AtlasSubject("a", atlas_ct, atlas_lab)
+    za = subject_levels_z(subject)
+    # the atlas bands: centres at 45 + 1.1 * (-47.5, -17.5, 12.5) mm from the grid centre (222.5 mm)
+    for n, zc in (("L4", -47.5), ("L3", -17.5), ("L2", 12.5)):
+        assert za[n] == pytest.approx(222.5 + 45.0 + 1.1 * zc, abs=3.0), n  # 5 mm voxels: half a voxel and more
+    zm = z_map_from_levels({"L4": 100.0, "L3": 130.0, "L2": 160.0}, subject)
+    assert zm["per_level_offset_mm"]["L3"] == pytest.approx(za["L3"] - 130.0, abs=0.01)
+    assert zm["offset_mm"] == pytest.approx(za["L3"] - 130.0, abs=0.01)  # the atlas is taller: L3's is the median
+    # one misplaced body (L2 40 mm too high) moves the offset only to L4's (3 mm away), not by 40 / 3 mm
+    moved = z_map_from_levels({"L4": 100.0, "L3": 130.0, "L2": 200.0}, subject)["offset_mm"]
+    assert moved == pytest.approx(za["L4"] - 100.0, abs=0.01) and abs(moved - zm["offset_mm"]) < 4.0
+    assert z_map_from_levels({"L4": 160.0, "L3": 130.0, "L2": 100.0}, subject) is None  # not in order
+    assert z_map_from_levels({"L4": 100.0, "L3": 130.0, "L2": 160.0}, AtlasSubject("b", *torso())) is None
+
+
+def test_registration_with_the_patient_levels_puts_their_l3_on_the_atlas_l3():
+    # target: the torso; atlas: moved 45 mm up and 6 % larger. With the target's L2-L4 the affine
+    # maps the target's L3 centre onto the atlas's (exactly: that translation is not optimised),
+    # z does not depend on x or y, and the organs still land on the target's
+    target_ct, target_lab = torso(noise=10.0, seed=2, vertebrae=True)
+    atlas_ct, atlas_lab = torso(shape=(60, 44, 90), shift_mm=(6.0, -4.0, 45.0), scale=1.06, vertebrae=True)
+    subject = AtlasSubject("moved", atlas_ct, atlas_lab)
+    levels = subject_levels_z(AtlasSubject("target", target_ct, target_lab))
+    tr, info = register_subject(target_ct, subject, AtlasOptions(working_mm=5.0, demons_iterations=30), levels)
+    za = subject_levels_z(subject)
+    affine = tr.GetNthTransform(0)
+    for x, y in ((10.0, -20.0), (-60.0, 40.0)):
+        assert affine.TransformPoint((x, y, levels["L3"]))[2] == pytest.approx(za["L3"], abs=1.5)
+    assert 0.9 <= info["z_map"]["z_scale"] <= 1.2  # optimised about L3; the truth is 1.06
     pri = organ_priors(target_ct, [subject], [tr], AtlasOptions(prior_sigma_mm=0.5))
     lab = np.asarray(target_lab.array)
     for name, lid in (("kidney_left", L.KIDNEY_LEFT), ("kidney_right", L.KIDNEY_RIGHT), ("liver", L.LIVER)):
