@@ -41,7 +41,8 @@ from .atlas_refine import histogram_mode_hu
 from .components import fill_holes, largest_component
 
 __all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
-           "organ_priors", "z_offset_from_profiles", "z_map_from_levels", "subject_levels_z", "carry_subject", "coarser_grid", "resolve_atlas_source", "load_atlas",
+           "organ_priors", "z_offset_from_profiles", "z_map_from_levels", "subject_levels_z", "carry_subject",
+           "coarser_grid", "resolve_atlas_source", "load_atlas",
            "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
 
 #: The organs an atlas carries onto the target (DESIGN ids).
@@ -277,7 +278,8 @@ def z_map_from_levels(target_levels_z: dict, subject: AtlasSubject) -> dict | No
     """The superior-inferior part of the patient -> atlas map, from the L2-L4 of both.
 
     ``z_atlas = z + offset_mm`` at the patient's L3, the offset the median over L2, L3 and L4 of
-    the atlas's body centre minus the patient's (one misplaced body does not move it). The
+    the atlas's body centre minus the patient's (one misplaced body moves it at most to another
+    level's offset, not by a third of its error as a mean would). The
     registration starts from a scale of 1 about L3 and optimises it (:func:`register_subject`).
     A scale from the detected bodies' spacing was worse (ICRP-110 AF at 3 mm, the AM phantom as
     the atlas, the true L3 as the anchor: the detected L2-L4 gave 1.16 where the phantoms' own is

@@ -103,8 +103,8 @@ def register_all(registration_ct: Image, subjects, options: AtlasOptions = Atlas
                  target_levels_z: dict | None = None) -> tuple[list, list]:
     """Register every atlas subject onto the patient: (transforms, registration summaries).
 
-    ``target_levels_z``: the patient's L2-L4 centres (RAS+ z, mm), when known; they set the
-    affine's superior-inferior row (:func:`pipeline.segment.atlas.register_subject`).
+    ``target_levels_z``: the patient's L2-L4 centres (RAS+ z, mm), when known; they pin the
+    affine along z (:func:`pipeline.segment.atlas.register_subject`).
     """
     transforms, infos = [], []
     for s in subjects:

@@ -42,7 +42,8 @@ from .orient import block_mean, from_ras_order, ras_order_affine, to_ras_order
 from .builtin_atlas import atlas_box, bodies_from_atlas, crop, uncrop
 from .native_spine import bodies_on_ct_grid, marrow_on_ct_grid, upsample_mask
 from .builtin_rules import kidneys_by_rules, organ_under_lung
-from .spine import analyse_spine
+from .builtin_levels import (ATLAS_LEVELS_MIN_LUNG_MM, landmarks_with_atlas, settled_levels_z,
+                             spine_or_refuse)
 from .vertebral_body import complete_body_slices
 from .components import component_sizes, fill_holes, select_labels
 
@@ -98,28 +99,6 @@ class BuiltinResult:
     organ_method: dict = field(default_factory=dict)  # how kidneys, liver, spleen were found (rules or atlas record)
 
 
-#: Least superior-inferior extent of lung in the field of view (mm) for the atlas registration to
-#: break a disagreement of the CT's own level landmarks when it sides with none of them. ICRP-110,
-#: 3 mm, the other phantom as atlas: with the whole lungs (trunk cases, 216-218 mm) the
-#: atlas's L3 was right on every case (AM_3mm: sacrum, iliac crests and ribs three levels apart);
-#: on fields of view from 10-60 mm into the sacrum to 20-80 mm above the lung bases it was one level
-#: or more off in all five cases where it sided with no landmark (AF kidneys Dice 0.39 / 0.27 and 0.49 /
-#: 0.44 from the same registration); four of them went on with only warns.
-ATLAS_LEVELS_MIN_LUNG_MM = 150.0
-
-
-# --------------------------------------------------------------------------- geometry helpers
-def _landmarks_with_atlas(level_vote: dict, l3_atlas: np.ndarray, affine) -> tuple[list, list, float]:
-    """The CT's landmarks that name L3, those that put it where the atlas does (the atlas's L3
-    centre inside their L3), and that centre (RAS+ z, mm)."""
-    ks = np.flatnonzero(l3_atlas.any(axis=(0, 1)))
-    z = float((affine @ np.array([0.0, 0.0, 0.5 * (ks[0] + ks[-1]), 1.0]))[2])
-    landmarks = [e for e in level_vote.get("evidence", [])
-                 if e.get("name") != "atlas" and (e.get("proposes") or {}).get("L3")]
-    agree = [e["name"] for e in landmarks if min(e["proposes"]["L3"]) <= z <= max(e["proposes"]["L3"])]
-    return [e["name"] for e in landmarks], agree, z
-
-
 def _put_spine_on_ct_grid(full_box, bodies_ct, marrow):
     """Replace, in place, the upsampled working-grid L2-L4 bodies by those drawn on the CT grid.
 
@@ -141,7 +120,7 @@ def _largest_components(mask, keep=1):
     return select_labels(lab, order + 1), sizes[order]
 
 
-# --------------------------------------------------------------------------- tissues
+# --------------------------------------------------------------------------- geometry helpers and tissues
 def _body(ct, vs):
     m = ct > -400
     m = ndi.binary_opening(m, structure=np.ones((3, 3, 1), bool), iterations=2)
@@ -215,10 +194,10 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     if options.atlas:
         from .atlas_organs import atlas_vertebrae, carry_all, register_all
 
-        # the CT's own levels first: when they settle L2-L4, they also set the registration's
-        # superior-inferior row (pipeline.segment.atlas.register_subject), and the atlas does not vote
-        spine = _spine_or_refuse(work, body, vs, options, work_img.affine, None)
-        levels_z = _settled_levels_z(spine, work_img.affine, float(vs[2]))
+        # the CT's own levels first: when they settle L2-L4, they also pin the registration along z
+        # (pipeline.segment.atlas.register_subject), and the atlas does not vote
+        spine = spine_or_refuse(work, body, vs, options, work_img.affine, None)
+        levels_z = settled_levels_z(spine, work_img.affine, float(vs[2]))
         if levels_z is None:
             spine = None  # analysed again below, with the atlas's L3 as one more evidence
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);
@@ -239,7 +218,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
             c = np.argwhere(vert_priors["L3"] > 0.5).mean(axis=0)
             atlas_level = ("L3", float((work_img.affine @ np.r_[c, 1.0])[2]))
     if spine is None:
-        spine = _spine_or_refuse(work, body, vs, options, work_img.affine, atlas_level)
+        spine = spine_or_refuse(work, body, vs, options, work_img.affine, atlas_level)
     notes += spine.notes
     atlas_bodies = None
     if spine.levels.get("decision") == "fail":
@@ -253,7 +232,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         atlas_bodies = bodies_from_atlas(spine.body_mask, sm, vert_priors) if usable else None
         if atlas_bodies is None:
             raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
-        named, agree, z_atlas = _landmarks_with_atlas(spine.levels, atlas_bodies["L3"], work_img.affine)
+        named, agree, z_atlas = landmarks_with_atlas(spine.levels, atlas_bodies["L3"], work_img.affine)
         lung_mm = float(np.count_nonzero(lungs.any(axis=(0, 1)))) * float(vs[2])
         if named and not agree and lung_mm < ATLAS_LEVELS_MIN_LUNG_MM:
             # the CT shows landmarks, they disagree, and the atlas sides with none of them on a field
@@ -374,79 +353,6 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                      "z_range_ras_mm": [round(z, 2) for z in sorted(float((work_aff @ np.r_[c[0], c[1], k, 1.0])[2])
                                                                     for k in (ks[0] - 0.5, ks[-1] + 0.5))]}
     return BuiltinResult(out, levels, notes, spine.levels, organ_method)
-
-
-def _spine_or_refuse(work, body, vs, options, affine, atlas_level):
-    """:func:`_spine_with_low_density_fallback`; a manual anchor that names no vertebra is an InputError."""
-    try:
-        return _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_level)
-    except ValueError as exc:
-        raise InputError(None, f"built-in segmenter: {exc}") from None
-
-
-#: Heights (mm, disc to disc less the discs) of the L2-L4 segments, and distances between their
-#: centres, within which the segments are taken as single vertebrae for the atlas's superior-inferior
-#: placement (lumbar bodies 25-35 mm high, discs 8-12 mm; the ranges of
-#: :func:`pipeline.segment.levels.body_height_check` and a pitch of 20-50 mm).
-SINGLE_BODY_HEIGHT_MM = (18.0, 45.0)
-SINGLE_BODY_PITCH_MM = (20.0, 50.0)
-
-
-def _settled_levels_z(spine, affine, vs_z_mm: float) -> dict | None:
-    """Centre z (RAS+, mm) of L2, L3 and L4 when the CT's own evidence settles the levels.
-
-    Settled: the vote passed (two landmarks or more agree, none disagrees), or the operator
-    named a level (``vertebra_level``). None otherwise, when a level is missing, or when a
-    segment is not one vertebra by its height or its distance to the next
-    (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`: two bodies merged where a disc
-    was missed, as on the ICRP-110 male phantom's 8 mm slices, would misplace the atlas).
-    """
-    manual = any(e.get("name") == "manual" for e in spine.levels.get("evidence", []))
-    if spine.levels.get("decision") != "pass" and not manual:
-        return None
-    out = {}
-    for n in ("L2", "L3", "L4"):
-        v = spine.by_name(n)
-        if v is None or not SINGLE_BODY_HEIGHT_MM[0] <= (v.k_hi - v.k_lo + 1) * vs_z_mm <= SINGLE_BODY_HEIGHT_MM[1]:
-            return None
-        out[n] = float((affine @ np.array([v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[2])
-    pitches = (abs(out["L2"] - out["L3"]), abs(out["L3"] - out["L4"]))
-    if not all(SINGLE_BODY_PITCH_MM[0] <= p <= SINGLE_BODY_PITCH_MM[1] for p in pitches):
-        return None
-    return out
-
-
-def _interior_body_cover(spine) -> float:
-    """Fraction of the vertebrae's interior slices (one slice left free next to each disc) that hold a body."""
-    have = spine.body_mask.any(axis=(0, 1))
-    inner = [k for v in spine.vertebrae for k in range(v.k_lo + 1, v.k_hi)]
-    return float(np.mean(have[inner])) if inner else 0.0
-
-
-def _spine_with_low_density_fallback(work, body, vs, options, affine, atlas_level, low_bone_hu: float = 120.0):
-    """The spine analysis at the default bone threshold (150 HU), and once more at ``low_bone_hu``
-    when the vertebral bodies were found on fewer than 80 % of their interior slices.
-
-    Osteopenic trabecular bone (100-150 HU) leaves the cortical shell open at 150 HU, so the
-    bodies, the centreline and the levels fall apart (TotalSegmentator example: 67 % of the
-    interior slices; every other development case 95-100 %). The second analysis is kept when
-    it finds bodies on at least 90 % of them (TotalSegmentator: 93 %); a lower threshold on a
-    normal spine makes discs look like bone, which is why it is not the default.
-    """
-    kw = dict(lumbar_count=options.lumbar_count, affine=affine, anchor_level=options.vertebra_level,
-              atlas_level=atlas_level)
-    spine = analyse_spine(work, body, vs, **kw)
-    cover = _interior_body_cover(spine)
-    if cover >= 0.8:
-        return spine
-    low = analyse_spine(work, body, vs, bone_hu=low_bone_hu, **kw)
-    low_cover = _interior_body_cover(low)
-    if low_cover < 0.9:
-        return spine
-    low.notes.insert(0, f"vertebral bodies found on {100 * cover:.0f} % of their slices at 150 HU (osteopenia or "
-                        f"a thin cortex): spine analysed at {low_bone_hu:.0f} HU ({100 * low_cover:.0f} %)")
-    low.levels["bone_hu"] = low_bone_hu
-    return low
 
 
 def _ct_number_note(registrations, min_offset_hu: float = 10.0) -> str | None:

@@ -145,7 +145,7 @@ def test_lumbar_count_override_shifts_levels_and_the_cross_check_reports_it(smal
 
 
 def test_atlas_named_levels_know_which_landmarks_agree_with_the_atlas():
-    from pipeline.segment.builtin import _landmarks_with_atlas
+    from pipeline.segment.builtin_levels import landmarks_with_atlas as _landmarks_with_atlas
 
     l3 = np.zeros((4, 4, 20), bool)
     l3[:, :, 8:12] = True  # centre at slice 9.5: z = 10 + 2 * 9.5 = 29 mm

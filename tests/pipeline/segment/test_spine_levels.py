@@ -251,7 +251,9 @@ def test_osteopenic_spine_is_analysed_again_at_a_lower_bone_threshold_and_its_le
     if not d.is_dir():
         pytest.skip("../shared absent")
     from pipeline.imageio import read_image
-    from pipeline.segment.builtin import BuiltinOptions, _body, _interior_body_cover, _spine_with_low_density_fallback
+    from pipeline.segment.builtin import BuiltinOptions, _body
+    from pipeline.segment.builtin_levels import interior_body_cover as _interior_body_cover
+    from pipeline.segment.builtin_levels import spine_with_low_density_fallback as _spine_with_low_density_fallback
 
     ct, _ = read_image(d / "example_ct.nii.gz", unit="HU")
     arr, tr, vs = to_ras_order(ct)

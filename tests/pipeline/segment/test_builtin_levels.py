@@ -1,0 +1,44 @@
+"""When the CT's own levels settle L2-L4 for the atlas registration (pipeline.segment.builtin_levels)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipeline.segment.builtin_levels import settled_levels_z
+from pipeline.segment.spine import Vertebra
+
+AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])  # working grid: 3 mm slices, z = 3 k
+
+
+def spine(decision, bodies, manual=False):
+    """A spine result with ``bodies`` name -> (k_lo, k_hi) and the vote's decision."""
+    vertebrae = [Vertebra(n, lo, hi, (50.0, 40.0), False) for n, (lo, hi) in bodies.items()]
+    evidence = [{"name": "sacrum"}, {"name": "iliac_crests"}] + ([{"name": "manual"}] if manual else [])
+    return SimpleNamespace(levels={"decision": decision, "evidence": evidence},
+                           by_name=lambda n: next((v for v in vertebrae if v.name == n), None))
+
+
+NORMAL = {"L4": (10, 19), "L3": (23, 32), "L2": (36, 45)}  # 30 mm bodies, 12 mm discs
+
+
+def test_agreeing_landmarks_give_the_l2_l4_centres():
+    z = settled_levels_z(spine("pass", NORMAL), AFFINE, 3.0)
+    assert z == pytest.approx({"L4": 43.5, "L3": 82.5, "L2": 121.5})
+
+
+def test_an_operator_level_settles_them_even_against_a_landmark():
+    assert settled_levels_z(spine("warn", NORMAL, manual=True), AFFINE, 3.0) is not None
+
+
+def test_one_landmark_or_a_disagreement_does_not_settle_them():
+    assert settled_levels_z(spine("warn", NORMAL), AFFINE, 3.0) is None
+    assert settled_levels_z(spine("fail", NORMAL), AFFINE, 3.0) is None
+
+
+def test_merged_bodies_or_a_missing_level_do_not_settle_them():
+    merged = {"L4": (10, 19), "L3": (23, 45), "L2": (49, 58)}  # L3 69 mm: a disc missed
+    assert settled_levels_z(spine("pass", merged), AFFINE, 3.0) is None
+    far = {"L4": (0, 9), "L3": (23, 32), "L2": (36, 45)}  # L4 to L3 centres 69 mm apart
+    assert settled_levels_z(spine("pass", far), AFFINE, 3.0) is None
+    assert settled_levels_z(spine("pass", {"L3": (23, 32), "L2": (36, 45)}), AFFINE, 3.0) is None
