@@ -48,7 +48,7 @@ from .rib_cage import rib_cage_depth_mm
 from .uptake_boundary import split_by_uptake
 
 
-__all__ = ["FusionOptions", "prior_with_tail", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
+__all__ = ["FusionOptions", "prior_with_tail", "prior_with_caudal_tail", "register_all", "carry_all", "atlas_organs", "atlas_vertebrae", "local_mad_hu"]
 
 
 def prior_with_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, voxel_size_mm,
@@ -79,6 +79,42 @@ def prior_with_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, vox
     """
     d = ndi.distance_transform_edt(fused <= 0.5, sampling=np.asarray(voxel_size_mm, float))
     tail = np.where(others > others_max, 0.0, height * np.exp(-d / tail_mm))
+    return np.maximum(soft, tail).astype(np.float32)
+
+
+def prior_with_caudal_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarray, voxel_size_mm,
+                           tail_mm: float, height: float = 0.5, others_max: float = 0.05,
+                           reach: float = 3.0) -> np.ndarray:
+    """A refinement prior that goes on below the atlas person's organ, and only below it.
+
+    A voxel straight below the fused prior's 0.5 outline, ``d`` mm under its lowest voxel
+    in that column, gets at least ``height * exp(-d / tail_mm)`` (up to ``reach * tail_mm``),
+    except where another organ's fused prior exceeds ``others_max``. Arrays in RAS order
+    (the last axis runs inferior to superior). For the spleen, whose size varies mostly at its
+    lower pole while its dome lies against the diaphragm: a tail in every direction
+    (:func:`prior_with_tail`) let the male phantom's spleen take the diaphragm (Dice 0.56-0.62).
+
+    Parameters
+    ----------
+    soft, fused, others : numpy.ndarray
+        The organ's refinement prior, its fused atlas prior, the largest fused prior of the
+        other organs (values in [0, 1], same shape).
+    voxel_size_mm : sequence of 3 float
+    tail_mm : float
+        Decay length, mm.
+
+    Returns
+    -------
+    numpy.ndarray, float32
+    """
+    inside = fused > 0.5
+    vz = float(voxel_size_mm[2])
+    tail = np.zeros(soft.shape, np.float32)
+    for k in range(1, int(round(reach * tail_mm / vz)) + 1):
+        below = np.zeros_like(inside)
+        below[:, :, :-k] = inside[:, :, k:]  # k slices below an organ voxel
+        tail = np.where(below, np.maximum(tail, height * np.exp(-k * vz / tail_mm)), tail)
+    tail = np.where((others > others_max) | inside, 0.0, tail)
     return np.maximum(soft, tail).astype(np.float32)
 
 
@@ -210,6 +246,10 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         for n in fusion.tail_organs if fusion.tail_mm > 0 else ():
             others = np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
             soft[n] = prior_with_tail(soft[n], fused[n], others, vs, fusion.tail_mm, fusion.tail_height)
+        for n in fusion.caudal_tail_organs if fusion.caudal_tail_mm > 0 else ():
+            others = np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
+            soft[n] = prior_with_caudal_tail(soft[n], fused[n], others, vs, fusion.caudal_tail_mm,
+                                             fusion.caudal_tail_height)
         for n in refine if spect is not None else ():
             v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs, valid=spect_fov,
                                                      above_surroundings=n in fusion.veto_above_surroundings,

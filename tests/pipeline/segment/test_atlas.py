@@ -618,6 +618,46 @@ def test_prior_tail_lets_the_ct_take_an_organ_larger_than_the_atlas_one_but_not_
     assert t.max() <= 0.5 + 1e-6 and np.all(t[fused["kidney"] > 0.05] == 0.0)
 
 
+def test_caudal_tail_lets_the_ct_take_a_lower_pole_the_atlas_lacks_but_nothing_above_or_beside():
+    """A 'spleen' (ball of radius 25 mm) whose lower pole reaches 25 mm further down than the atlas
+    person's, a 'diaphragm' slab of the spleen's CT number above it, and a touching 'kidney' with its
+    own prior. With the caudal tail the refined spleen takes its lower pole; it takes no more of
+    the diaphragm than without, and none of the kidney."""
+    from scipy import ndimage as ndi
+
+    from pipeline.segment.atlas_organs import prior_with_caudal_tail
+
+    vs = (3.0, 3.0, 3.0)
+    shape = (60, 60, 70)
+    atlas_spleen = _ball(shape, vs, (90.0, 90.0, 120.0), 25.0)
+    spleen = atlas_spleen | _ball(shape, vs, (90.0, 90.0, 90.0), 20.0)  # reaches z 70 against 95 mm
+    diaphragm = np.zeros(shape, bool)
+    diaphragm[:, :, 50:53] = True  # z 150-156 mm, 5 mm above the spleen's dome
+    kidney = _ball(shape, vs, (130.0, 90.0, 85.0), 15.0) & ~spleen
+    rng = np.random.default_rng(0)
+    ct = np.where(spleen | diaphragm, 45.0, np.where(kidney, 30.0, -100.0)) + rng.normal(0.0, 10.0, shape)
+    fused = {"spleen": ndi.gaussian_filter(atlas_spleen.astype(np.float32), 1.0),
+             "kidney": ndi.gaussian_filter(kidney.astype(np.float32), 1.0)}
+    soft = {n: np.clip(ndi.gaussian_filter(p, 0.67), 0, 1) ** 0.6 for n, p in fused.items()}
+    total = sum(soft.values())
+    region = (total > 0.01) & (total < 0.5)
+    plain, _ = refine_organs(ct, vs, soft, other_region=region)
+    tailed = dict(soft)
+    tailed["spleen"] = prior_with_caudal_tail(soft["spleen"], fused["spleen"], fused["kidney"], vs, tail_mm=20.0)
+    masks, _ = refine_organs(ct, vs, tailed, other_region=region)
+    pole = spleen & ~atlas_spleen
+    # measured: 44 % of the lower pole without the tail (the refinement's re-centring moves the whole
+    # prior by up to 15 mm), 64 % with it
+    assert masks["spleen"][pole].mean() > plain["spleen"][pole].mean() + 0.15
+    assert (masks["spleen"] & diaphragm).sum() <= (plain["spleen"] & diaphragm).sum()
+    assert (masks["spleen"] & kidney).sum() == 0
+    # the tail lies only below the outline, is never above its height, and is zero on the neighbour's ground
+    t = prior_with_caudal_tail(np.zeros(shape, np.float32), fused["spleen"], fused["kidney"], vs, tail_mm=20.0)
+    assert t.max() <= 0.5 + 1e-6 and np.all(t[fused["kidney"] > 0.05] == 0.0)
+    top = np.flatnonzero((fused["spleen"] > 0.5).any(axis=(0, 1)))[-1]
+    assert not t[:, :, top + 1:].any()
+
+
 def test_without_a_spect_the_refined_kidney_gets_its_partial_volume_rim(moved_atlas):
     """A CT with a 1.5-voxel blur: the voxelwise MAP leaves the half-fat outline of each kidney to
     "other"; ``rim_without_spect`` adds it back (only voxels at least half kidney by CT number)."""
