@@ -93,19 +93,7 @@ def prior_with_caudal_tail(soft: np.ndarray, fused: np.ndarray, others: np.ndarr
     (the last axis runs inferior to superior). For the spleen, whose size varies mostly at its
     lower pole while its dome lies against the diaphragm: a tail in every direction
     (:func:`prior_with_tail`) let the male phantom's spleen take the diaphragm (Dice 0.56-0.62).
-
-    Parameters
-    ----------
-    soft, fused, others : numpy.ndarray
-        The organ's refinement prior, its fused atlas prior, the largest fused prior of the
-        other organs (values in [0, 1], same shape).
-    voxel_size_mm : sequence of 3 float
-    tail_mm : float
-        Decay length, mm.
-
-    Returns
-    -------
-    numpy.ndarray, float32
+    Arguments and result as :func:`prior_with_tail` (float32, values in [0, 1]).
     """
     inside = fused > 0.5
     vz = float(voxel_size_mm[2])
