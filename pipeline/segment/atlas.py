@@ -289,23 +289,24 @@ def z_map_from_levels(target_levels_z: dict, subject: AtlasSubject) -> dict | No
     Parameters
     ----------
     target_levels_z : dict
-        ``"L2"``, ``"L3"``, ``"L4"`` -> centre z of the patient's body (RAS+, mm).
+        Some or all of ``"L2"``, ``"L3"``, ``"L4"`` -> centre z of the patient's body (RAS+, mm);
+        one level alone (an operator's anchor) gives that level's offset.
     subject : AtlasSubject
 
     Returns
     -------
     dict or None
-        ``offset_mm`` and ``per_level_offset_mm``; None when either side lacks one of the three
-        levels or the patient's are not in order from L4 up.
+        ``offset_mm`` and ``per_level_offset_mm``; None when no level is on both sides or the
+        patient's are not in order from L4 up.
     """
     a = subject_levels_z(subject)
-    names = ("L2", "L3", "L4")
-    if not all(n in a and n in target_levels_z for n in names):
+    names = [n for n in ("L4", "L3", "L2") if n in a and n in target_levels_z]
+    if not names:
         return None
-    t = {n: float(target_levels_z[n]) for n in names}
-    if not t["L4"] < t["L3"] < t["L2"]:
+    t = [float(target_levels_z[n]) for n in names]
+    if any(lo >= hi for lo, hi in zip(t[:-1], t[1:])):
         return None
-    per = {n: round(a[n] - t[n], 2) for n in names}
+    per = {n: round(a[n] - z, 2) for n, z in zip(names, t)}
     return {"offset_mm": float(np.median(list(per.values()))), "per_level_offset_mm": per}
 
 

@@ -197,7 +197,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         # the CT's own levels first: when they settle L2-L4, they also pin the registration along z
         # (pipeline.segment.atlas.register_subject), and the atlas does not vote
         spine = spine_or_refuse(work, body, vs, options, work_img.affine, None)
-        levels_z = settled_levels_z(spine, work_img.affine, float(vs[2]))
+        levels_z = settled_levels_z(spine, work_img.affine, float(vs[2]), options.vertebra_level)
         if levels_z is None:
             spine = None  # analysed again below, with the atlas's L3 as one more evidence
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from .levels import parse_vertebra_level
 from .spine import analyse_spine
 
 __all__ = ["ATLAS_LEVELS_MIN_LUNG_MM", "SINGLE_BODY_HEIGHT_MM", "SINGLE_BODY_PITCH_MM", "landmarks_with_atlas",
@@ -50,7 +51,7 @@ SINGLE_BODY_HEIGHT_MM = (18.0, 45.0)
 SINGLE_BODY_PITCH_MM = (20.0, 50.0)
 
 
-def settled_levels_z(spine, affine, vs_z_mm: float) -> dict | None:
+def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
     """Centre z (RAS+, mm) of L2, L3 and L4 when the CT's own evidence settles the levels.
 
     Settled: the vote passed (two landmarks or more agree, none disagrees), or the operator
@@ -58,6 +59,8 @@ def settled_levels_z(spine, affine, vs_z_mm: float) -> dict | None:
     segment is not one vertebra by its height or its distance to the next
     (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`: two bodies merged where a disc
     was missed, as on the ICRP-110 male phantom's 8 mm slices, would misplace the atlas).
+    In that last case an operator's anchor on L2, L3 or L4 (``anchor``, e.g. ``"L3@-215"``) is
+    used alone: ``{"L3": -215.0}``, the z the operator read in that vertebra.
     """
     manual = any(e.get("name") == "manual" for e in spine.levels.get("evidence", []))
     if spine.levels.get("decision") != "pass" and not manual:
@@ -66,12 +69,20 @@ def settled_levels_z(spine, affine, vs_z_mm: float) -> dict | None:
     for n in ("L2", "L3", "L4"):
         v = spine.by_name(n)
         if v is None or not SINGLE_BODY_HEIGHT_MM[0] <= (v.k_hi - v.k_lo + 1) * vs_z_mm <= SINGLE_BODY_HEIGHT_MM[1]:
-            return None
+            return _anchor_only(anchor) if manual else None
         out[n] = float((affine @ np.array([v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[2])
     pitches = (abs(out["L2"] - out["L3"]), abs(out["L3"] - out["L4"]))
     if not all(SINGLE_BODY_PITCH_MM[0] <= p <= SINGLE_BODY_PITCH_MM[1] for p in pitches):
-        return None
+        return _anchor_only(anchor) if manual else None
     return out
+
+
+def _anchor_only(anchor) -> dict | None:
+    """``{name: z}`` of an operator's anchor on L2, L3 or L4; None for any other vertebra or none."""
+    if anchor is None:
+        return None
+    name, z = parse_vertebra_level(anchor)
+    return {name: z} if name in ("L2", "L3", "L4") else None
 
 
 def interior_body_cover(spine) -> float:

@@ -476,6 +476,8 @@ def test_z_map_from_levels_is_the_median_offset_of_the_l2_l4_centres():
     moved = z_map_from_levels({"L4": 100.0, "L3": 130.0, "L2": 200.0}, subject)["offset_mm"]
     assert moved == pytest.approx(za["L4"] - 100.0, abs=0.01) and abs(moved - zm["offset_mm"]) < 4.0
     assert z_map_from_levels({"L4": 160.0, "L3": 130.0, "L2": 100.0}, subject) is None  # not in order
+    # an operator's anchor alone: that level's offset
+    assert z_map_from_levels({"L2": 160.0}, subject)["offset_mm"] == pytest.approx(za["L2"] - 160.0, abs=0.01)
     assert z_map_from_levels({"L4": 100.0, "L3": 130.0, "L2": 160.0}, AtlasSubject("b", *torso())) is None
 
 

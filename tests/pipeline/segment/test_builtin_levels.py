@@ -42,3 +42,10 @@ def test_merged_bodies_or_a_missing_level_do_not_settle_them():
     far = {"L4": (0, 9), "L3": (23, 32), "L2": (36, 45)}  # L4 to L3 centres 69 mm apart
     assert settled_levels_z(spine("pass", far), AFFINE, 3.0) is None
     assert settled_levels_z(spine("pass", {"L3": (23, 32), "L2": (36, 45)}), AFFINE, 3.0) is None
+
+
+def test_an_operator_level_on_merged_bodies_is_used_alone():
+    merged = {"L4": (10, 19), "L3": (23, 45), "L2": (49, 58)}
+    assert settled_levels_z(spine("warn", merged, manual=True), AFFINE, 3.0, "L3@-215") == {"L3": -215.0}
+    assert settled_levels_z(spine("warn", merged, manual=True), AFFINE, 3.0, "L1@-150") is None  # no atlas L1
+    assert settled_levels_z(spine("pass", merged), AFFINE, 3.0, None) is None
