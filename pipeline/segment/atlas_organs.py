@@ -231,12 +231,13 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         # "other" learns its CT numbers in the organs' neighbourhood without the tails
         total = sum(soft.values())
         other_region = (total > 0.01) & (total < 0.5)
+        def others(n):  # the largest fused prior of the organs other than n
+            return np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
+
         for n in fusion.tail_organs if fusion.tail_mm > 0 else ():
-            others = np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
-            soft[n] = prior_with_tail(soft[n], fused[n], others, vs, fusion.tail_mm, fusion.tail_height)
+            soft[n] = prior_with_tail(soft[n], fused[n], others(n), vs, fusion.tail_mm, fusion.tail_height)
         for n in fusion.caudal_tail_organs if fusion.caudal_tail_mm > 0 else ():
-            others = np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
-            soft[n] = prior_with_caudal_tail(soft[n], fused[n], others, vs, fusion.caudal_tail_mm,
+            soft[n] = prior_with_caudal_tail(soft[n], fused[n], others(n), vs, fusion.caudal_tail_mm,
                                              fusion.caudal_tail_height)
         for n in refine if spect is not None else ():
             v, organs[n]["spect_veto"] = uptake_veto(spect, fused[n], vs, valid=spect_fov,

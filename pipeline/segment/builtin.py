@@ -214,7 +214,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         carried = carry_all(crop_img, options.atlas, transforms)
         vert_priors, vert_record = atlas_vertebrae(crop_img, options.atlas, carried)
         vert_priors = {n: uncrop(p, box, work.shape) for n, p in vert_priors.items()}
-        if "L3" in vert_priors and (vert_priors["L3"] > 0.5).any():
+        if spine is None and "L3" in vert_priors and (vert_priors["L3"] > 0.5).any():  # the atlas votes
             c = np.argwhere(vert_priors["L3"] > 0.5).mean(axis=0)
             atlas_level = ("L3", float((work_img.affine @ np.r_[c, 1.0])[2]))
     if spine is None:
