@@ -189,7 +189,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     from pipeline.atomic import atomic_dir, write_json, write_text
     from pipeline.imageio import make_sidecar, write_image
     from pipeline.register.resample import resample_image
-    from pipeline.segment.atlas import write_atlas_subject
+    from pipeline.segment.atlas_store import write_atlas_subject
     from pipeline.segment.evaluate import resample_nearest
     from pipeline.segment.labels import vocabulary_for
 

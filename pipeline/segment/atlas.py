@@ -15,19 +15,18 @@ Each atlas subject is a CT (HU) with organ labels (DESIGN ids). For a target CT:
    the patient's L3 on the atlas's (:func:`z_map_from_levels`); only the scale about L3
    is optimised along z: on a field of view with little lung the mutual information
    drifts along z (see :func:`register_subject`);
-4. each organ's indicator is smoothed and carried onto the target grid: a prior
-   probability per organ, averaged over the atlas subjects.
+4. each organ's indicator is smoothed and carried onto the target grid
+   (:mod:`pipeline.segment.atlas_carry`): a prior probability per organ, averaged over
+   the atlas subjects.
 
 :mod:`pipeline.segment.atlas_refine` turns the priors and the target CT into masks.
-The atlas subjects are read from a folder (:func:`read_atlas`), made for example by
-``python -m sample_data.icrp110_atlas`` from the ICRP-110 phantoms.
+The atlas subjects are read from a folder or the ICRP-110 archive
+(:mod:`pipeline.segment.atlas_store`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -35,15 +34,13 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..image import Image
-from ..imageio import read_image, to_sitk, write_image
+from ..imageio import to_sitk
 from . import labels as L
 from .atlas_refine import histogram_mode_hu
 from .components import fill_holes, largest_component
 
-__all__ = ["AtlasSubject", "AtlasOptions", "read_atlas", "write_atlas_subject", "register_subject",
-           "organ_priors", "z_offset_from_profiles", "z_map_from_levels", "subject_levels_z", "carry_subject",
-           "coarser_grid", "resolve_atlas_source", "load_atlas",
-           "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
+__all__ = ["AtlasSubject", "AtlasOptions", "register_subject", "z_offset_from_profiles", "z_map_from_levels",
+           "subject_levels_z", "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
 
 #: The organs an atlas carries onto the target (DESIGN ids).
 ATLAS_ORGANS = {"kidney_left": L.KIDNEY_LEFT, "kidney_right": L.KIDNEY_RIGHT, "liver": L.LIVER,
@@ -137,35 +134,6 @@ class AtlasOptions:
     margin_mm: float | None = None
     demons_margin_mm: float | None = 60.0
     match_histogram: bool = True
-
-
-# --------------------------------------------------------------------------- atlas folder
-def write_atlas_subject(folder, subject: AtlasSubject) -> Path:
-    """Write one subject as ``<folder>/<name>/{ct,labels}.nii.gz`` and ``subject.json``."""
-    out = Path(folder) / subject.name
-    out.mkdir(parents=True, exist_ok=True)
-    write_image(out / "ct.nii.gz", subject.ct, quantity="CT", dtype=np.int16)
-    write_image(out / "labels.nii.gz", subject.labels, quantity="labels", dtype=np.uint8)
-    (out / "subject.json").write_text(json.dumps({"name": subject.name, "source": subject.source}, indent=1))
-    return out
-
-
-def read_atlas(folder) -> list[AtlasSubject]:
-    """All subjects of an atlas folder (sub-folders with ``ct.nii.gz`` and ``labels.nii.gz``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "atlas folder not found")
-    subjects = []
-    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if not (d / "ct.nii.gz").is_file() or not (d / "labels.nii.gz").is_file():
-            continue
-        ct, _ = read_image(d / "ct.nii.gz", unit="HU")
-        lab, _ = read_image(d / "labels.nii.gz", unit="label")
-        meta = json.loads((d / "subject.json").read_text()) if (d / "subject.json").is_file() else {}
-        subjects.append(AtlasSubject(d.name, ct, lab, meta.get("source", "")))
-    if not subjects:
-        raise InputError(folder, "atlas folder holds no subject (<name>/ct.nii.gz + labels.nii.gz)")
-    return subjects
 
 
 # --------------------------------------------------------------------------- working grid
@@ -495,136 +463,3 @@ def _structures_z_range(subject: AtlasSubject, affine: sitk.Transform) -> tuple[
     inv = affine.GetInverse()
     z = [inv.TransformPoint((float(-p[0]), float(-p[1]), float(p[2])))[2] for p in world]  # LPS points
     return float(min(z)), float(max(z))
-
-
-def coarser_grid(grid: Image, factors) -> Image:
-    """Geometry of ``grid`` with voxels ``factors`` times larger per axis (the block-mean grid:
-    block centres, partial blocks at the far end kept); zero array."""
-    f = np.asarray(factors, int)
-    shift = np.eye(4)
-    shift[:3, 3] = (f - 1.0) / 2.0 / f  # block centre, in coarse index units
-    shape = tuple(int(v) for v in np.ceil(np.asarray(grid.shape) / f))
-    return Image(np.zeros(shape, np.float32), grid.affine @ np.diag([*f.astype(float), 1.0]) @ shift, "1")
-
-
-def carry_subject(grid: Image, subject: AtlasSubject, transform, ids=None,
-                  options: AtlasOptions = AtlasOptions(), coarse: bool = False) -> tuple[dict, np.ndarray]:
-    """A subject's structures (smoothed indicators) and CT carried onto ``grid`` in one resampling.
-
-    Parameters
-    ----------
-    grid : Image
-        Geometry of the output (its array is not used).
-    subject : AtlasSubject
-        Its CT and labels share one grid.
-    transform : sitk.Transform
-        Target -> subject (:func:`register_subject`).
-    ids : dict, optional
-        Structure name -> atlas label (default :data:`ATLAS_ORGANS`); labels the subject
-        lacks give an all-zero prior.
-    options : AtlasOptions
-        ``prior_sigma_mm``: smoothing of each indicator before the resampling (SD, mm).
-    coarse : bool
-        Evaluate the transform on a grid about as coarse as the subject's (integer
-        factors of ``grid``), then interpolate linearly onto ``grid`` (identity): the
-        deformable transform costs per output voxel, and a finer grid than the subject's
-        adds no detail (about four times faster for a 2 mm grid and a 4 mm atlas).
-
-    Returns
-    -------
-    priors : dict
-        Name -> float32 array on ``grid``, values in [0, 1].
-    ct_hu : numpy.ndarray
-        The subject's CT on ``grid`` (HU, linear interpolation, -1000 outside it).
-    """
-    ids = ATLAS_ORGANS if ids is None else ids
-    if not subject.labels.same_grid(subject.ct):
-        raise InputError(None, f"atlas subject {subject.name}: the labels and the CT are on different grids")
-    lab = np.asarray(subject.labels.array)
-    vs = np.asarray(subject.labels.voxel_size_mm, float)
-    # one vector image (CT + 1000 so that outside is 0, then each indicator): the transform is
-    # evaluated once per output voxel for all of them
-    comps = [np.asarray(subject.ct.array, np.float32) + 1000.0]
-    for lid in ids.values():
-        comps.append(ndi.gaussian_filter((lab == lid).astype(np.float32), options.prior_sigma_mm / vs))
-    geo = to_sitk(subject.labels.with_array(np.zeros(lab.shape, np.float32), unit="1"))
-    vec = sitk.GetImageFromArray(np.stack([np.transpose(c, (2, 1, 0)) for c in comps], axis=-1), isVector=True)
-    vec.CopyInformation(geo)
-    ref = to_sitk(grid.with_array(np.zeros(grid.shape, np.float32)))
-    f = np.maximum(1, np.floor(np.min(vs) / np.asarray(grid.voxel_size_mm, float) + 1e-6)).astype(int)
-    if coarse and f.max() > 1:
-        mid = to_sitk(coarser_grid(grid, f))
-        out = sitk.Resample(vec, mid, transform, sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
-        out = sitk.Resample(out, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
-    else:
-        out = sitk.Resample(vec, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
-    arr = sitk.GetArrayFromImage(out)  # (k, j, i, component)
-    ct_hu = np.transpose(arr[..., 0], (2, 1, 0)) - 1000.0
-    priors = {name: np.clip(np.transpose(arr[..., i + 1], (2, 1, 0)), 0.0, 1.0) for i, name in enumerate(ids)}
-    return priors, np.ascontiguousarray(ct_hu)
-
-
-def organ_priors(grid: Image, subjects, transforms, options: AtlasOptions = AtlasOptions(), ids=None) -> dict:
-    """Prior probability of each atlas organ (or of ``ids``: name -> label) on ``grid`` (mean over the subjects).
-
-    Returns
-    -------
-    dict
-        Name -> float32 array on ``grid``, values in [0, 1].
-    """
-    ids = ATLAS_ORGANS if ids is None else ids
-    out = {name: np.zeros(grid.shape, np.float32) for name in ids}
-    for subject, tr in zip(subjects, transforms):
-        pri, _ = carry_subject(grid, subject, tr, ids, options)
-        for name in ids:
-            out[name] += pri[name] / len(subjects)
-    return out
-
-
-def resolve_atlas_source(source):
-    """Where the atlas comes from: a folder, the ICRP-110 OpenDose zip, or nothing.
-
-    ``source`` ``None`` or ``"none"``: no atlas. ``"auto"``: the path in the environment
-    variable ``SPECTDOSE_ATLAS`` when set, else the OpenDose ICRP-110 zip at
-    ``../shared/data/icrp110/Input_GateLab_2019-04-02.zip`` beside the spectdose folder
-    when it is there, else no atlas. Any other value: that path (it must exist).
-
-    Returns
-    -------
-    Path or None
-    """
-    import os
-
-    if source is None or str(source).lower() == "none":
-        return None
-    if str(source).lower() == "auto":
-        env = os.environ.get("SPECTDOSE_ATLAS")
-        if env:
-            return resolve_atlas_source(env)
-        from sample_data.icrp110 import default_zip_path
-
-        p = default_zip_path()
-        return p if p.is_file() else None
-    p = Path(source)
-    if not p.exists():
-        raise InputError(p, "atlas not found (a folder of <name>/ct.nii.gz + labels.nii.gz, or the ICRP-110 zip)")
-    return p
-
-
-def load_atlas(source) -> tuple:
-    """Atlas subjects from :func:`resolve_atlas_source` (empty tuple: no atlas).
-
-    A ``.zip`` is read as the OpenDose ICRP-110 archive (both adult phantoms,
-    :func:`sample_data.icrp110.atlas_subjects`); a folder with :func:`read_atlas`.
-    """
-    p = resolve_atlas_source(source)
-    if p is None:
-        return ()
-    if p.is_file() and p.suffix == ".zip":
-        from sample_data.icrp110 import atlas_subjects
-
-        try:
-            return tuple(atlas_subjects(p))
-        except (KeyError, OSError, ValueError) as exc:
-            raise InputError(p, f"not a readable ICRP-110 OpenDose archive ({exc})") from None
-    return tuple(read_atlas(p))

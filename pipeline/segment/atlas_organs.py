@@ -37,7 +37,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
-from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, carry_subject, register_subject
+from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, register_subject
+from .atlas_carry import carry_subject
 from .atlas_refine import grow_partial_volume, refine_organs
 from .ct_boundary import split_by_ct
 from .uptake_growth import (drop_other_hot_basins, grow_together, grow_with_uptake, smoothed_ct,
@@ -140,7 +141,7 @@ def register_all(registration_ct: Image, subjects, options: AtlasOptions = Atlas
 
 def carry_all(grid_ct: Image, subjects, transforms) -> list:
     """Every subject's organs, vertebrae (when it has them) and CT on ``grid_ct``:
-    a list of (priors dict, CT array) per subject (:func:`pipeline.segment.atlas.carry_subject`)."""
+    a list of (priors dict, CT array) per subject (:func:`pipeline.segment.atlas_carry.carry_subject`)."""
     return [carry_subject(grid_ct, s, tr, {**ATLAS_ORGANS, **ATLAS_VERTEBRAE}, AtlasOptions(prior_sigma_mm=0.5),
                           coarse=True) for s, tr in zip(subjects, transforms)]
 

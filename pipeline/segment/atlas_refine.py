@@ -1,7 +1,7 @@
 """Organ masks from atlas priors and the patient's own CT numbers (maximum a posteriori).
 
 For each voxel the classes are the atlas organs and "other". The prior of an organ
-is its warped, smoothed atlas indicator (:func:`pipeline.segment.atlas.organ_priors`);
+is its warped, smoothed atlas indicator (:func:`pipeline.segment.atlas_carry.organ_priors`);
 the likelihood of an organ is a Gaussian in the smoothed CT, its centre and width
 learnt from the voxels where the atlas is sure (prior > 0.9, so from this patient,
 contrast-enhanced or not); the likelihood of "other" is the histogram of the smoothed

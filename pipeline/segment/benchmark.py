@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run the benchmark; 0, or 1 when a run fails or no atlas is found."""
-    from .atlas import resolve_atlas_source
+    from .atlas_store import resolve_atlas_source
 
     args = build_parser().parse_args(argv)
     if args.repeat < 1:

@@ -21,7 +21,8 @@ def atlas_box(work_img: Image, subjects, transforms, margin_mm: float = 25.0) ->
     The subjects' structures are carried onto a grid three times coarser; the box holds
     every voxel where any of them is above 0.01, plus ``margin_mm``.
     """
-    from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, carry_subject, coarser_grid
+    from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE
+    from .atlas_carry import carry_subject, coarser_grid
 
     cf = (3, 3, max(1, int(round(6.0 / work_img.voxel_size_mm[2]))))
     coarse = coarser_grid(work_img, cf)

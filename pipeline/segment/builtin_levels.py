@@ -10,8 +10,8 @@ from ..errors import InputError
 from .levels import parse_vertebra_level
 from .spine import analyse_spine
 
-__all__ = ["ATLAS_LEVELS_MIN_LUNG_MM", "SINGLE_BODY_HEIGHT_MM", "SINGLE_BODY_PITCH_MM", "landmarks_with_atlas",
-           "spine_or_refuse", "settled_levels_z", "interior_body_cover", "spine_with_low_density_fallback"]
+__all__ = ["ATLAS_LEVELS_MIN_LUNG_MM", "SINGLE_BODY_HEIGHT_MM", "SINGLE_BODY_HEIGHT_RATIO", "SINGLE_BODY_PITCH_MM",
+           "landmarks_with_atlas", "refuse_agreeing_levels_on_uneven_bodies", "spine_or_refuse", "settled_levels_z", "interior_body_cover", "spine_with_low_density_fallback"]
 
 
 #: Least superior-inferior extent of lung in the field of view (mm) for the atlas registration to
@@ -49,6 +49,11 @@ def spine_or_refuse(work, body, vs, options, affine, atlas_level):
 #: :func:`pipeline.segment.levels.body_height_check` and a pitch of 20-50 mm).
 SINGLE_BODY_HEIGHT_MM = (18.0, 45.0)
 SINGLE_BODY_PITCH_MM = (20.0, 50.0)
+#: Largest ratio of the tallest to the shortest of the L2-L4 segments: adult L2-L4 bodies differ
+#: by about a tenth; where the discs were found the segments of the development CTs differ by at
+#: most 1.56 times (ICRP-110 AM 3 mm), where a disc was misplaced by 2.3 times (AF 3 mm, lung bases
+#: to sacrum: L3 42 mm, L2 18 mm, their centres 10 mm above the reference).
+SINGLE_BODY_HEIGHT_RATIO = 1.8
 
 
 def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
@@ -56,25 +61,54 @@ def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
 
     Settled: the vote passed (two landmarks or more agree, none disagrees), or the operator
     named a level (``vertebra_level``). None otherwise, when a level is missing, or when a
-    segment is not one vertebra by its height or its distance to the next
-    (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`: two bodies merged where a disc
-    was missed, as on the ICRP-110 male phantom's 8 mm slices, would misplace the atlas).
+    segment is not one vertebra by its height, its distance to the next or its height against
+    the other two (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`,
+    :data:`SINGLE_BODY_HEIGHT_RATIO`: two bodies merged where a disc was missed, or a disc
+    found inside a body, would misplace the atlas).
     In that last case an operator's anchor on L2, L3 or L4 (``anchor``, e.g. ``"L3@-215"``) is
     used alone: ``{"L3": -215.0}``, the z the operator read in that vertebra.
     """
     manual = any(e.get("name") == "manual" for e in spine.levels.get("evidence", []))
     if spine.levels.get("decision") != "pass" and not manual:
         return None
-    out = {}
+    out, heights = {}, []
     for n in ("L2", "L3", "L4"):
         v = spine.by_name(n)
         if v is None or not SINGLE_BODY_HEIGHT_MM[0] <= (v.k_hi - v.k_lo + 1) * vs_z_mm <= SINGLE_BODY_HEIGHT_MM[1]:
             return _anchor_only(anchor) if manual else None
         out[n] = float((affine @ np.array([v.centre_xy[0], v.centre_xy[1], 0.5 * (v.k_lo + v.k_hi), 1.0]))[2])
+        heights.append(v.k_hi - v.k_lo + 1)
+    if max(heights) > SINGLE_BODY_HEIGHT_RATIO * min(heights):
+        return _anchor_only(anchor) if manual else None
     pitches = (abs(out["L2"] - out["L3"]), abs(out["L3"] - out["L4"]))
     if not all(SINGLE_BODY_PITCH_MM[0] <= p <= SINGLE_BODY_PITCH_MM[1] for p in pitches):
         return _anchor_only(anchor) if manual else None
     return out
+
+
+def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float) -> None:
+    """With an atlas: refuse when the CT's landmarks agree on the levels (no operator level) but
+    :func:`settled_levels_z` does not take its L2-L4 (not single vertebrae of similar height).
+
+    The atlas registration can then be pinned neither at those bodies (their centres are off:
+    10 mm on ICRP-110 AF at 3 mm, lung bases to sacrum, kidneys Dice 0.74 / 0.57) nor left free
+    (it drifts along z by as much as a vertebra on such fields of view: kidneys 0.39 / 0.27, put
+    41-46 mm too high, with warns only). An operator's level pins it at the level read on the CT.
+    """
+    levels = spine.levels
+    if levels.get("rules_decision", levels.get("decision")) != "pass":
+        return
+    if any(e.get("name") == "manual" for e in levels.get("evidence", [])):
+        return
+    agreeing = [e["name"] for e in levels.get("evidence", []) if e.get("agrees") and e.get("l1_segment_index") is not None]
+    heights = []
+    for n in ("L2", "L3", "L4"):
+        v = spine.by_name(n)
+        heights.append(f"{n} " + ("not found" if v is None else f"{(v.k_hi - v.k_lo + 1) * vs_z_mm:.0f} mm"))
+    raise InputError(None, f"built-in segmenter: vertebral levels: the CT's landmarks ({', '.join(agreeing)}) agree, "
+                     f"but the bodies between the discs found are not single vertebrae of similar height "
+                     f"({', '.join(heights)}), so the atlas cannot be placed at them; set "
+                     "vertebra_level='L3@<z mm>' (CLI --vertebra-level, a z inside L3 read on the CT), or provide masks")
 
 
 def _anchor_only(anchor) -> dict | None:

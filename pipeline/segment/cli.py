@@ -301,7 +301,7 @@ def _run(args) -> int:
         spect, _ = read_image(args.spect, unit="Bq/mL")
     atlas = ()
     if args.backend == "builtin":
-        from .atlas import load_atlas
+        from .atlas_store import load_atlas
 
         atlas = load_atlas(args.atlas)
         if str(args.atlas).lower() != "none" and not atlas:

@@ -234,6 +234,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         if k_hi - k_lo + 1 >= max(2, int(round(8.0 / vs[2]))) and np.any(area[k_lo:k_hi + 1] > 0):
             segments.append((k_lo, k_hi))
     segments = _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes)
+    segments, cuts = _split_merged_segments(segments, prof, LM.sacral_top(width, vs), vs, notes)
+    discs = sorted(discs + cuts)
     # the top segment, when it reaches the last slices of the volume, is cut by the field of view
     # (and may hide a disc): it is not named
     if segments and segments[-1][1] >= nz - 1 - max(1, int(round(5.0 / vs[2]))):
@@ -246,7 +248,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     rib_bearing = LM.rib_bearing_segments(comps, segments, vs)
     ribs_idx = [s for s, r in enumerate(rib_bearing) if r]
     lowest_rib = min(ribs_idx) if ribs_idx else None
-    ev_sacrum = LM.sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count)
+    ev_sacrum = LM.sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs)
     ev_crest = LM.crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz)
     ev_ribs = LV.Evidence("ribs", available=lowest_rib is not None)
     if lowest_rib is not None:
@@ -312,7 +314,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         c = np.nanmedian(centre[k_lo:k_hi + 1], axis=0)
         vertebrae.append(Vertebra(nm, int(k_lo), int(k_hi), (float(c[0]), float(c[1])), bool(rb)))
     lowest_name = names[lowest_rib] if lowest_rib is not None else None
-    sacrum_named = ev_sacrum.available and l1 is not None and names[ev_sacrum.values["segment"]] == "S1"
+    s1 = ev_sacrum.values.get("segment") if ev_sacrum.available else None
+    sacrum_named = l1 is not None and s1 is not None and (names[s1] == "S1" if s1 >= 0 else names[0] == "L5")
     return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
                        {**result.to_dict(), "rules_decision": rules_decision})
 
@@ -342,6 +345,44 @@ def _slice_body(ct, sm, body, k, bx, c_xy, vs, disk8, bone_hu):
     raw = ndi.binary_fill_holes((ct[bx + (k,)] > bone_hu) & near) & (smk > 60.0)
     opened = ndi.binary_dilation(blob, disk8) & filled & raw
     return blob, ndi.binary_fill_holes(opened), (coms[i - 1][0] + bx[0].start, coms[i - 1][1] + bx[1].start)
+
+
+def _split_merged_segments(segments, prof, k_sacral_top, vs, notes, pitch_mm: float = 38.0,
+                           disc_mm: float = 8.0):
+    """Split a segment too tall for one vertebra where a disc was not found.
+
+    A segment (bone between two found discs) of height ``h`` above the sacral alae holds
+    ``round((h + disc_mm) / pitch_mm)`` vertebrae: a lumbar body is 25-30 mm high and a disc
+    8-12 mm (pitch 35-40 mm), a lower thoracic one 22-25 mm and 5-7 mm, so one vertebra is
+    at most 45-48 mm and two are 50 mm and more. Each cut is the deepest point of the body
+    area profile ``prof`` within +-30 % of a vertebra around the cut of equal parts (a disc too
+    shallow for the prominence test still lowers the profile). Segments wholly below the top
+    of the sacral alae (slice ``k_sacral_top``, or None) are the sacrum and are not split.
+
+    Returns the new segments (k_lo, k_hi) and the cut slices.
+    """
+    out, cuts = [], []
+    for lo, hi in segments:
+        lo_eff = lo if k_sacral_top is None or k_sacral_top < lo else k_sacral_top + 1
+        n_len = hi - lo_eff + 1
+        n = int(round((n_len * vs[2] + disc_mm) / pitch_mm)) if n_len > 0 else 0
+        if n < 2:
+            out.append((lo, hi))
+            continue
+        step = n_len / n
+        win = max(1, int(round(0.3 * step)))
+        seg_cuts = []
+        for i in range(1, n):
+            c = int(round(lo_eff + i * step))
+            a, b = max(lo_eff + 1, c - win), min(hi - 1, c + win)
+            seg_cuts.append(a + int(np.argmin(prof[a:b + 1])) if b >= a else c)
+        edges = [lo - 1] + seg_cuts + [hi + 1]
+        out.extend((e0 + 1, e1 - 1) for e0, e1 in zip(edges[:-1], edges[1:]))
+        cuts.extend(seg_cuts)
+        notes.append(f"discs: a segment {n_len * vs[2]:.0f} mm tall (slices {lo_eff}..{hi}) holds {n} vertebrae "
+                     f"(pitch {pitch_mm:.0f} mm); split at the lowest body area, slices "
+                     + ", ".join(str(c) for c in seg_cuts))
+    return out, cuts
 
 
 def _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes, ratio: float = 1.4):

@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from . import levels as LV
 from .components import select_labels
 
-__all__ = ["segment_at", "sacrum_evidence", "lateral_components", "rib_bearing_segments", "crest_evidence"]
+__all__ = ["segment_at", "sacral_top", "sacrum_evidence", "lateral_components", "rib_bearing_segments", "crest_evidence"]
 
 
 def segment_at(seg_z, z, tol_mm: float = 10.0):
@@ -27,18 +27,69 @@ def segment_at(seg_z, z, tol_mm: float = 10.0):
     return best if best_d <= tol_mm else None
 
 
-def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count) -> "LV.Evidence":
-    """S1: the highest of the lowest three segments that is wide (alae; a narrowing of the lower
-    sacrum can look like a disc), else the lowest segment when it is long (fused S1-S5)."""
+def sacral_top(width, vs, wide_mm: float = 120.0, min_run_mm: float = 9.0, gap_mm: float = 6.0):
+    """Highest slice of the lowest run of sacral slices (spine bone wider than ``wide_mm``), or None.
+
+    Across the alae and the sacroiliac joints the spine's bone blob (see
+    :func:`pipeline.segment.spine.analyse_spine`) is 150-270 mm wide on the
+    development CTs, where an L5 with its transverse processes is 84-102 mm
+    (ICRP-110 phantoms, the GE CT); the sacrum's lower part and the coccyx are
+    narrow, so the run is the lowest one at least ``min_run_mm`` tall, gaps of
+    up to ``gap_mm`` bridged. Its top is the top of the alae, at the L5-S1 disc.
+
+    Parameters
+    ----------
+    width : (nz,) array
+        Lateral width of the spine's bone blob per slice, mm (0 where not seen).
+    vs : sequence of 3 float
+        Voxel size, mm (axis 2 superior).
+    """
+    wide = np.asarray(width) >= wide_mm
+    gap = int(round(gap_mm / vs[2]))
+    if gap:
+        wide = ndi.binary_closing(np.pad(wide, gap), np.ones(2 * gap + 1, bool))[gap:-gap]
+    lab, n = ndi.label(wide)
+    for i in range(1, n + 1):
+        ks = np.flatnonzero(lab == i)
+        if (ks[-1] - ks[0] + 1) * vs[2] >= min_run_mm:
+            return int(ks[-1])
+    return None
+
+
+def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs=None,
+                    l5_above_mm: float = 15.0) -> "LV.Evidence":
+    """S1 from the top of the sacral alae (:func:`sacral_top`) where they are found among the
+    lowest three segments; else the highest of the lowest three segments that is wide
+    (``sacrum_width_mm``; a narrowing of the lower sacrum can look like a disc), else the lowest
+    segment when it is long (fused S1-S5).
+
+    Where the alae end inside a segment with ``l5_above_mm`` or more of it above them, the
+    L5-S1 disc was missed and that segment's upper part is L5 (S1 is the part below, not a
+    segment of its own).
+    """
     ev = LV.Evidence("sacrum", available=False)
     sacrum_idx, how = None, ""
     lengths = [hi - lo + 1 for lo, hi in segments]
     median_len = float(np.median(lengths)) if lengths else 0.0
-    for s, (k_lo, k_hi) in enumerate(segments[:3]):
-        w = width[k_lo:k_hi + 1]
-        w = w[w > 0]
-        if w.size and np.mean(w > sacrum_width_mm) >= 0.55:
-            sacrum_idx, how = s, f"wide alae (median width {np.median(w):.0f} mm > {sacrum_width_mm:.0f} mm)"
+    k_top = sacral_top(width, vs) if vs is not None and segments else None
+    if k_top is not None and k_top <= segments[min(2, len(segments) - 1)][1]:
+        below = [s for s, (lo, hi) in enumerate(segments) if lo <= k_top]
+        s = below[-1] if below else None
+        if s is not None:
+            above_mm = (segments[s][1] - k_top) * vs[2]
+            if above_mm >= l5_above_mm:
+                sacrum_idx = s - 1
+                how = (f"sacral alae end {above_mm:.0f} mm below the top of segment {s}: its upper part "
+                       f"is L5 (the L5-S1 disc not found)")
+            else:
+                sacrum_idx = s
+                how = f"sacral alae (spine bone wider than 120 mm) reach the top of segment {s}"
+    if sacrum_idx is None:
+        for s, (k_lo, k_hi) in enumerate(segments[:3]):
+            w = width[k_lo:k_hi + 1]
+            w = w[w > 0]
+            if w.size and np.mean(w > sacrum_width_mm) >= 0.55:
+                sacrum_idx, how = s, f"wide alae (median width {np.median(w):.0f} mm > {sacrum_width_mm:.0f} mm)"
     # (a segment cut by the bottom of the field of view can only look shorter than it is)
     if sacrum_idx is None and segments and lengths[0] >= 1.6 * median_len and len(segments) >= 4:
         sacrum_idx, how = 0, "long fused lowest segment"
@@ -47,8 +98,10 @@ def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count) -> "LV.Evide
         return ev
     ev.available = True
     ev.l1_index = sacrum_idx + lumbar_count
-    ev.detail = f"segment {sacrum_idx} is S1: {how}"
+    ev.detail = f"segment {sacrum_idx} is S1: {how}" if sacrum_idx >= 0 else f"S1 below segment 0: {how}"
     ev.values = {"segment": sacrum_idx}
+    if k_top is not None:
+        ev.values["sacral_top_slice"] = k_top
     return ev
 
 
@@ -93,8 +146,12 @@ def rib_bearing_segments(comps, segments, vs) -> list[bool]:
     the transverse process), reaches more than 70 mm from the spine, is longer
     than 60 mm, at most 150 mm high and holds 0.3-60 mL of bone. A lumbar
     transverse process reaches about 55 mm from the body centre and is not
-    taken; a floating 12th rib shorter than 60 mm is missed (the vote then sees
-    the ribs disagree with the sacrum and the iliac crests).
+    taken. A short floating rib (12th; 36-48 mm long, reaching 67-70 mm from the
+    body centre on ICRP-110 AM) is taken when its head lies 15-45 mm from the
+    body centre (the costovertebral joint), it reaches 60 mm or more, holds
+    1-20 mL and runs down from its head: 30 mm or more high with its tip 15 mm
+    or more below the head. A transverse process (42-57 mm, 10-20 mm high on the
+    development CTs) is horizontal; contrast-filled vessels start at the body.
     """
     result = [False] * len(segments)
     if comps is None or comps["n"] == 0:
@@ -108,17 +165,17 @@ def rib_bearing_segments(comps, segments, vs) -> list[bool]:
         if vol_ml < 0.3 or vol_ml > 60.0:  # fragments; pelvis, scapula and arm bones are bigger
             continue
         d = dist_xy[sl][comp]
-        if d.min() > 60.0 or d.max() < 70.0:
-            continue
         ext = [(s.stop - s.start) * v for s, v in zip(sl, vs)]
-        if max(ext) < 60.0:
-            continue
-        # the pelvis (iliac wings) also touches the sacrum: a rib is thin in z near its head
-        if ext[2] > 150.0:
-            continue
         idx = np.argwhere(comp)
         near = idx[d <= d.min() + 5.0]
         k_head = float(np.median(near[:, 2])) + sl[2].start
+        k_tip = float(np.median(idx[d >= d.max() - 10.0][:, 2])) + sl[2].start
+        long_rib = d.min() <= 60.0 and d.max() >= 70.0 and max(ext) >= 60.0
+        short_rib = (15.0 <= d.min() <= 45.0 and d.max() >= 60.0 and 1.0 <= vol_ml <= 20.0
+                     and ext[2] >= 30.0 and (k_head - k_tip) * vs[2] >= 15.0)
+        # the pelvis (iliac wings) also touches the sacrum: a rib is thin in z near its head
+        if not (long_rib or short_rib) or ext[2] > 150.0:
+            continue
         best, best_d = None, np.inf
         for s, (k_lo, k_hi) in enumerate(segments):
             if k_lo <= k_head <= k_hi:

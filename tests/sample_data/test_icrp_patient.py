@@ -68,7 +68,7 @@ def test_the_patient_holds_the_organ_activities_of_the_kinetics_and_its_spect_th
 
 @needs_phantoms
 def test_the_patient_comes_with_the_other_phantom_as_its_only_atlas(patient):
-    from pipeline.segment.atlas import read_atlas
+    from pipeline.segment.atlas_store import read_atlas
 
     subjects = read_atlas(patient / "atlas_without_AF")
     assert [s.name for s in subjects] == ["ICRP110_AM"]

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipeline.errors import InputError
 from pipeline.image import Image, affine_from_geometry
 from pipeline.segment import labels as L
-from pipeline.segment.atlas import (ATLAS_VERTEBRAE, AtlasOptions, AtlasSubject, load_atlas, organ_priors,
-                                    read_atlas, register_subject, resolve_atlas_source, subject_levels_z,
-                                    write_atlas_subject, z_map_from_levels, z_offset_from_profiles)
+from pipeline.segment.atlas import (ATLAS_VERTEBRAE, AtlasOptions, AtlasSubject, register_subject, subject_levels_z,
+                                    z_map_from_levels, z_offset_from_profiles)
+from pipeline.segment.atlas_carry import organ_priors
 from pipeline.segment.atlas_organs import atlas_organs, carry_all, register_all
 from pipeline.segment.atlas_refine import (drop_other_hot_basins, grow_partial_volume, grow_with_uptake,
                                            intensity_model, refine_organs, uptake_veto)
@@ -561,24 +560,6 @@ def test_fusion_prefers_the_subject_whose_anatomy_matches(moved_atlas):
     assert dice(masks["kidney_left"], lab == L.KIDNEY_LEFT) > 0.8
     owners = sum(m.astype(int) for m in masks.values())
     assert owners.max() <= 1  # no voxel in two organs
-
-
-def test_atlas_folder_round_trip_and_sources(tmp_path, monkeypatch):
-    ct, lab = torso(shape=(20, 16, 20))
-    write_atlas_subject(tmp_path / "atlas", AtlasSubject("s1", ct, lab, "synthetic test"))
-    (subject,) = read_atlas(tmp_path / "atlas")
-    assert subject.name == "s1" and subject.source == "synthetic test"
-    assert np.array_equal(np.asarray(subject.labels.array), np.asarray(lab.array))
-    assert np.allclose(np.asarray(subject.ct.array), np.round(np.asarray(ct.array)), atol=0.5)
-    assert resolve_atlas_source("none") is None and load_atlas(None) == ()
-    monkeypatch.setenv("SPECTDOSE_ATLAS", str(tmp_path / "atlas"))
-    assert resolve_atlas_source("auto") == tmp_path / "atlas"
-    assert len(load_atlas("auto")) == 1
-    with pytest.raises(InputError, match="atlas not found"):
-        resolve_atlas_source(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="holds no subject"):
-        read_atlas(tmp_path / "empty")
 
 
 def _ball(shape, vs, centre_mm, radius_mm):

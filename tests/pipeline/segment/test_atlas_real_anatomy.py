@@ -1,7 +1,7 @@
 """Atlas segmentation on the ICRP-110 phantoms, leave one out (slow; skipped without ../shared).
 
 The atlas is a folder holding only the other phantom (:func:`sample_data.icrp110.atlas_subjects`
-written by :func:`pipeline.segment.atlas.write_atlas_subject`), so the case is a person the atlas
+written by :func:`pipeline.segment.atlas_store.write_atlas_subject`), so the case is a person the atlas
 has never seen. Thresholds: the measured Dice of ``python -m sample_data.seg_regression --atlas loo``
 (AM_4mm: kidneys 0.88/0.79, liver 0.84, spleen 0.58) less 0.05 for run-to-run differences of the
 random metric sampling; levels must be right. With a reference SPECT
@@ -34,7 +34,7 @@ ZIP = SHARED / "icrp110" / "Input_GateLab_2019-04-02.zip"
 def test_leave_one_out_atlas_segments_the_other_phantom(tmp_path, with_spect):
     if not ZIP.is_file():
         pytest.skip("../shared/data/icrp110 is not present")
-    from pipeline.segment.atlas import write_atlas_subject
+    from pipeline.segment.atlas_store import write_atlas_subject
     from pipeline.segment.evaluate import compare_labels, compare_levels, levels_from_labels
     from pipeline.segment.evaluate import resample_nearest
     from sample_data.icrp110 import atlas_subjects, load_case, load_phantom
@@ -253,11 +253,13 @@ def test_a_kidney_only_twice_as_hot_as_the_body_does_not_grow_into_muscle():
 
 
 @pytest.mark.slow
-def test_levels_that_the_landmarks_and_the_atlas_each_name_differently_are_refused():
+def test_landmarks_that_disagree_on_a_field_of_view_with_little_lung_are_refused():
     # ICRP-110 AF at 3 mm, the field of view from 10 mm into the sacrum to 40 mm above the lung
-    # bases, the male phantom as atlas: sacrum, iliac crests and the atlas registration each put L3
-    # elsewhere (the atlas one level high, its kidneys Dice 0.49 / 0.44); before this refusal the
-    # atlas's levels and organs went on with only warns
+    # bases, the male phantom as atlas: the sacrum puts L3 right, the iliac crests one level high
+    # (a disc misplaced at the phantom's 4.84 mm slices). The free registration, which drifts as
+    # much as a vertebra on such a field of view, sided with the crests and the kidneys came out
+    # at Dice 0.49 / 0.44 with warns only; before that it sided with neither (kidneys 0.49 / 0.44
+    # too). With 40 mm of lung it arbitrates nothing: refused
     if not ZIP.is_file():
         pytest.skip("../shared/data/icrp110 is not present")
     from pipeline.errors import InputError
@@ -266,7 +268,7 @@ def test_levels_that_the_landmarks_and_the_atlas_each_name_differently_are_refus
 
     ph = load_phantom(ZIP, "AF")
     ct = make_ct(ph, (3.0, 3.0, 3.0), seed=0, z_range_mm=fov_z_range(ph, "bases:40:10"))
-    with pytest.raises(InputError, match="none of the CT's landmarks"):
+    with pytest.raises(InputError, match="landmarks .*disagree.*cannot settle it"):
         segment(ct, atlas=tuple(atlas_subjects(ZIP, names=("AM",))))
 
 

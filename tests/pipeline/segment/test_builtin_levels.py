@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline.segment.builtin_levels import settled_levels_z
+from pipeline.errors import InputError
+from pipeline.segment.builtin_levels import refuse_agreeing_levels_on_uneven_bodies, settled_levels_z
 from pipeline.segment.spine import Vertebra
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])  # working grid: 3 mm slices, z = 3 k
@@ -49,3 +50,28 @@ def test_an_operator_level_on_merged_bodies_is_used_alone():
     assert settled_levels_z(spine("warn", merged, manual=True), AFFINE, 3.0, "L3@-215") == {"L3": -215.0}
     assert settled_levels_z(spine("warn", merged, manual=True), AFFINE, 3.0, "L1@-150") is None  # no atlas L1
     assert settled_levels_z(spine("pass", merged), AFFINE, 3.0, None) is None
+
+
+def test_bodies_of_very_different_heights_do_not_settle_them():
+    # ICRP-110 AF, 3 mm, lung bases to sacrum: a disc found inside L2 and the L2-L3 disc missed
+    # gave L3 42 mm and L2 18 mm, each within the single-body range, their centres 10 mm high
+    uneven = {"L4": (10, 18), "L3": (20, 33), "L2": (36, 41)}  # 27, 42, 18 mm
+    assert settled_levels_z(spine("pass", uneven), AFFINE, 3.0) is None
+    similar = {"L4": (10, 20), "L3": (23, 35), "L2": (38, 45)}  # 33, 39, 24 mm (1.6 times)
+    assert settled_levels_z(spine("pass", similar), AFFINE, 3.0) is not None
+
+
+def test_agreeing_landmarks_on_uneven_bodies_are_refused_with_the_override():
+    uneven = {"L4": (10, 18), "L3": (20, 33), "L2": (36, 41)}
+    sp = spine("pass", uneven)
+    sp.levels["evidence"] = [{"name": "sacrum", "agrees": True, "l1_segment_index": 6},
+                             {"name": "iliac_crests", "agrees": True, "l1_segment_index": 6}]
+    with pytest.raises(InputError, match=r"landmarks \(sacrum, iliac_crests\) agree.*L3 42 mm, L4 27 mm.*vertebra-level"):
+        refuse_agreeing_levels_on_uneven_bodies(sp, 3.0)
+
+
+def test_uneven_bodies_without_agreeing_landmarks_or_with_an_operator_level_go_on():
+    uneven = {"L4": (10, 18), "L3": (20, 33), "L2": (36, 41)}
+    refuse_agreeing_levels_on_uneven_bodies(spine("fail", uneven), 3.0)  # the atlas votes there
+    refuse_agreeing_levels_on_uneven_bodies(spine("warn", uneven), 3.0)
+    refuse_agreeing_levels_on_uneven_bodies(spine("pass", uneven, manual=True), 3.0)
