@@ -11,7 +11,8 @@ from .levels import parse_vertebra_level
 from .spine import analyse_spine
 
 __all__ = ["ATLAS_LEVELS_MIN_LUNG_MM", "SINGLE_BODY_HEIGHT_MM", "SINGLE_BODY_HEIGHT_RATIO", "SINGLE_BODY_PITCH_MM",
-           "landmarks_with_atlas", "refuse_agreeing_levels_on_uneven_bodies", "spine_or_refuse", "settled_levels_z", "interior_body_cover", "spine_with_low_density_fallback"]
+           "landmarks_with_atlas", "refuse_agreeing_levels_on_uneven_bodies", "spine_or_refuse", "settled_levels_z",
+           "interior_body_cover", "spine_with_low_density_fallback"]
 
 
 #: Least superior-inferior extent of lung in the field of view (mm) for the atlas registration to

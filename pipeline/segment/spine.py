@@ -11,12 +11,17 @@ anterior, axis 2 superior) with voxel sizes in mm. Steps:
    axial slices: the lumbar lordosis tilts the discs (L5-S1 by 30 degrees and
    more) and an axial slice through a tilted disc still cuts bone. A candidate
    closer than ``min_pitch_mm`` to a deeper one is dropped; a segment (bone
-   between two discs) is one vertebra;
+   between two discs) is one vertebra, or, when it is too tall for one (a disc
+   too shallow to find, as at a phantom's 8 mm slices), several: it is split at
+   its lowest body area (``_split_merged_segments``);
 3. levels: a vote of independent evidences (:mod:`pipeline.segment.levels`):
-   the sacrum (the highest of the three lowest segments that is wide, sacral
-   alae: more than half of its slices wider than ``sacrum_width_mm``; else the
-   lowest segment when it is long, fused S1-S5, >= 1.6 times the median
-   segment), the iliac crests (intercristal line at L4 or L4-L5), the lowest
+   the sacrum (the segment in which the sacral alae end: the lowest run of
+   slices where the spine's bone is wider than 120 mm,
+   :func:`pipeline.segment.spine_landmarks.sacral_top`; without such a run the
+   highest of the three lowest segments that is wide, more than half of its
+   slices wider than ``sacrum_width_mm``; else the lowest segment when it is
+   long, fused S1-S5, >= 1.6 times the median segment), the iliac crests
+   (intercristal line at L4 or L4-L5), the lowest
    rib-bearing vertebra (T12), with the body heights as a consistency check
    and an optional manual anchor. When the evidences disagree, no segment is
    named and ``levels["decision"]`` is ``"fail"`` (the built-in segmenter

@@ -57,15 +57,17 @@ def sacral_top(width, vs, wide_mm: float = 120.0, min_run_mm: float = 9.0, gap_m
 
 
 def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs=None,
-                    l5_above_mm: float = 15.0) -> "LV.Evidence":
+                    l5_above_mm: float = 18.0) -> "LV.Evidence":
     """S1 from the top of the sacral alae (:func:`sacral_top`) where they are found among the
     lowest three segments; else the highest of the lowest three segments that is wide
     (``sacrum_width_mm``; a narrowing of the lower sacrum can look like a disc), else the lowest
     segment when it is long (fused S1-S5).
 
-    Where the alae end inside a segment with ``l5_above_mm`` or more of it above them, the
-    L5-S1 disc was missed and that segment's upper part is L5 (S1 is the part below, not a
-    segment of its own).
+    Where the alae end inside a segment with ``l5_above_mm`` or more of it above them (the
+    shortest single vertebral body, as in :data:`pipeline.segment.builtin_levels.SINGLE_BODY_HEIGHT_MM`),
+    the L5-S1 disc was missed and that segment's upper part is L5 (S1 is the part below, not a
+    segment of its own). Measured: 18 mm on ICRP-110 AM (the least), 25 mm on the GE CT, 30-45 mm
+    on AF; the sample patient's S1 body rises 15 mm above its widest part and stays S1.
     """
     ev = LV.Evidence("sacrum", available=False)
     sacrum_idx, how = None, ""

@@ -58,10 +58,12 @@ def test_sacrum_evidence_names_the_part_above_alae_that_end_inside_a_segment_l5(
     ev = LM.sacrum_evidence(segments, w, 95.0, 5, VS)
     assert ev.available and ev.l1_index == 4 and ev.values["segment"] == -1
     assert "L5" in ev.detail
-    # with only 6 mm of the segment above the alae, the segment is S1
-    w[0:8] = 260.0
-    ev2 = LM.sacrum_evidence(segments, w, 95.0, 5, VS)
-    assert ev2.l1_index == 5 and ev2.values["segment"] == 0
+    # with 15 mm of the segment above the alae (the sample patient's sacrum, whose S1 body rises
+    # above its widest part) or 6 mm, less than the shortest single body, the segment is S1
+    for top in (5, 8):
+        w[0:top] = 260.0
+        ev2 = LM.sacrum_evidence(segments, w, 95.0, 5, VS)
+        assert ev2.l1_index == 5 and ev2.values["segment"] == 0
 
 
 def test_sacrum_evidence_ignores_alae_above_the_lowest_three_segments():
