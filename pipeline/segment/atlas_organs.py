@@ -33,11 +33,14 @@ Measured on the ICRP-110 phantoms (one subject registered to the other, noise-fr
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage as ndi
 
 from ..image import Image
-from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, register_subject
+from .atlas import ATLAS_ORGANS, ATLAS_VERTEBRAE, AtlasOptions, register_subject, single_threaded_itk
 from .atlas_carry import carry_subject
 from .atlas_refine import grow_partial_volume, refine_organs
 from .ct_boundary import split_by_ct
@@ -129,14 +132,23 @@ def register_all(registration_ct: Image, subjects, options: AtlasOptions = Atlas
     """Register every atlas subject onto the patient: (transforms, registration summaries).
 
     ``target_levels_z``: the patient's L2-L4 centres (RAS+ z, mm), when known; they pin the
-    affine along z (:func:`pipeline.segment.atlas.register_subject`).
+    affine along z (:func:`pipeline.segment.atlas.register_subject`). The subjects are
+    registered side by side, one thread each, as many at a time as this process may use cores:
+    each registration is single-threaded in ITK so that it is reproducible to the bit
+    (:func:`pipeline.segment.atlas.single_threaded_itk`), and SimpleITK runs without Python's
+    lock.
     """
-    transforms, infos = [], []
-    for s in subjects:
-        tr, info = register_subject(registration_ct, s, options, target_levels_z)
-        transforms.append(tr)
-        infos.append(info)
-    return transforms, infos
+    subjects = list(subjects)
+    workers = max(1, min(len(subjects), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                         else (os.cpu_count() or 1)))
+    with single_threaded_itk():
+        if workers == 1:
+            results = [register_subject(registration_ct, s, options, target_levels_z) for s in subjects]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                results = list(pool.map(lambda s: register_subject(registration_ct, s, options, target_levels_z),
+                                        subjects))
+    return [r[0] for r in results], [r[1] for r in results]
 
 
 def carry_all(grid_ct: Image, subjects, transforms) -> list:
