@@ -33,10 +33,10 @@ Measured on the ICRP-110 phantoms (one subject registered to the other, noise-fr
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from ..image import Image
@@ -133,14 +133,14 @@ def register_all(registration_ct: Image, subjects, options: AtlasOptions = Atlas
 
     ``target_levels_z``: the patient's L2-L4 centres (RAS+ z, mm), when known; they pin the
     affine along z (:func:`pipeline.segment.atlas.register_subject`). The subjects are
-    registered side by side, one thread each, as many at a time as this process may use cores:
-    each registration is single-threaded in ITK so that it is reproducible to the bit
-    (:func:`pipeline.segment.atlas.single_threaded_itk`), and SimpleITK runs without Python's
-    lock.
+    registered side by side, one thread each, as many at a time as ITK's thread budget allows
+    (its process default: the cores, or ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, which the
+    workflow sets to the rule's threads): each registration is single-threaded in ITK so that it
+    is reproducible to the bit (:func:`pipeline.segment.atlas.single_threaded_itk`), and
+    SimpleITK runs without Python's lock.
     """
     subjects = list(subjects)
-    workers = max(1, min(len(subjects), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                         else (os.cpu_count() or 1)))
+    workers = max(1, min(len(subjects), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()))
     with single_threaded_itk():
         if workers == 1:
             results = [register_subject(registration_ct, s, options, target_levels_z) for s in subjects]
