@@ -40,8 +40,8 @@ from . import labels as L
 from .atlas_refine import histogram_mode_hu
 from .components import fill_holes, largest_component
 
-__all__ = ["AtlasSubject", "AtlasOptions", "register_subject", "single_threaded_itk", "z_offset_from_profiles", "z_map_from_levels",
-           "subject_levels_z", "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
+__all__ = ["AtlasSubject", "AtlasOptions", "register_subject", "single_threaded_itk", "z_offset_from_profiles",
+           "z_map_from_levels", "subject_levels_z", "ATLAS_ORGANS", "ATLAS_VERTEBRAE"]
 
 #: The organs an atlas carries onto the target (DESIGN ids).
 ATLAS_ORGANS = {"kidney_left": L.KIDNEY_LEFT, "kidney_right": L.KIDNEY_RIGHT, "liver": L.LIVER,
@@ -416,7 +416,7 @@ def single_threaded_itk():
 
     The Mattes mutual information sums its joint histogram over threads in whatever order they
     finish: with two threads the same registration of the TotalSegmentator CT gave a left kidney
-    of 5248 or 5622 voxels from one run to the next (the metric differing in its fifth digit).
+    of 5248 or 5622 voxels from one run to the next (the metric differing in its fourth digit).
     Single-threaded it is the same to the bit on every run (the demons step is, at any thread
     count). The registration's own ``SetNumberOfThreads(1)`` does not reach the metric; the
     process default does. Nested blocks restore what they found.

@@ -101,7 +101,8 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float) -> None:
         return
     if any(e.get("name") == "manual" for e in levels.get("evidence", [])):
         return
-    agreeing = [e["name"] for e in levels.get("evidence", []) if e.get("agrees") and e.get("l1_segment_index") is not None]
+    agreeing = [e["name"] for e in levels.get("evidence", [])
+                if e.get("agrees") and e.get("l1_segment_index") is not None]
     heights = []
     for n in ("L2", "L3", "L4"):
         v = spine.by_name(n)
@@ -109,7 +110,8 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float) -> None:
     raise InputError(None, f"built-in segmenter: vertebral levels: the CT's landmarks ({', '.join(agreeing)}) agree, "
                      f"but the bodies between the discs found are not single vertebrae of similar height "
                      f"({', '.join(heights)}), so the atlas cannot be placed at them; set "
-                     "vertebra_level='L3@<z mm>' (CLI --vertebra-level, a z inside L3 read on the CT), or provide masks")
+                     "vertebra_level='L3@<z mm>' (CLI --vertebra-level, a z inside L3 read on the CT), "
+                     "or provide masks")
 
 
 def _anchor_only(anchor) -> dict | None:

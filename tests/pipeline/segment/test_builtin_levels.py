@@ -66,7 +66,8 @@ def test_agreeing_landmarks_on_uneven_bodies_are_refused_with_the_override():
     sp = spine("pass", uneven)
     sp.levels["evidence"] = [{"name": "sacrum", "agrees": True, "l1_segment_index": 6},
                              {"name": "iliac_crests", "agrees": True, "l1_segment_index": 6}]
-    with pytest.raises(InputError, match=r"landmarks \(sacrum, iliac_crests\) agree.*L3 42 mm, L4 27 mm.*vertebra-level"):
+    want = r"landmarks \(sacrum, iliac_crests\) agree.*L3 42 mm, L4 27 mm.*vertebra-level"
+    with pytest.raises(InputError, match=want):
         refuse_agreeing_levels_on_uneven_bodies(sp, 3.0)
 
 
