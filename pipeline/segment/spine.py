@@ -239,7 +239,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         if k_hi - k_lo + 1 >= max(2, int(round(8.0 / vs[2]))) and np.any(area[k_lo:k_hi + 1] > 0):
             segments.append((k_lo, k_hi))
     segments = _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes)
-    segments, cuts = _split_merged_segments(segments, prof, LM.sacral_top(width, vs), vs, notes)
+    k_sacral_top = LM.sacral_top(width, vs)
+    segments, cuts = _split_merged_segments(segments, prof, k_sacral_top, vs, notes)
     discs = sorted(discs + cuts)
     # the top segment, when it reaches the last slices of the volume, is cut by the field of view
     # (and may hide a disc): it is not named
@@ -253,7 +254,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     rib_bearing = LM.rib_bearing_segments(comps, segments, vs)
     ribs_idx = [s for s, r in enumerate(rib_bearing) if r]
     lowest_rib = min(ribs_idx) if ribs_idx else None
-    ev_sacrum = LM.sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs)
+    ev_sacrum = LM.sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs, k_sacral_top)
     ev_crest = LM.crest_evidence(comps, segments, seg_z, valid, vs, z_of, lumbar_count, nz)
     ev_ribs = LV.Evidence("ribs", available=lowest_rib is not None)
     if lowest_rib is not None:

@@ -57,7 +57,7 @@ def sacral_top(width, vs, wide_mm: float = 120.0, min_run_mm: float = 9.0, gap_m
     return None
 
 
-def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs=None,
+def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs=None, k_top=None,
                     l5_above_mm: float = 18.0) -> "LV.Evidence":
     """S1 from the top of the sacral alae (:func:`sacral_top`) where they are found among the
     lowest three segments; else the highest of the lowest three segments that is wide
@@ -69,12 +69,17 @@ def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs=None,
     the L5-S1 disc was missed and that segment's upper part is L5 (S1 is the part below, not a
     segment of its own). Measured: 18 mm on ICRP-110 AM (the least), 25 mm on the GE CT, 30-45 mm
     on AF; the sample patient's S1 body rises 15 mm above its widest part and stays S1.
+    ``vs`` (voxel size, mm) is needed for the alae; ``k_top`` is :func:`sacral_top` when the
+    caller has it already (computed here otherwise).
     """
     ev = LV.Evidence("sacrum", available=False)
     sacrum_idx, how = None, ""
     lengths = [hi - lo + 1 for lo, hi in segments]
     median_len = float(np.median(lengths)) if lengths else 0.0
-    k_top = sacral_top(width, vs) if vs is not None and segments else None
+    if vs is None or not segments:
+        k_top = None
+    elif k_top is None:
+        k_top = sacral_top(width, vs)
     if k_top is not None and k_top <= segments[min(2, len(segments) - 1)][1]:
         below = [s for s, (lo, hi) in enumerate(segments) if lo <= k_top]
         s = below[-1] if below else None
