@@ -114,6 +114,7 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
     if judge_uptake:
         row["uptake_error_pct"] = _uptake_errors(ct, spect, judged, ref)
+    row["marrow_in_bodies_pct"] = _marrow_in_bodies_pct(labels, ref)
     if lesions:
         # share of each lesion (not an organ) that a segmented organ took, %
         ours = np.asarray(labels.array)
@@ -384,6 +385,16 @@ def _enlarged(ph, organ: str, grow_mm: float):
     return replace(ph, labels=ph.labels.with_array(lab), _cache={}), (before, after)
 
 
+def _marrow_in_bodies_pct(labels, ref) -> float | None:
+    """Share (%) of the marrow VOI (label 5) inside the reference L2-L4 bodies (labels 5 and 6: the
+    sample patient's truth carves its own VOI out of the bodies); None where the reference has no
+    bodies (TotalSegmentator's labelled part) or there is no VOI."""
+    ours, theirs = np.asarray(labels.array) == 5, np.isin(np.asarray(ref.array), (5, 6))
+    if not theirs.any() or not ours.any():
+        return None
+    return round(100.0 * float(np.mean(theirs[ours])), 1)
+
+
 def format_rows(rows) -> str:
     head = f"{'case':<30}{'atlas':<7}{'kidL':>6}{'kidR':>6}{'liver':>6}{'splee':>6}  levels      QC     s"
     lines = [head, "-" * len(head)]
@@ -408,6 +419,8 @@ def format_rows(rows) -> str:
                                                       for o, v in t.items()
                                                       if not n.startswith("liver_met") or o != "liver")
                                           or "none")
+        if r.get("marrow_in_bodies_pct") is not None:
+            les += f"  marrow VOI in the reference bodies {r['marrow_in_bodies_pct']:.0f} %"
         lines.append(f"{r['case']:<30}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}{les}")
     return "\n".join(lines)
 

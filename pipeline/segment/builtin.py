@@ -199,7 +199,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         spine = spine_or_refuse(work, body, vs, options, work_img.affine, None)
         levels_z = settled_levels_z(spine, work_img.affine, float(vs[2]), options.vertebra_level)
         if levels_z is None:
-            refuse_agreeing_levels_on_uneven_bodies(spine, float(vs[2]))
+            refuse_agreeing_levels_on_uneven_bodies(spine, float(vs[2]), work_img.affine)
             spine = None  # analysed again below, with the atlas's L3 as one more evidence
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);
         # carry and refine only inside the box that can hold the organs and L2-L4

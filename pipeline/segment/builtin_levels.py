@@ -89,9 +89,15 @@ def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
     return out
 
 
-def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float) -> None:
+def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None) -> None:
     """With an atlas: refuse when the CT's landmarks agree on the levels (no operator level) but
     :func:`settled_levels_z` does not take its L2-L4 (not single vertebrae of similar height).
+
+    The message names the z range (RAS+, mm; ``affine``: index -> RAS+ of the working grid) of the
+    body the landmarks call L3, for the operator to check on the CT before naming a level: with the
+    operator's level the registration is pinned at that one z (:func:`settled_levels_z`), not at
+    the uneven bodies (ICRP-110 at 2 mm, lung bases + 80 mm to 10 mm into the sacrum, the reference
+    L3 centre as the operator's level: kidneys 0.87 / 0.83 (AF) and 0.92 / 0.85 (AM) on the CT alone).
 
     The atlas registration can then be pinned neither at those bodies (their centres are off:
     10 mm on ICRP-110 AF at 3 mm, lung bases to sacrum, kidneys Dice 0.74 / 0.57) nor left free
@@ -109,9 +115,14 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float) -> None:
     for n in ("L2", "L3", "L4"):
         v = spine.by_name(n)
         heights.append(f"{n} " + ("not found" if v is None else f"{(v.k_hi - v.k_lo + 1) * vs_z_mm:.0f} mm"))
+    l3, where = spine.by_name("L3"), ""
+    if l3 is not None and affine is not None:
+        z = sorted(float((np.asarray(affine, float) @ np.array([0.0, 0.0, k, 1.0]))[2])
+                   for k in (l3.k_lo - 0.5, l3.k_hi + 0.5))
+        where = f"; they call L3 the bone at z {z[0]:.0f}..{z[1]:.0f} mm (check it on the CT)"
     raise InputError(None, f"built-in segmenter: vertebral levels: the CT's landmarks ({', '.join(agreeing)}) agree, "
                      f"but the bodies between the discs found are not single vertebrae of similar height "
-                     f"({', '.join(heights)}), so the atlas cannot be placed at them; set "
+                     f"({', '.join(heights)}), so the atlas cannot be placed at them{where}; set "
                      "vertebra_level='L3@<z mm>' (CLI --vertebra-level, a z inside L3 read on the CT), "
                      "or provide masks")
 

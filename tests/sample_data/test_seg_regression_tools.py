@@ -78,3 +78,21 @@ def test_enlarge_option_rejects_an_unknown_organ():
 
     with pytest.raises(SystemExit):
         main(["--enlarge", "pancreas:10", "--cases", "sample"])
+
+
+def test_marrow_share_in_the_reference_bodies_counts_the_voi_voxels_inside_them():
+    from pipeline.image import Image
+    from sample_data.seg_regression import _marrow_in_bodies_pct
+
+    ref = np.zeros((4, 4, 4), np.uint16)
+    ref[:2] = 6  # reference bodies: half the volume
+    ref[0, 0, 0] = 5  # a reference VOI carved out of them counts as body
+    ours = np.zeros_like(ref)
+    ours[1:3, :2, :2] = 5  # 8 voxels, 4 of them in x = 1 (inside), 4 in x = 2 (outside)
+    pct = _marrow_in_bodies_pct(Image(ours, np.eye(4), "label"), Image(ref, np.eye(4), "label"))
+    assert pct == pytest.approx(50.0)
+    ours[0, 0, 0] = 5  # one more, on the reference's own VOI: 5 of 9 inside
+    assert _marrow_in_bodies_pct(Image(ours, np.eye(4), "label"),
+                                 Image(ref, np.eye(4), "label")) == pytest.approx(round(500 / 9, 1))
+    no_bodies = Image(np.zeros_like(ref), np.eye(4), "label")
+    assert _marrow_in_bodies_pct(Image(ours, np.eye(4), "label"), no_bodies) is None

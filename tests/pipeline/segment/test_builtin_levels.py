@@ -71,6 +71,17 @@ def test_agreeing_landmarks_on_uneven_bodies_are_refused_with_the_override():
         refuse_agreeing_levels_on_uneven_bodies(sp, 3.0)
 
 
+def test_the_refusal_names_where_the_landmarks_put_l3():
+    sp = spine("pass", {"L4": (10, 18), "L3": (20, 33), "L2": (36, 41)})
+    sp.levels["evidence"] = [{"name": "sacrum", "agrees": True, "l1_segment_index": 6},
+                             {"name": "iliac_crests", "agrees": True, "l1_segment_index": 6}]
+    # slices 20..33 of 3 mm from z = -100 mm: the bone from z -41.5 to +0.5 mm (outer faces)
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    affine[2, 3] = -100.0
+    with pytest.raises(InputError, match=r"call L3 the bone at z -42\.\.0 mm \(check it on the CT\)"):
+        refuse_agreeing_levels_on_uneven_bodies(sp, 3.0, affine)
+
+
 def test_uneven_bodies_without_agreeing_landmarks_or_with_an_operator_level_go_on():
     uneven = {"L4": (10, 18), "L3": (20, 33), "L2": (36, 41)}
     refuse_agreeing_levels_on_uneven_bodies(spine("fail", uneven), 3.0)  # the atlas votes there
