@@ -335,6 +335,7 @@ def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
             m = marrow & (lab == i)
             vol = float(np.count_nonzero(m)) * g.voxel_ml
             out.append(_graded(f"marrow_{nm}", "volume_ml", vol, RANGES["marrow_L2L4.volume_per_vertebra_ml"]))
+        out.append(_ap_step_check(g, lab, comps, marrow))
     else:
         marrow = g.labels == L.MARROW_L2L4
         vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
@@ -359,6 +360,22 @@ def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
     else:
         out.append(_skip("vertebrae_L2L4", "level_offset", "no independent level found on the CT"))
     return out, info
+
+
+def _ap_step_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
+    """Largest antero-posterior distance (mm) between the marrow VOI centroids of adjacent bodies.
+
+    Each of L4, L3, L2 (``comps``, components of ``lab``) by its marrow VOI, or its whole mask
+    where it holds none. A body drawn on the vertebral arch instead of the body lies 30-45 mm
+    behind its neighbours.
+    """
+    ys = []
+    for _, _, i, _ in comps:
+        m = lab == i
+        mm = m & marrow
+        ys.append(float(_centroid_world(g, mm if mm.any() else m)[1]))
+    step = max(abs(a - b) for a, b in zip(ys[:-1], ys[1:]))
+    return _graded("vertebrae_L2L4", "ap_step_mm", step, RANGES["vertebrae_L2L4.ap_step_mm"])
 
 
 LEVEL_EVIDENCE_SOURCE = ("levels named by independent landmarks of the CT (sacrum and S1, iliac crests, "

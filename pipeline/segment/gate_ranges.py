@@ -224,6 +224,15 @@ RANGES: dict[str, Limits] = {
         -0.5, 0.5, -0.5, 0.5, "levels",
         "the L2-L4 mask against the levels found independently on the CT (spine vote); one "
         "level off is a fail"),
+    "vertebrae_L2L4.ap_step_mm": Limits(
+        0.0, 12.0, 0.0, 25.0, "mm",
+        "antero-posterior distance between the marrow VOI centroids of adjacent L2-L4 bodies: "
+        "0.1-7.9 mm on the correct masks of the development cases (ICRP-110 reference bodies, "
+        "sample patient, the built-in masks of the GE and TotalSegmentator CTs); a body drawn on "
+        "the vertebral arch lies 30-45 mm behind its neighbours (ICRP-110 AM at 2 mm, L3 and L4 "
+        "VOIs on the arch: 21.5 mm); a warn between 12 and 25 mm, as a degenerative "
+        "spondylolisthesis shifts a body forward by up to a quarter (grade 1, ~10 mm) or half "
+        "(grade 2, ~20 mm) of its depth (Meyerding)"),
     "marrow_L2L4.volume_per_vertebra_ml": Limits(
         3.0, 45.0, 1.5, 70.0, "mL",
         "trabecular core of a lumbar body (~30-45 mL whole body) with a 4 mm margin from cortex and "

@@ -286,3 +286,30 @@ def test_builtin_cli_labels_the_sample_patients_liver_metastasis_apart_unless_to
     assert main(args + ["--out", str(tmp_path / "off"), "--no-organ-lesions"]) == 0
     off, _ = read_image(tmp_path / "off" / "labels.nii.gz")
     assert np.asarray(off.array).max() < L.LESION_FIRST and np.mean(np.asarray(off.array)[met] == L.LIVER) > 0.8
+
+
+def _move_l3_back(truth: Image, mm: float) -> Image:
+    """The sample truth with the middle of the three L2-L4 bodies (and its VOI) moved ``mm`` posterior."""
+    from scipy import ndimage as ndi
+
+    arr = np.asarray(truth.array).copy()
+    lab, n = ndi.label(np.isin(arr, (L.MARROW_L2L4, L.VERTEBRAE_L2L4)), structure=np.ones((3, 3, 3), bool))
+    objs = sorted((sl[2].start, i) for i, sl in enumerate(ndi.find_objects(lab), start=1))
+    assert len(objs) == 3
+    mid = lab == objs[1][1]
+    ax = int(np.argmax(np.abs(truth.affine[1, :3])))  # the array axis along anterior (RAS+ y)
+    step = float(np.linalg.norm(truth.affine[:3, ax]))
+    shift = -int(round(mm / step)) * int(np.sign(truth.affine[1, ax]))
+    moved_vals = np.roll(np.where(mid, arr, 0), shift, axis=ax)
+    arr[mid] = L.BODY
+    arr[moved_vals > 0] = moved_vals[moved_vals > 0]
+    return truth.with_array(arr)
+
+
+@pytest.mark.parametrize("mm, status", [(18.0, "warn"), (36.0, "fail")])
+def test_a_body_drawn_behind_its_neighbours_is_caught_by_the_antero_posterior_step(sample, mm, status):
+    bad = _move_l3_back(sample["truth"], mm)
+    res = check_segmentation(sample["ct"], bad, levels=sample["levels"])
+    step = res.find("vertebrae_L2L4", "ap_step_mm")
+    assert step.value == pytest.approx(mm, abs=2.5)  # the truth's own step is under 2 mm
+    assert step.status == status
