@@ -124,3 +124,36 @@ def test_bodies_on_ct_grid_stop_at_the_front_of_the_spinal_canal():
     assert got.any() and np.argwhere(got)[:, 1].min() >= front_j - 2
     ref = truth[box]
     assert (got & ref).sum() / ref.sum() > 0.95  # the body itself is kept
+
+
+def _coarse_vertebra(lamina=True):
+    """CT (HU) at 4 mm of a body (270 HU) with a partial-volumed canal (120 HU) and a
+    lamina (350 HU) behind it, and an outline that took in all three (ICRP-110 AF at 4 mm);
+    RAS order (j grows anteriorly). Returns the CT, the outline and the canal's anterior j."""
+    vs = (4.0, 4.0, 5.0)
+    sm = np.full((20, 30, 3), -80.0, np.float32)
+    sm[6:14, 14:22] = 270.0  # the body: 32 mm wide, j 14-21 (32 mm deep)
+    sm[8:12, 11:14] = 120.0  # the canal behind it, j 11-13, partial volume with the bone around
+    if lamina:
+        sm[8:12, 9:11] = 350.0  # the laminae, j 9-10
+    outline = np.zeros(sm.shape, bool)
+    outline[6:14, 9:22] = True  # body, canal and arch together
+    return sm, outline, vs, 13
+
+
+def test_the_canal_front_is_read_on_the_midline_where_the_canal_is_no_hole_below_csf():
+    from pipeline.segment.native_spine import _canal_front_from_profile, _canal_front_j
+
+    sm, outline, vs, canal_front = _coarse_vertebra()
+    assert _canal_front_j(outline, sm, vs, 150.0, 60.0) is None  # no hole below 60 HU
+    assert _canal_front_from_profile(outline, sm, vs) == canal_front
+    bodies, box = bodies_on_ct_grid({"L3": outline}, sm, (1, 1, 1), vs)
+    kept = np.argwhere(bodies["L3"])[:, 1] + box[1].start
+    assert kept.min() == canal_front + 1 and kept.max() == 21  # the body alone, all of it
+
+
+def test_a_dip_without_bone_behind_it_is_not_taken_for_the_canal():
+    from pipeline.segment.native_spine import _canal_front_from_profile
+
+    sm, outline, vs, _ = _coarse_vertebra(lamina=False)
+    assert _canal_front_from_profile(outline, sm, vs) is None
