@@ -336,6 +336,7 @@ def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
             vol = float(np.count_nonzero(m)) * g.voxel_ml
             out.append(_graded(f"marrow_{nm}", "volume_ml", vol, RANGES["marrow_L2L4.volume_per_vertebra_ml"]))
         out.append(_ap_step_check(g, lab, comps, marrow))
+        out.append(_canal_offset_check(g, lab, comps, marrow))
     else:
         marrow = g.labels == L.MARROW_L2L4
         vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
@@ -376,6 +377,52 @@ def _ap_step_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -
         ys.append(float(_centroid_world(g, mm if mm.any() else m)[1]))
     step = max(abs(a - b) for a, b in zip(ys[:-1], ys[1:]))
     return _graded("vertebrae_L2L4", "ap_step_mm", step, RANGES["vertebrae_L2L4.ap_step_mm"])
+
+
+def _voi_canal_offset_mm(g: _Grid, voi: np.ndarray, reach_mm: float = 45.0) -> float | None:
+    """Antero-posterior distance (mm, positive anterior) from the spinal canal's centre to a
+    marrow VOI's centroid, the median over the VOI's slices where the canal is found; None where
+    it is found on none.
+
+    On each slice the canal is a hole of the bone (above 150 HU on the smoothed CT) below 60 HU
+    (CSF, cord, epidural fat) of 40-700 mm^2, within 15 mm of the VOI's centroid from side to
+    side and ``reach_mm`` from front to back; the nearest such hole.
+    """
+    offs = []
+    ri, rj = int(np.ceil(reach_mm / g.vs[0])), int(np.ceil(reach_mm / g.vs[1]))
+    for k in np.flatnonzero(voi.any(axis=(0, 1))):
+        ci, cj = np.argwhere(voi[:, :, k]).mean(axis=0)
+        i0, j0 = max(0, int(ci) - ri), max(0, int(cj) - rj)
+        sl = g.ct[i0:int(ci) + ri + 1, j0:int(cj) + rj + 1, k]
+        bone = sl > 150.0
+        holes = ndi.binary_fill_holes(bone) & ~bone & (sl < 60.0)
+        lab, n = ndi.label(holes)
+        best = None
+        for idx in range(1, n + 1):
+            pix = np.argwhere(lab == idx)
+            area = len(pix) * g.vs[0] * g.vs[1]
+            hi, hj = pix.mean(axis=0) + (i0, j0)
+            if not 40.0 <= area <= 700.0 or abs(hi - ci) * g.vs[0] > 15.0:
+                continue
+            d = abs(hj - cj) * g.vs[1]
+            if best is None or d < best[0]:
+                best = (d, (cj - hj) * g.vs[1])
+        if best is not None:
+            offs.append(best[1])
+    return float(np.median(offs)) if offs else None
+
+
+def _canal_offset_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
+    """The most posterior of the L2-L4 marrow VOIs relative to its spinal canal (mm, + anterior)."""
+    offs = []
+    for _, _, i, _ in comps:
+        m = (lab == i) & marrow
+        off = _voi_canal_offset_mm(g, m if m.any() else lab == i)
+        if off is not None:
+            offs.append(off)
+    if not offs:
+        return _skip("vertebrae_L2L4", "canal_offset_mm", "no spinal canal found on the CT (hole below 60 HU)")
+    return _graded("vertebrae_L2L4", "canal_offset_mm", min(offs), RANGES["vertebrae_L2L4.canal_offset_mm"])
 
 
 LEVEL_EVIDENCE_SOURCE = ("levels named by independent landmarks of the CT (sacrum and S1, iliac crests, "

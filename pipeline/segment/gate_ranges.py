@@ -233,6 +233,14 @@ RANGES: dict[str, Limits] = {
         "VOIs on the arch: 21.5 mm); a warn between 12 and 25 mm, as a degenerative "
         "spondylolisthesis shifts a body forward by up to a quarter (grade 1, ~10 mm) or half "
         "(grade 2, ~20 mm) of its depth (Meyerding)"),
+    "vertebrae_L2L4.canal_offset_mm": Limits(
+        8.0, 200.0, 0.0, 200.0, "mm",
+        "the marrow VOI lies in the vertebral body, in front of the spinal canal: antero-posterior "
+        "distance from the canal's centre (a hole of the bone below 60 HU) to the VOI's centroid, the "
+        "most posterior of L2-L4: 20.6-23.4 mm on the ICRP-110 reference bodies (2-4 mm), 25.0 mm on "
+        "the GE CT's and 12.3 mm on the TotalSegmentator CT's built-in VOIs (lumbar body 30-35 mm "
+        "deep, canal 15-20 mm); -8.9 mm where a 2 mm ICRP-110 AM CT had its L3 VOI on the vertebral "
+        "arch; below 0 the VOI is centred behind the canal: on the arch"),
     "marrow_L2L4.volume_per_vertebra_ml": Limits(
         3.0, 45.0, 1.5, 70.0, "mL",
         "trabecular core of a lumbar body (~30-45 mL whole body) with a 4 mm margin from cortex and "

@@ -313,3 +313,13 @@ def test_a_body_drawn_behind_its_neighbours_is_caught_by_the_antero_posterior_st
     step = res.find("vertebrae_L2L4", "ap_step_mm")
     assert step.value == pytest.approx(mm, abs=2.5)  # the truth's own step is under 2 mm
     assert step.status == status
+
+
+def test_a_marrow_voi_behind_the_spinal_canal_fails_and_the_truth_lies_in_front_of_it(sample):
+    ct, truth = sample["ct"], sample["truth"]
+    ok = check_segmentation(ct, truth, levels=sample["levels"]).find("vertebrae_L2L4", "canal_offset_mm")
+    assert ok.status == "pass" and 15.0 < ok.value < 30.0  # the body's centre, about half its depth in front
+    # L3 moved 36 mm back: its VOI now lies on the arch, about 11 mm behind the canal's centre
+    bad = check_segmentation(ct, _move_l3_back(truth, 36.0), levels=sample["levels"])
+    off = bad.find("vertebrae_L2L4", "canal_offset_mm")
+    assert off.status == "fail" and off.value < 0.0
