@@ -18,9 +18,13 @@ outline's area on the slice), the slice keeps the working outline. On a CT whose
 the working voxels (2-4 mm) the bodies are those of the working grid.
 
 Each body is then cut at the front of the spinal canal (the hole of the bone behind it, below
-the CSF threshold, median over its slices): the working outline, an opening of the filled
-bone, keeps the pedicles' roots beside the canal, where a VOI of exact margin would reach
-(real GE CT). The marrow VOI is made on the CT's grid from the outline eroded by one CT voxel
+the CSF threshold, median over its slices; where the canal is no such hole, as with 4 mm voxels,
+the first dip of the CT behind the body's front on the midline with a lamina behind it): the
+working outline, an opening of the filled bone, keeps the pedicles' roots beside the canal,
+where a VOI of exact margin would reach (real GE CT), and at 4 mm it took in the arch and the
+canal (ICRP-110 AF: half the marrow VOI in the canal). Where the outline lies mostly behind the
+canal's front, it is the arch (an eroded piece of it stood for a body broken at the bone
+threshold), and the body is drawn again in front of the canal. The marrow VOI is made on the CT's grid from the outline eroded by one CT voxel
 (the smoothing spreads the cortex by about that much into the fat).
 """
 
@@ -114,8 +118,47 @@ def bodies_on_ct_grid(bodies_w: dict[str, np.ndarray], ct: np.ndarray, factors, 
             trimmed[:, : front + 1, :] = False
             if trimmed.sum() >= 0.6 * body.sum():
                 body = trimmed
+            else:  # the outline lies mostly behind the canal's front: the arch, not the body
+                redrawn = _body_in_front_of_canal(body, sm, vs, front)
+                if redrawn.sum() > trimmed.sum():
+                    body = redrawn
         out[n] = body
     return out, box
+
+
+def _body_in_front_of_canal(outline, sm, vs, front, low_hu: float = 100.0, half_width_mm: float = 25.0,
+                            depth_mm: float = 45.0, open_mm: float = 6.0, seed_mm: float = 10.0):
+    """A vertebral body drawn again in front of the spinal canal's front (index ``front``, axis 1).
+
+    For an outline that is mostly arch (an eroded piece of the arch stood for a body broken at
+    the bone threshold: ICRP-110 male lumbar spongiosa 160 HU under low-dose noise at 150 HU),
+    on each of its slices: the smoothed CT above ``low_hu`` (trabecular bone, above muscle and
+    vessels without contrast) in a box ``half_width_mm`` to each side of the outline's midline
+    and ``depth_mm`` in front of the canal, holes filled, opened by a disk of ``open_mm`` (a
+    vessel touching the body comes apart), the piece with the most voxels in the ``seed_mm``
+    just in front of the canal at the midline.
+    """
+    out = np.zeros_like(outline)
+    r = max(1, int(round(open_mm / vs[0])))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = (xx * vs[0]) ** 2 + (yy * vs[1]) ** 2 <= open_mm ** 2
+    hw, dp = int(round(half_width_mm / vs[0])), int(round(depth_mm / vs[1]))
+    sd, sw = max(1, int(round(seed_mm / vs[1]))), max(1, int(round(5.0 / vs[0])))
+    for k in np.flatnonzero(outline.any(axis=(0, 1))):
+        ci = int(round(np.argwhere(outline[:, :, k])[:, 0].mean()))
+        box = np.zeros(outline.shape[:2], bool)
+        box[max(0, ci - hw):ci + hw + 1, front + 1:front + 1 + dp] = True
+        cand = ndi.binary_fill_holes((sm[:, :, k] > low_hu) & box)
+        opened = ndi.binary_opening(cand, disk)
+        lab, n = ndi.label(opened)
+        if n == 0:
+            continue
+        seed = lab[max(0, ci - sw):ci + sw + 1, front + 1:front + 1 + sd]
+        counts = np.bincount(seed.ravel(), minlength=n + 1)[1:]
+        if counts.max() == 0:
+            continue
+        out[:, :, k] = lab == int(np.argmax(counts)) + 1
+    return out
 
 
 def _draw_on_ct_grid(ups, sm, f, bone_hu, soft_hu, whole_fraction):

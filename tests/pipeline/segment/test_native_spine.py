@@ -157,3 +157,25 @@ def test_a_dip_without_bone_behind_it_is_not_taken_for_the_canal():
 
     sm, outline, vs, _ = _coarse_vertebra(lamina=False)
     assert _canal_front_from_profile(outline, sm, vs) is None
+
+
+def test_an_outline_that_is_mostly_arch_is_drawn_again_as_the_body_in_front_of_the_canal():
+    # the outline holds the arch, the canal and only the back fifth of the body (an eroded piece of
+    # the arch stood for a body broken at the bone threshold); trabecular bone at 160 HU, noisy
+    from pipeline.segment.native_spine import _body_in_front_of_canal
+
+    ct, truth, canal = _vertebra(noise_hu=30.0)
+    ct[truth & (ct < 600.0)] -= 40.0  # 200 -> 160 HU spongiosa (the ICRP-110 male's)
+    y = (np.arange(ct.shape[1]) - 50) * VS_CT[1]
+    back_of_body = truth & (y[None, :, None] < -0.6 * SEMI_MM[1])
+    arch_and_canal = np.zeros_like(truth)
+    for k in range(K_BODY[0], K_BODY[1] + 1):
+        ring = ndi.binary_fill_holes(ct[:, :, k] > 400.0) & (y[None, :] < -SEMI_MM[1] + 1.0)
+        arch_and_canal[:, :, k] = ring | canal[:, :, k]
+    outline = back_of_body | arch_and_canal
+    sm = ndi.gaussian_filter(ct, sigma=(1.0, 1.0, 0.0))
+    front = int(np.argwhere(canal)[:, 1].max())  # the canal's anterior edge (j grows anteriorly)
+    got = _body_in_front_of_canal(outline, sm, VS_CT, front)
+    assert (got & truth).sum() / truth.sum() > 0.85  # the body, drawn again
+    assert (got & ~truth).sum() / got.sum() < 0.1
+    assert np.argwhere(got)[:, 1].min() > front  # nothing of the canal, nor behind it
