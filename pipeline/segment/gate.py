@@ -17,9 +17,11 @@ the cut face does not count as surface) hotter than twice the parenchyma's bulk 
 (hot lesions inside the mask: warn, never fail); when the built-in segmenter labelled such
 lesions apart, the checks run on the organs' outlines, ``hot_lesion_fraction`` on what is left,
 and ``lesion_share`` (lesions and spill zone over the outline) says how far the spill of the
-lesions may still raise the parenchyma. Spine: extent of
+lesions may still raise the parenchyma. Spine (:mod:`pipeline.segment.gate_spine`): extent of
 L2-L4, three bodies and their heights, the L2-L4 mask against the levels found
-on the CT, marrow VOI volume per vertebra and its median HU.
+on the CT, marrow VOI volume per vertebra and its median HU, the step between adjacent VOIs
+from front to back and where they lie against the spinal canal. The record of a check, its
+grading and the working grid are in :mod:`pipeline.segment.gate_grid`.
 
 An organ cut by the field of view (touching a face of the CT array) gets warn
 instead of fail on its lower volume limit and on its position checks.
@@ -37,42 +39,16 @@ from scipy import ndimage as ndi
 
 from ..image import Image
 from . import labels as L
+from .gate_grid import (Check, _centroid_world, _graded, _Grid, _labels_on_working_grid, _skip, _touches_fov,
+                        _working_grid)
 from .gate_ranges import RANGES, Limits
-from .orient import block_factors, block_mean, ras_order_affine, to_ras_order
+from .gate_spine import _spine_checks, level_evidence_check
 from .components import component_sizes, fill_holes, select_labels
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
 ORGANS = ("kidney_left", "kidney_right", "liver", "spleen")
 _SIDE = {"kidney_left": -1.0, "kidney_right": 1.0, "liver": 1.0, "spleen": -1.0}  # RAS+ x sign
-
-
-@dataclass(frozen=True)
-class Check:
-    """One QC check: which structure, what, the value, the verdict and why."""
-
-    structure: str
-    check: str
-    value: float | None
-    unit: str
-    status: str  # pass | warn | fail | skip
-    expected: str
-    source: str
-    note: str = ""
-
-    def as_dict(self) -> dict:
-        v = self.value
-        return {"structure": self.structure, "check": self.check,
-                "value": None if v is None or not np.isfinite(v) else round(float(v), 4),
-                "unit": self.unit, "status": self.status, "expected": self.expected,
-                "source": self.source, "note": self.note}
-
-    def line(self) -> str:
-        """``<structure>: <check> (<value> <unit>, expected <range>)``."""
-        v = "none" if self.value is None or not np.isfinite(self.value) else f"{self.value:.4g}"
-        unit = f" {self.unit}" if self.unit and not self.expected.endswith(self.unit) else ""
-        extra = f"; {self.note}" if self.note else ""
-        return f"{self.structure}: {self.check} ({v}{unit}, expected {self.expected}{extra})"
 
 
 @dataclass
@@ -113,74 +89,9 @@ def _limits(organ: str, check: str) -> Limits:
     raise KeyError(check)
 
 
-def _graded(structure, check, value, limits: Limits, note="", soften=False) -> Check:
-    status = limits.status(value)
-    if soften and status == "fail":
-        status = "warn"
-    return Check(structure, check, None if value is None else float(value), limits.unit, status,
-                 limits.expected(), limits.source, note)
-
-
-def _skip(structure, check, why) -> Check:
-    return Check(structure, check, None, "", "skip", "", "", why)
-
-
-@dataclass
-class _Grid:
-    """Working grid in RAS order: CT (smoothed), labels, voxel size, affine, block factors."""
-
-    ct: np.ndarray
-    labels: np.ndarray
-    vs: np.ndarray
-    affine: np.ndarray
-    factors: tuple
-
-    @property
-    def voxel_ml(self) -> float:
-        return float(np.prod(self.vs)) / 1000.0
-
-    def world(self, ijk) -> np.ndarray:
-        ijk = np.asarray(ijk, float)
-        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
-
-
-def _labels_on_working_grid(labels: Image, f) -> np.ndarray:
-    """The label map (CT grid) sampled at the working voxels' centres, RAS order."""
-    lab, _, _ = to_ras_order(labels)
-    sh = [s // g * g for s, g in zip(lab.shape, f)]
-    return np.ascontiguousarray(lab[f[0] // 2: sh[0]: f[0], f[1] // 2: sh[1]: f[1], f[2] // 2: sh[2]: f[2]])
-
-
-def _working_grid(ct: Image, labels: Image, working_voxel_mm: float) -> _Grid:
-    arr, tr, vs = to_ras_order(ct)
-    f = block_factors(vs, working_voxel_mm, slices=bool(vs[2] < 0.75 * working_voxel_mm))
-    a = block_mean(np.maximum(arr.astype(np.float32), -1024.0), f)
-    lab = _labels_on_working_grid(labels, f)
-    vsw = vs * np.array(f)
-    # smooth to about 3 mm FWHM: low-dose noise (20-40 HU SD) would otherwise put soft tissue
-    # below the fat and gas thresholds voxel by voxel
-    sm = ndi.gaussian_filter(a, sigma=tuple(float(np.clip(1.3 / v, 0.4, 1.0)) for v in vsw))
-    return _Grid(sm, lab, vsw, ras_order_affine(ct, tr, f), tuple(f))
-
-
-def _touches_fov(mask: np.ndarray) -> bool:
-    for ax in range(3):
-        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
-        if idx.size and (idx[0] == 0 or idx[-1] == mask.shape[ax] - 1):
-            return True
-    return False
-
-
 def _interior(mask: np.ndarray) -> np.ndarray:
     core = ndi.binary_erosion(mask)
     return core if core.sum() >= 20 else mask
-
-
-def _centroid_world(g: _Grid, mask: np.ndarray) -> np.ndarray:
-    """World centroid (mm) of a boolean mask (NaN when empty); the mean of its voxel indices
-    (``ndi.center_of_mass`` weighs the whole array: 0.2 s per organ at full resolution)."""
-    idx = np.argwhere(mask)
-    return g.world(idx.mean(axis=0) if idx.size else np.full(3, np.nan))
 
 
 def _largest_fraction(mask: np.ndarray) -> float:
@@ -297,162 +208,6 @@ def _liver_dome_gap(g: _Grid, liver: np.ndarray, lungs: np.ndarray) -> float | N
     if len(gaps) < 10:
         return None
     return float(np.percentile(gaps, 5))
-
-
-def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
-    out: list[Check] = []
-    info: dict = {}
-    whole = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
-    if whole.sum() < 20:
-        out.append(Check("vertebrae_L2L4", "present", 0.0, "", "fail", "present",
-                         "EANM 2010 marrow dosimetry guideline (L2-L4 VOIs)"))
-        return out, info
-    ks = np.flatnonzero(whole.any(axis=(0, 1)))
-    z = g.world(np.stack([np.zeros_like(ks), np.zeros_like(ks), ks], 1).astype(float))[:, 2]
-    extent = float(z.max() - z.min() + g.vs[2])
-    cut = _touches_fov(whole)
-    out.append(_graded("vertebrae_L2L4", "extent_mm", extent, RANGES["vertebrae_L2L4.extent_mm"], soften=cut,
-                       note="cut by the field of view" if cut else ""))
-    out.append(_graded("vertebrae_L2L4", "bone_fraction", float(np.mean(g.ct[whole] > 100.0)),
-                       RANGES["vertebrae_L2L4.bone_fraction"]))
-    # the bodies: components along z (discs separate them); tiny fragments ignored
-    lab, n = ndi.label(whole, structure=np.ones((3, 3, 3), bool))
-    comps = []
-    for i, sl in enumerate(ndi.find_objects(lab), start=1):
-        size = int(np.count_nonzero(lab[sl] == i))
-        if size * g.voxel_ml < 2.0:
-            continue
-        comps.append((sl[2].start, sl[2].stop, i, size))
-    comps.sort()
-    out.append(_graded("vertebrae_L2L4", "bodies", float(len(comps)), RANGES["vertebrae_L2L4.bodies"]))
-    names = ("L4", "L3", "L2")
-    if len(comps) == 3:
-        for (k0, k1, i, _), nm in zip(comps, names):
-            out.append(_graded(f"vertebra_{nm}", "body_height_mm", (k1 - k0) * g.vs[2],
-                               RANGES["vertebrae_L2L4.body_height_mm"]))
-        marrow = g.labels == L.MARROW_L2L4
-        for (k0, k1, i, _), nm in zip(comps, names):
-            m = marrow & (lab == i)
-            vol = float(np.count_nonzero(m)) * g.voxel_ml
-            out.append(_graded(f"marrow_{nm}", "volume_ml", vol, RANGES["marrow_L2L4.volume_per_vertebra_ml"]))
-        out.append(_ap_step_check(g, lab, comps, marrow))
-        out.append(_canal_offset_check(g, lab, comps, marrow))
-    else:
-        marrow = g.labels == L.MARROW_L2L4
-        vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
-        out.append(_graded("marrow_L2L4", "volume_per_vertebra_ml", vol,
-                           RANGES["marrow_L2L4.volume_per_vertebra_ml"],
-                           note="bodies not separable: total over three"))
-    marrow = g.labels == L.MARROW_L2L4
-    if marrow.any():
-        out.append(_graded("marrow_L2L4", "median_hu", float(np.median(g.ct[marrow])),
-                           RANGES["marrow_L2L4.median_hu"]))
-    pitch = extent / 3.0
-    zc = float(_centroid_world(g, whole)[2])
-    info.update(pitch_mm=pitch, l3_z_mm=zc, extent_mm=extent)
-    # against the levels found independently on the CT
-    if levels and "L3" in levels:
-        lo, hi = levels["L3"]
-        found = 0.5 * (lo + hi)
-        off = (zc - found) / max(pitch, 1.0)
-        out.append(_graded("vertebrae_L2L4", "level_offset", off, RANGES["vertebrae_L2L4.level_offset"],
-                           note=f"L3 centre of the mask at z = {zc:.0f} mm, of the CT's spine analysis "
-                                f"at {found:.0f} mm"))
-    else:
-        out.append(_skip("vertebrae_L2L4", "level_offset", "no independent level found on the CT"))
-    return out, info
-
-
-def _ap_step_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
-    """Largest antero-posterior distance (mm) between the marrow VOI centroids of adjacent bodies.
-
-    Each of L4, L3, L2 (``comps``, components of ``lab``) by its marrow VOI, or its whole mask
-    where it holds none. A body drawn on the vertebral arch instead of the body lies 30-45 mm
-    behind its neighbours.
-    """
-    ys = []
-    for _, _, i, _ in comps:
-        m = lab == i
-        mm = m & marrow
-        ys.append(float(_centroid_world(g, mm if mm.any() else m)[1]))
-    step = max(abs(a - b) for a, b in zip(ys[:-1], ys[1:]))
-    return _graded("vertebrae_L2L4", "ap_step_mm", step, RANGES["vertebrae_L2L4.ap_step_mm"])
-
-
-def _voi_canal_offset_mm(g: _Grid, voi: np.ndarray, reach_mm: float = 45.0) -> float | None:
-    """Antero-posterior distance (mm, positive anterior) from the spinal canal's centre to a
-    marrow VOI's centroid, the median over the VOI's slices where the canal is found; None where
-    it is found on none.
-
-    On each slice the canal is a hole of the bone (above 150 HU on the smoothed CT) below 60 HU
-    (CSF, cord, epidural fat) of 40-700 mm^2, within 15 mm of the VOI's centroid from side to
-    side and ``reach_mm`` from front to back; the nearest such hole.
-    """
-    offs = []
-    ri, rj = int(np.ceil(reach_mm / g.vs[0])), int(np.ceil(reach_mm / g.vs[1]))
-    for k in np.flatnonzero(voi.any(axis=(0, 1))):
-        ci, cj = np.argwhere(voi[:, :, k]).mean(axis=0)
-        i0, j0 = max(0, int(ci) - ri), max(0, int(cj) - rj)
-        sl = g.ct[i0:int(ci) + ri + 1, j0:int(cj) + rj + 1, k]
-        bone = sl > 150.0
-        holes = ndi.binary_fill_holes(bone) & ~bone & (sl < 60.0)
-        lab, n = ndi.label(holes)
-        best = None
-        for idx in range(1, n + 1):
-            pix = np.argwhere(lab == idx)
-            area = len(pix) * g.vs[0] * g.vs[1]
-            hi, hj = pix.mean(axis=0) + (i0, j0)
-            if not 40.0 <= area <= 700.0 or abs(hi - ci) * g.vs[0] > 15.0:
-                continue
-            d = abs(hj - cj) * g.vs[1]
-            if best is None or d < best[0]:
-                best = (d, (cj - hj) * g.vs[1])
-        if best is not None:
-            offs.append(best[1])
-    return float(np.median(offs)) if offs else None
-
-
-def _canal_offset_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
-    """The most posterior of the L2-L4 marrow VOIs relative to its spinal canal (mm, + anterior)."""
-    offs = []
-    for _, _, i, _ in comps:
-        m = (lab == i) & marrow
-        off = _voi_canal_offset_mm(g, m if m.any() else lab == i)
-        if off is not None:
-            offs.append(off)
-    if not offs:
-        return _skip("vertebrae_L2L4", "canal_offset_mm", "no spinal canal found on the CT (hole below 60 HU)")
-    return _graded("vertebrae_L2L4", "canal_offset_mm", min(offs), RANGES["vertebrae_L2L4.canal_offset_mm"])
-
-
-LEVEL_EVIDENCE_SOURCE = ("levels named by independent landmarks of the CT (sacrum and S1, iliac crests, "
-                         "rib-bearing T12, disc spaces, body heights) that agree; an atlas registration or a "
-                         "single landmark names them with a warning (issue #14: a level off by one moves the "
-                         "marrow VOI to another vertebra)")
-
-
-def level_evidence_check(level_vote: dict | None) -> Check | None:
-    """How the vertebral levels were named, as a check (None without a level vote).
-
-    ``level_vote``: the ``levels`` record of :mod:`pipeline.segment.levels` (``decision``
-    pass / warn / fail, ``message``, ``evidence``). Pass: landmarks agree (value: how many).
-    Warn: named from one landmark, the atlas registration or a manual anchor that a landmark
-    contradicts; the message says which and how to override. A vote that named nothing
-    (imported masks on a CT whose landmarks disagree or are missing) is a skip: the mask's
-    levels are then not checked (``level_offset`` is skipped too).
-    """
-    if not level_vote:
-        return None
-    decision = level_vote.get("decision")
-    message = str(level_vote.get("message", ""))
-    agree = [e.get("name") for e in level_vote.get("evidence", []) if e.get("agrees")]
-    if decision == "pass":
-        return Check("vertebrae_L2L4", "level_evidence", float(len(agree)), "landmarks", "pass",
-                     "landmarks agree", LEVEL_EVIDENCE_SOURCE, message)
-    if decision == "warn":
-        return Check("vertebrae_L2L4", "level_evidence", float(len(agree)), "landmarks", "warn",
-                     "landmarks agree", LEVEL_EVIDENCE_SOURCE, message)
-    return _skip("vertebrae_L2L4", "level_evidence", message or "no level vote")
 
 
 def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, levels: dict | None = None,
