@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 from . import labels as L
 from .gate_grid import Check, _centroid_world, _graded, _Grid, _skip, _touches_fov
 from .gate_ranges import RANGES
+from .native_spine import canal_holes
 
 __all__ = ["level_evidence_check", "LEVEL_EVIDENCE_SOURCE"]
 
@@ -79,18 +80,23 @@ def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
     return out, info
 
 
-def _ap_step_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
-    """Largest antero-posterior distance (mm) between the marrow VOI centroids of adjacent bodies.
-
-    Each of L4, L3, L2 (``comps``, components of ``lab``) by its marrow VOI, or its whole mask
-    where it holds none. A body drawn on the vertebral arch instead of the body lies 30-45 mm
-    behind its neighbours.
-    """
-    ys = []
+def _vois(lab: np.ndarray, comps: list, marrow: np.ndarray) -> list:
+    """Per body of ``comps`` (L4, L3, L2: components of ``lab``) its marrow VOI, or its whole mask
+    where it holds none."""
+    out = []
     for _, _, i, _ in comps:
         m = lab == i
         mm = m & marrow
-        ys.append(float(_centroid_world(g, mm if mm.any() else m)[1]))
+        out.append(mm if mm.any() else m)
+    return out
+
+
+def _ap_step_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
+    """Largest antero-posterior distance (mm) between the marrow VOI centroids of adjacent bodies.
+
+    A body drawn on the vertebral arch instead of the body lies 30-45 mm behind its neighbours.
+    """
+    ys = [float(_centroid_world(g, m)[1]) for m in _vois(lab, comps, marrow)]
     step = max(abs(a - b) for a, b in zip(ys[:-1], ys[1:]))
     return _graded("vertebrae_L2L4", "ap_step_mm", step, RANGES["vertebrae_L2L4.ap_step_mm"])
 
@@ -100,9 +106,9 @@ def _voi_canal_offset_mm(g: _Grid, voi: np.ndarray, reach_mm: float = 45.0) -> f
     marrow VOI's centroid, the median over the VOI's slices where the canal is found; None where
     it is found on none.
 
-    On each slice the canal is a hole of the bone (above 150 HU on the smoothed CT) below 60 HU
-    (CSF, cord, epidural fat) of 40-700 mm^2, within 15 mm of the VOI's centroid from side to
-    side and ``reach_mm`` from front to back; the nearest such hole.
+    On each slice the canal is a :func:`pipeline.segment.native_spine.canal_holes` hole (bone
+    above 150 HU on the smoothed CT, below 60 HU, 40-700 mm^2) within 15 mm of the VOI's
+    centroid from side to side and ``reach_mm`` from front to back; the nearest such hole.
     """
     offs = []
     ri, rj = int(np.ceil(reach_mm / g.vs[0])), int(np.ceil(reach_mm / g.vs[1]))
@@ -110,32 +116,16 @@ def _voi_canal_offset_mm(g: _Grid, voi: np.ndarray, reach_mm: float = 45.0) -> f
         ci, cj = np.argwhere(voi[:, :, k]).mean(axis=0)
         i0, j0 = max(0, int(ci) - ri), max(0, int(cj) - rj)
         sl = g.ct[i0:int(ci) + ri + 1, j0:int(cj) + rj + 1, k]
-        bone = sl > 150.0
-        holes = ndi.binary_fill_holes(bone) & ~bone & (sl < 60.0)
-        lab, n = ndi.label(holes)
-        best = None
-        for idx in range(1, n + 1):
-            pix = np.argwhere(lab == idx)
-            area = len(pix) * g.vs[0] * g.vs[1]
-            hi, hj = pix.mean(axis=0) + (i0, j0)
-            if not 40.0 <= area <= 700.0 or abs(hi - ci) * g.vs[0] > 15.0:
-                continue
-            d = abs(hj - cj) * g.vs[1]
-            if best is None or d < best[0]:
-                best = (d, (cj - hj) * g.vs[1])
-        if best is not None:
-            offs.append(best[1])
+        near = [(abs(hj + j0 - cj) * g.vs[1], (cj - hj - j0) * g.vs[1])
+                for _, (hi, hj) in canal_holes(sl, g.vs) if abs(hi + i0 - ci) * g.vs[0] <= 15.0]
+        if near:
+            offs.append(min(near, key=lambda t: t[0])[1])
     return float(np.median(offs)) if offs else None
 
 
 def _canal_offset_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarray) -> Check:
     """The most posterior of the L2-L4 marrow VOIs relative to its spinal canal (mm, + anterior)."""
-    offs = []
-    for _, _, i, _ in comps:
-        m = (lab == i) & marrow
-        off = _voi_canal_offset_mm(g, m if m.any() else lab == i)
-        if off is not None:
-            offs.append(off)
+    offs = [o for o in (_voi_canal_offset_mm(g, m) for m in _vois(lab, comps, marrow)) if o is not None]
     if not offs:
         return _skip("vertebrae_L2L4", "canal_offset_mm", "no spinal canal found on the CT (hole below 60 HU)")
     return _graded("vertebrae_L2L4", "canal_offset_mm", min(offs), RANGES["vertebrae_L2L4.canal_offset_mm"])

@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 
 from .marrow import marrow_voi
 
-__all__ = ["upsample_mask", "bodies_on_ct_grid", "marrow_on_ct_grid"]
+__all__ = ["upsample_mask", "bodies_on_ct_grid", "marrow_on_ct_grid", "canal_holes"]
 
 
 def upsample_mask(mask: np.ndarray, factors, shape) -> np.ndarray:
@@ -186,29 +186,36 @@ def _draw_on_ct_grid(ups, sm, f, bone_hu, soft_hu, whole_fraction):
     return out
 
 
-def _canal_front_j(body, sm, vs, bone_hu, soft_hu, area_mm2=(40.0, 700.0), behind_mm=(8.0, 45.0),
-                   off_midline_mm: float = 12.0):
+def canal_holes(sl, vs, bone_hu: float = 150.0, soft_hu: float = 60.0, area_mm2=(40.0, 700.0)):
+    """Holes of the bone in one axial slice that can be the spinal canal.
+
+    ``sl``: smoothed CT (HU) of the slice, axes (I, J); ``vs``: voxel size (mm, at least 2
+    values). A hole of the bone above ``bone_hu`` (closed by the pedicles and the laminae) whose
+    voxels are below ``soft_hu`` (CSF, cord and epidural fat) and whose area is within
+    ``area_mm2``. Returns a list of (voxel indices (n, 2), centre (i, j)) in label order.
+    """
+    bone = sl > bone_hu
+    lab, n = ndi.label(ndi.binary_fill_holes(bone) & ~bone & (sl < soft_hu))
+    out = []
+    for i in range(1, n + 1):
+        pix = np.argwhere(lab == i)
+        if area_mm2[0] <= len(pix) * vs[0] * vs[1] <= area_mm2[1]:
+            out.append((pix, pix.mean(axis=0)))
+    return out
+
+
+def _canal_front_j(body, sm, vs, bone_hu, soft_hu, behind_mm=(8.0, 45.0), off_midline_mm: float = 12.0):
     """Index (axis 1, RAS order) of the spinal canal's anterior edge behind one vertebral body.
 
-    On each slice of the body, the canal is the hole of the bone (closed by the pedicles and the
-    laminae) below ``soft_hu`` (CSF, cord and epidural fat), of a canal's area, centred behind
-    the body's centroid and near its midline. The median over the slices where it is found;
-    None where it is found on none (the arch open at the foramina on every slice).
+    On each slice of the body, the canal is a :func:`canal_holes` hole centred behind the body's
+    centroid and near its midline. The median over the slices where it is found; None where it
+    is found on none (the arch open at the foramina on every slice).
     """
     fronts = []
-    px_mm2 = vs[0] * vs[1]
     for k in np.flatnonzero(body.any(axis=(0, 1))):
         ci, cj = np.argwhere(body[:, :, k]).mean(axis=0)
-        bone = sm[:, :, k] > bone_hu
-        holes = ndi.binary_fill_holes(bone) & ~bone & (sm[:, :, k] < soft_hu)
-        lab, n = ndi.label(holes)
-        for i in range(1, n + 1):
-            pix = np.argwhere(lab == i)
-            a = len(pix) * px_mm2
-            hi, hj = pix.mean(axis=0)
-            behind = (cj - hj) * vs[1]
-            if (area_mm2[0] <= a <= area_mm2[1] and behind_mm[0] <= behind <= behind_mm[1]
-                    and abs(hi - ci) * vs[0] <= off_midline_mm):
+        for pix, (hi, hj) in canal_holes(sm[:, :, k], vs, bone_hu, soft_hu):
+            if behind_mm[0] <= (cj - hj) * vs[1] <= behind_mm[1] and abs(hi - ci) * vs[0] <= off_midline_mm:
                 fronts.append(int(pix[:, 1].max()))
                 break
     return int(np.median(fronts)) if fronts else None
