@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from .levels import parse_vertebra_level
-from .spine import analyse_spine
+from .spine_grid import analyse_spine_levels
 
 __all__ = ["ATLAS_LEVELS_MIN_LUNG_MM", "SINGLE_BODY_HEIGHT_MM", "SINGLE_BODY_HEIGHT_RATIO", "SINGLE_BODY_PITCH_MM",
            "landmarks_with_atlas", "refuse_agreeing_levels_on_uneven_bodies", "spine_or_refuse", "settled_levels_z",
@@ -62,8 +62,9 @@ SINGLE_BODY_HEIGHT_RATIO = 1.8
 def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
     """Centre z (RAS+, mm) of L2, L3 and L4 when the CT's own evidence settles the levels.
 
-    Settled: the vote passed (two landmarks or more agree, none disagrees), or the operator
-    named a level (``vertebra_level``). None otherwise, when a level is missing, or when a
+    Settled: the vote passed (two landmarks or more agree, none disagrees) or the sacrum and
+    the ribs outvoted the iliac crests (``levels["settled"]``), or the operator named a level
+    (``vertebra_level``). None otherwise, when a level is missing, or when a
     segment is not one vertebra by its height, its distance to the next or its height against
     the other two (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`,
     :data:`SINGLE_BODY_HEIGHT_RATIO`: two bodies merged where a disc was missed, or a disc
@@ -72,7 +73,7 @@ def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
     used alone: ``{"L3": -215.0}``, the z the operator read in that vertebra.
     """
     manual = any(e.get("name") == "manual" for e in spine.levels.get("evidence", []))
-    if spine.levels.get("decision") != "pass" and not manual:
+    if not _settled(spine.levels) and not manual:
         return None
     out, heights = {}, []
     for n in ("L2", "L3", "L4"):
@@ -105,7 +106,7 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None) 
     41-46 mm too high, with warns only). An operator's level pins it at the level read on the CT.
     """
     levels = spine.levels
-    if levels.get("rules_decision", levels.get("decision")) != "pass":
+    if not levels.get("rules_settled", _settled(levels)):
         return
     if any(e.get("name") == "manual" for e in levels.get("evidence", [])):
         return
@@ -125,6 +126,12 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None) 
                      f"({', '.join(heights)}), so the atlas cannot be placed at them{where}; set "
                      "vertebra_level='L3@<z mm>' (CLI --vertebra-level, a z inside L3 read on the CT), "
                      "or provide masks")
+
+
+def _settled(levels: dict) -> bool:
+    """Whether the vote named the levels from agreeing landmarks (a record without ``settled``,
+    written before it existed: when it passed)."""
+    return bool(levels.get("settled", levels.get("decision") == "pass"))
 
 
 def _anchor_only(anchor) -> dict | None:
@@ -154,11 +161,11 @@ def spine_with_low_density_fallback(work, body, vs, options, affine, atlas_level
     """
     kw = dict(lumbar_count=options.lumbar_count, affine=affine, anchor_level=options.vertebra_level,
               atlas_level=atlas_level)
-    spine = analyse_spine(work, body, vs, **kw)
+    spine = analyse_spine_levels(work, body, vs, **kw)
     cover = interior_body_cover(spine)
     if cover >= 0.8:
         return spine
-    low = analyse_spine(work, body, vs, bone_hu=low_bone_hu, **kw)
+    low = analyse_spine_levels(work, body, vs, bone_hu=low_bone_hu, **kw)
     low_cover = interior_body_cover(low)
     if low_cover < 0.9:
         return spine

@@ -24,7 +24,9 @@ working grid and taller than the thoracic ones) are a consistency check that
 proposes nothing. The psoas or the kidneys are not used: their level varies.
 
 Decision: at least two evidences that agree and none that disagrees: pass; one
-evidence: warn; evidences that disagree: fail (the built-in segmenter refuses,
+evidence: warn; the sacrum and the ribs agree and the iliac crests alone put
+the levels one vertebra off: warn, named by the sacrum and the ribs (see
+:func:`vote`); evidences that disagree otherwise: fail (the built-in segmenter refuses,
 with one line naming the disagreement and the override). A manual anchor
 decides: pass when no automatic evidence disagrees, else warn. With a
 non-default ``lumbar_count`` (the operator's statement of transitional
@@ -118,10 +120,13 @@ class LevelVote:
     message: str
     l1_index: int | None
     lumbar_count: int = 5
+    #: the levels are named by landmarks that agree (a pass, or the sacrum and the ribs outvoting
+    #: the iliac crests); False for one evidence, a refusal or a manual anchor
+    settled: bool = False
 
     def to_dict(self) -> dict:
         return {"evidence": [e.to_dict() for e in self.evidence], "decision": self.decision,
-                "message": self.message, "lumbar_count": self.lumbar_count}
+                "message": self.message, "lumbar_count": self.lumbar_count, "settled": self.settled}
 
 
 def _proposal(l1: int, seg_z, lumbar_count: int, names=("L2", "L3", "L4")) -> dict:
@@ -189,7 +194,7 @@ def vote(evidences: list, seg_z, lumbar_count: int = 5, manual: Evidence | None 
             return LevelVote(everything, "warn", f"vertebral levels from one evidence only ({voters[0].name})",
                              l1, lumbar_count)
         return LevelVote(everything, "pass", "vertebral levels: " + ", ".join(e.name for e in voters) + " agree",
-                         l1, lumbar_count)
+                         l1, lumbar_count, settled=True)
     # disagreement
     if lumbar_count_manual:
         pelvic = [e for e in voters if e.name in ("sacrum", "iliac_crests")]
@@ -202,6 +207,9 @@ def vote(evidences: list, seg_z, lumbar_count: int = 5, manual: Evidence | None 
                          + "; ".join(_describe(e, lumbar_count) for e in voters)
                          + f"; levels from {[e.name for e in voters if e.agrees][0]} "
                          f"({', '.join(against)} disagree)", l1, lumbar_count)
+    outvoted = _crests_outvoted(voters)
+    if outvoted is not None:
+        return LevelVote(everything, "warn", outvoted[0], outvoted[1], lumbar_count, settled=True)
     counts = {p: sum(e.l1_index == p for e in voters) for p in proposals}
     majority = max(counts, key=lambda p: (counts[p], -p))
     for e in voters:
@@ -212,6 +220,31 @@ def vote(evidences: list, seg_z, lumbar_count: int = 5, manual: Evidence | None 
     return LevelVote(everything, "fail", msg, None, lumbar_count)
 
 
+def _crests_outvoted(voters: list) -> tuple[str, int] | None:
+    """The message and L1 (segment index) of a vote in which the sacrum and the ribs agree and the iliac crests alone put
+    L1 one vertebra off; None for any other disagreement.
+
+    The sacrum (S1) and the lowest rib-bearing vertebra (T12) agree only when exactly
+    ``lumbar_count`` segments lie between them: the discs between them were all found, none
+    twice. The intercristal line lies at the L4 body or the L4-L5 interspace in about 80-90 % of
+    adults and one level higher or lower in the rest (Chakraverty et al., J Anat 2007;210:232-236),
+    so the crests alone one level off are that variation, not a miscount. Two levels off, or the
+    sacrum or the ribs against the others, stays a refusal.
+    """
+    by = {e.name: e for e in voters}
+    if set(by) != {"sacrum", "ribs", "iliac_crests"}:
+        return None
+    l1 = by["sacrum"].l1_index
+    if by["ribs"].l1_index != l1 or abs(by["iliac_crests"].l1_index - l1) != 1:
+        return None
+    by["sacrum"].agrees = by["ribs"].agrees = True
+    by["iliac_crests"].agrees = False
+    side = "above" if by["iliac_crests"].l1_index > l1 else "below"
+    return ("vertebral levels from the sacrum and the ribs, which agree (the lumbar segments between S1 and T12 "
+            f"all found); the iliac crests put the levels one vertebra {side} them (the intercristal line lies "
+            "one level off L4-L5 in 10-20 % of adults): check L3 on the CT"), l1
+
+
 def body_height_check(seg_z, l1: int | None, lumbar_count: int = 5) -> Evidence:
     """Consistency of the named segments' heights (proposes nothing).
 
@@ -219,8 +252,10 @@ def body_height_check(seg_z, l1: int | None, lumbar_count: int = 5) -> Evidence:
     smaller (T10-T12 about 20-26 mm). A segment here spans from disc centre to
     disc centre minus the disc slices, so the accepted lumbar range is wide:
     18-45 mm. Fails when a named lumbar segment is outside it (a merged or
-    split vertebra) or when the named lumbar bodies are not taller on average
-    than the named thoracic T9-T12 ones by more than -2 mm.
+    split vertebra) or when the median named lumbar body is shorter than the
+    median named thoracic T9-T12 one by more than 2 mm (medians: one thoracic
+    segment of two vertebrae whose disc was missed, 48 mm on the real GE CT at
+    3 mm, does not make the lumbar bodies look small).
     """
     e = Evidence("body_heights", available=False, detail="consistency check only")
     if l1 is None:
@@ -236,7 +271,7 @@ def body_height_check(seg_z, l1: int | None, lumbar_count: int = 5) -> Evidence:
     problems = []
     if bad:
         problems.append(f"lumbar height out of 18-45 mm: {', '.join(f'{n} {lum[n]:.0f} mm' for n in bad)}")
-    if tho and np.mean(list(lum.values())) < np.mean(list(tho.values())) - 2.0:
+    if tho and np.median(list(lum.values())) < np.median(list(tho.values())) - 2.0:
         problems.append("named lumbar bodies are smaller than the thoracic ones")
     e.agrees = not problems
     e.detail = "; ".join(problems) if problems else "lumbar heights 18-45 mm, not smaller than thoracic"

@@ -39,7 +39,7 @@ from scipy.signal import find_peaks
 
 from . import levels as LV
 from . import spine_landmarks as LM
-from .components import largest_component
+from .spine_centreline import body_centreline, coarse_centreline, disk as _disk
 
 __all__ = ["Vertebra", "SpineResult", "analyse_spine", "level_names"]
 
@@ -89,12 +89,6 @@ def level_names(n_above_sacrum: int, lumbar_count: int = 5) -> list[str]:
     return names[:n_above_sacrum]
 
 
-def _disk(radius_vox: float) -> np.ndarray:
-    r = max(1, int(np.floor(radius_vox)))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return (xx ** 2 + yy ** 2) <= radius_vox ** 2 + 1e-9
-
-
 def _running_median(v: np.ndarray, half: int) -> np.ndarray:
     out = np.full_like(v, np.nan, dtype=float)
     for k in range(len(v)):
@@ -114,7 +108,8 @@ def _box(c, half_vox, shape):
 def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count: int = 5,
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
                   sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
-                  lumbar_count_manual: bool | None = None, atlas_level=None) -> SpineResult:
+                  lumbar_count_manual: bool | None = None, atlas_level=None,
+                  body_centred: bool = False) -> SpineResult:
     """Find the vertebral bodies and name them by a vote of evidences.
 
     Parameters
@@ -145,6 +140,12 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     atlas_level : (str, float), optional
         A level carried by atlas registration, e.g. ``("L3", -215.0)``: the vertebra
         whose body contains z is L3. One more voting evidence (``atlas``), never an override.
+    body_centred : bool
+        Move the centreline into the vertebral bodies
+        (:func:`pipeline.segment.spine_centreline.body_centreline`) before the bodies are
+        drawn. The levels' evidences were set with it off (the disc profile and the landmarks
+        then follow the canal and arch on a slim patient); :mod:`pipeline.segment.spine_grid`
+        turns it on for the bodies of a working grid finer than its levels grid.
     """
     vs = np.asarray(voxel_size_mm, float)
     nx, ny, nz = ct.shape
@@ -162,12 +163,15 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     # 1. coarse centreline: thick bone near the posterior midline
     xs = [ndi.center_of_mass(body[:, :, k])[0] for k in range(nz) if body[:, :, k].any()]
     x_mid = float(np.median(xs)) if xs else nx / 2
-    cent0 = _coarse_centreline(body, bone, x_mid, vs)
+    cent0 = coarse_centreline(body, bone, x_mid, vs)
     # second pass around the spine's own median x (the body's centre of mass moves with the arms and
     # with the field of view; the spine does not)
     if np.sum(~np.isnan(cent0[:, 0])) >= 5:
-        cent0 = _coarse_centreline(body, bone, float(np.nanmedian(cent0[:, 0])), vs)
+        cent0 = coarse_centreline(body, bone, float(np.nanmedian(cent0[:, 0])), vs)
     half = max(2, int(round(15.0 / vs[2])))
+    if body_centred:
+        cent0 = body_centreline(body, bone, _running_median(cent0[:, 0], half), _running_median(cent0[:, 1], half),
+                                vs)
     cx = _running_median(cent0[:, 0], half)
     cy = _running_median(cent0[:, 1], half)
 
@@ -275,7 +279,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
                              detail=f"{name}@{z_anchor:g} mm")
     evidences = [ev_sacrum, ev_crest, ev_ribs]
     result = LV.vote(evidences, seg_z, lumbar_count, manual, lumbar_count_manual)
-    rules_decision = result.decision
+    rules_decision, rules_settled = result.decision, result.settled
     if atlas_level is not None:
         # the atlas votes only where the landmarks of this CT do not settle the levels (one evidence,
         # or none, or a disagreement); where they agree, it is recorded and does not vote
@@ -284,7 +288,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         ev_atlas = LV.Evidence("atlas", s is not None, None if s is None else s - LV.position_of(name, lumbar_count),
                                detail=f"atlas {name} centre at z {z_atlas:.0f} mm"
                                       + ("" if s is not None else " (no detected vertebral body there)"))
-        if result.decision == "pass" or manual is not None:
+        if result.settled or manual is not None:
             if ev_atlas.available:
                 ev_atlas.agrees = ev_atlas.l1_index == result.l1_index
                 ev_atlas.detail += " (not voting: " + ("agrees" if ev_atlas.agrees else "disagrees") + ")"
@@ -323,7 +327,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     s1 = ev_sacrum.values.get("segment") if ev_sacrum.available else None
     sacrum_named = l1 is not None and s1 is not None and (names[s1] == "S1" if s1 >= 0 else names[0] == "L5")
     return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
-                       {**result.to_dict(), "rules_decision": rules_decision})
+                       {**result.to_dict(), "rules_decision": rules_decision, "rules_settled": rules_settled})
 
 
 def _slice_body(ct, sm, body, k, bx, c_xy, vs, disk8, bone_hu):
@@ -414,30 +418,6 @@ def _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes, ratio:
                  f"{med * vs[2]:.0f} mm, no sacral alae): a disc near the cut was missed; its lower "
                  f"{(new_lo - k_lo) * vs[2]:.0f} mm are left out")
     return [(new_lo, k_hi)] + list(segments[1:])
-
-
-def _coarse_centreline(body, bone, x_mid, vs, half_x_mm: float = 30.0):
-    """Per slice, the centre of the thickest bone blob within +-30 mm of x_mid in the posterior half."""
-    nx, ny, nz = body.shape
-    half_x = half_x_mm / vs[0]
-    disk6 = _disk(6.0 / vs[0])
-    cent0 = np.full((nz, 2), np.nan)
-    x0, x1 = max(0, int(x_mid - half_x)), int(x_mid + half_x) + 1
-    for k in range(nz):
-        b = body[:, :, k]
-        if b.sum() < 50:
-            continue
-        ys = np.flatnonzero(b.any(axis=0))
-        y_mid = 0.5 * (ys[0] + ys[-1])
-        m = bone[x0:x1, : int(y_mid) + 1, k]  # posterior half (axis 1 runs anterior)
-        if not m.any():
-            continue
-        m = ndi.binary_fill_holes(m)
-        e, size = largest_component(ndi.binary_erosion(m, disk6))
-        if size * vs[0] * vs[1] > 40.0:
-            c = ndi.center_of_mass(e)
-            cent0[k] = (c[0] + x0, c[1])
-    return cent0
 
 
 def _oblique_area_profile(sm, cx, cy, vs, bone_hu, disk8, half_mm: float = 36.0):

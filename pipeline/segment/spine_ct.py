@@ -42,7 +42,7 @@ def spine_levels_mm(ct: Image, lumbar_count: int = 5, working_voxel_mm: float = 
     spine : pipeline.segment.spine.SpineResult
     """
     from .builtin import _body
-    from .spine import analyse_spine
+    from .spine_grid import analyse_spine_levels
 
     arr, tr, vs = to_ras_order(ct)
     f = block_factors(vs, working_voxel_mm)
@@ -51,5 +51,5 @@ def spine_levels_mm(ct: Image, lumbar_count: int = 5, working_voxel_mm: float = 
     vsw = vs * np.array(f)
     body = _body(work, vsw)
     affine = ras_order_affine(ct, tr, f)
-    spine = analyse_spine(work, body, vsw, lumbar_count=lumbar_count, affine=affine, anchor_level=anchor_level)
+    spine = analyse_spine_levels(work, body, vsw, lumbar_count=lumbar_count, affine=affine, anchor_level=anchor_level)
     return levels_from_spine(spine, affine), spine

@@ -12,11 +12,12 @@ from pipeline.segment.spine import Vertebra
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])  # working grid: 3 mm slices, z = 3 k
 
 
-def spine(decision, bodies, manual=False):
+def spine(decision, bodies, manual=False, settled=None):
     """A spine result with ``bodies`` name -> (k_lo, k_hi) and the vote's decision."""
     vertebrae = [Vertebra(n, lo, hi, (50.0, 40.0), False) for n, (lo, hi) in bodies.items()]
     evidence = [{"name": "sacrum"}, {"name": "iliac_crests"}] + ([{"name": "manual"}] if manual else [])
-    return SimpleNamespace(levels={"decision": decision, "evidence": evidence},
+    levels = {"decision": decision, "evidence": evidence, **({} if settled is None else {"settled": settled})}
+    return SimpleNamespace(levels=levels,
                            by_name=lambda n: next((v for v in vertebrae if v.name == n), None))
 
 
@@ -35,6 +36,12 @@ def test_an_operator_level_settles_them_even_against_a_landmark():
 def test_one_landmark_or_a_disagreement_does_not_settle_them():
     assert settled_levels_z(spine("warn", NORMAL), AFFINE, 3.0) is None
     assert settled_levels_z(spine("fail", NORMAL), AFFINE, 3.0) is None
+    assert settled_levels_z(spine("warn", NORMAL, settled=False), AFFINE, 3.0) is None
+
+
+def test_sacrum_and_ribs_outvoting_the_crests_settle_them():
+    z = settled_levels_z(spine("warn", NORMAL, settled=True), AFFINE, 3.0)
+    assert z == pytest.approx({"L4": 43.5, "L3": 82.5, "L2": 121.5})
 
 
 def test_merged_bodies_or_a_missing_level_do_not_settle_them():

@@ -94,10 +94,11 @@ def small_ct(tmp_path_factory):
 
 
 def _analyse(ct, z_range=None, **kw):
-    """analyse_spine on the ~2 mm working grid of ``ct`` (optionally cut to a z range, mm)."""
+    """The spine analysis of the built-in segmenter (levels named on a ~3 mm grid) on the ~2 mm
+    working grid of ``ct`` (optionally cut to a z range, mm)."""
     from pipeline.segment.builtin import _body
     from pipeline.segment.orient import block_mean
-    from pipeline.segment.spine import analyse_spine
+    from pipeline.segment.spine_grid import analyse_spine_levels as analyse_spine
 
     arr, tr, vs = to_ras_order(ct)
     f = block_factors(vs, 2.0)
@@ -148,7 +149,23 @@ def test_sample_patient_anchor_override_renames_and_is_recorded(small_ct):
         _analyse(small_ct, anchor_level="L3@5000")
 
 
-def test_builtin_refuses_a_constructed_disagreement(small_ct, monkeypatch):
+def test_sacrum_and_ribs_outvote_crests_one_level_off_with_a_warning():
+    v = LV.vote([_ev("sacrum", 6), _ev("iliac_crests", 5), _ev("ribs", 6)], SEG_Z)
+    assert v.decision == "warn" and v.settled and v.l1_index == 6
+    assert "iliac crests" in v.message and "below" in v.message and "\n" not in v.message
+    assert [e["agrees"] for e in v.to_dict()["evidence"]] == [True, False, True]
+    # two levels off, or the sacrum or the ribs against the others: still refused
+    for evs in ([_ev("sacrum", 6), _ev("iliac_crests", 4), _ev("ribs", 6)],
+                [_ev("sacrum", 6), _ev("iliac_crests", 7), _ev("ribs", 7)],
+                [_ev("sacrum", 6), _ev("iliac_crests", 5)]):
+        v = LV.vote(evs, SEG_Z)
+        assert v.decision == "fail" and not v.settled and v.l1_index is None
+
+
+@pytest.mark.parametrize("crest_shift", [1, 2])
+def test_builtin_refuses_a_constructed_disagreement(small_ct, monkeypatch, crest_shift):
+    """The crest moved one level up is outvoted by the sacrum and the ribs (a warning, the same
+    levels); moved two levels up, or the sacrum moved one, the segmenter refuses."""
     import pipeline.segment.spine_landmarks as S
     from pipeline.segment.builtin import BuiltinOptions, segment_builtin
 
@@ -158,10 +175,22 @@ def test_builtin_refuses_a_constructed_disagreement(small_ct, monkeypatch):
 
     def shifted(*a, **kw):
         e = real(*a, **kw)
-        e.l1_index = e.l1_index + 1  # the crest one level higher than it is
+        e.l1_index = e.l1_index + crest_shift  # the crest higher than it is
         return e
 
     monkeypatch.setattr(S, "crest_evidence", shifted)
+    if crest_shift == 1:
+        res = segment_builtin(small_ct)
+        assert abs(np.mean(res.vertebrae["L3"]["z_range_ras_mm"]) - z3) < 1e-6
+        assert res.level_vote["decision"] == "warn" and "iliac crests" in res.level_vote["message"]
+        real_sacrum = S.sacrum_evidence
+
+        def sacrum_up(*a, **kw):
+            e = real_sacrum(*a, **kw)
+            e.l1_index = e.l1_index + 1
+            return e
+
+        monkeypatch.setattr(S, "sacrum_evidence", sacrum_up)  # sacrum and crests against the ribs
     with pytest.raises(InputError) as exc:
         segment_builtin(small_ct)
     msg = str(exc.value)
