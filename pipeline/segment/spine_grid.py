@@ -6,8 +6,9 @@ thresholds were set on CTs of 3 mm and coarser; on a 2 mm grid the body's area i
 noise about 1.8 times that of a 3 mm voxel, and the posterior elements break into more pieces), so
 discs are found inside bodies and the landmarks fall a level apart. ICRP-110 AF and AM at 2 mm,
 six fields of view each (trunk, lung bases + 20-80 mm to 10-60 mm into the sacrum): 3 of 12 named
-right on the 2 mm grid, none wrong; 5 of 12 right on the same CT resampled to 3 mm, none wrong (the
-others refused, with the iliac crests one level off the sacrum and the ribs).
+right on the 2 mm grid, the rest refused; on the same CTs resampled to 3 mm 5 of 12 right and one
+more with L2-L4 named right but L4 cut 8 mm short, none named wrong, the rest refused (landmarks a
+level apart: mostly AF's sacrum or ribs against its iliac crests).
 
 :func:`analyse_spine_levels` therefore names the levels on the CT resampled (linear
 interpolation) to :data:`LEVELS_GRID_MM` along every axis finer than that, and draws the vertebral
