@@ -159,8 +159,9 @@ def spine_with_low_density_fallback(work, body, vs, options, affine, atlas_level
     it finds bodies on at least 90 % of them (TotalSegmentator: 93 %); a lower threshold on a
     normal spine makes discs look like bone, which is why it is not the default.
     """
+    vs_z = float(np.asarray(vs, float)[2])
     kw = dict(lumbar_count=options.lumbar_count, affine=affine, anchor_level=options.vertebra_level,
-              atlas_level=atlas_level)
+              atlas_level=atlas_level, accept=lambda sp: settled_levels_z(sp, affine, vs_z) is not None)
     spine = analyse_spine_levels(work, body, vs, **kw)
     cover = interior_body_cover(spine)
     if cover >= 0.8:

@@ -73,6 +73,7 @@ class SpineResult:
     lowest_rib_bearing: str | None
     notes: list[str] = field(default_factory=list)
     levels: dict = field(default_factory=dict)
+    width_mm: np.ndarray | None = None  # (K,) lateral width of the spine's bone per slice, mm (sacral alae)
 
     def by_name(self, name: str) -> Vertebra | None:
         for v in self.vertebrae:
@@ -109,7 +110,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
                   sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
                   lumbar_count_manual: bool | None = None, atlas_level=None,
-                  body_centred: bool = False) -> SpineResult:
+                  body_centred: bool = False, lateral_width_mm=None) -> SpineResult:
     """Find the vertebral bodies and name them by a vote of evidences.
 
     Parameters
@@ -146,6 +147,11 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         drawn. The levels' evidences were set with it off (the disc profile and the landmarks
         then follow the canal and arch on a slim patient); :mod:`pipeline.segment.spine_grid`
         turns it on for the bodies of a working grid finer than its levels grid.
+    lateral_width_mm : numpy.ndarray, shape (K,), optional
+        The spine's lateral bone width per slice (mm) to use for the sacral alae instead of the
+        one measured here (:mod:`pipeline.segment.spine_grid` gives the finer grid's: at 3 mm an
+        L5 transverse process and the iliac wing it nearly touches merge into one 120 mm wide
+        blob).
     """
     vs = np.asarray(voxel_size_mm, float)
     nx, ny, nz = ct.shape
@@ -242,6 +248,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         k_lo, k_hi = lo + 1, hi - 1
         if k_hi - k_lo + 1 >= max(2, int(round(8.0 / vs[2]))) and np.any(area[k_lo:k_hi + 1] > 0):
             segments.append((k_lo, k_hi))
+    if lateral_width_mm is not None:
+        width = np.asarray(lateral_width_mm, float)
     segments = _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes)
     k_sacral_top = LM.sacral_top(width, vs)
     segments, cuts = _split_merged_segments(segments, prof, k_sacral_top, vs, notes)
@@ -327,7 +335,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     s1 = ev_sacrum.values.get("segment") if ev_sacrum.available else None
     sacrum_named = l1 is not None and s1 is not None and (names[s1] == "S1" if s1 >= 0 else names[0] == "L5")
     return SpineResult(vertebrae, discs, centre, body_mask, bool(sacrum_named), lowest_name, notes,
-                       {**result.to_dict(), "rules_decision": rules_decision, "rules_settled": rules_settled})
+                       {**result.to_dict(), "rules_decision": rules_decision, "rules_settled": rules_settled},
+                       width)
 
 
 def _slice_body(ct, sm, body, k, bx, c_xy, vs, disk8, bone_hu):
