@@ -110,7 +110,7 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
                   sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
                   lumbar_count_manual: bool | None = None, atlas_level=None,
-                  body_centred: bool = False, lateral_width_mm=None) -> SpineResult:
+                  body_centred: bool = False, lateral_width_cap_mm=None) -> SpineResult:
     """Find the vertebral bodies and name them by a vote of evidences.
 
     Parameters
@@ -147,11 +147,11 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         drawn. The levels' evidences were set with it off (the disc profile and the landmarks
         then follow the canal and arch on a slim patient); :mod:`pipeline.segment.spine_grid`
         turns it on for the bodies of a working grid finer than its levels grid.
-    lateral_width_mm : numpy.ndarray, shape (K,), optional
-        The spine's lateral bone width per slice (mm) to use for the sacral alae instead of the
-        one measured here (:mod:`pipeline.segment.spine_grid` gives the finer grid's: at 3 mm an
-        L5 transverse process and the iliac wing it nearly touches merge into one 120 mm wide
-        blob).
+    lateral_width_cap_mm : numpy.ndarray, shape (K,), optional
+        An upper bound per slice (mm) on the spine's lateral bone width measured here for the
+        sacral alae (:mod:`pipeline.segment.spine_grid` gives the finer grid's width: bone is
+        taken as wide only where both grids see it wide; at 3 mm an L5 transverse process and
+        the iliac wing it nearly touches can merge into one blob over 120 mm wide).
     """
     vs = np.asarray(voxel_size_mm, float)
     nx, ny, nz = ct.shape
@@ -248,8 +248,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         k_lo, k_hi = lo + 1, hi - 1
         if k_hi - k_lo + 1 >= max(2, int(round(8.0 / vs[2]))) and np.any(area[k_lo:k_hi + 1] > 0):
             segments.append((k_lo, k_hi))
-    if lateral_width_mm is not None:
-        width = np.asarray(lateral_width_mm, float)
+    if lateral_width_cap_mm is not None:
+        width = np.minimum(width, np.asarray(lateral_width_cap_mm, float))
     segments = _trim_cut_bottom_segment(segments, width, vs, sacrum_width_mm, notes)
     k_sacral_top = LM.sacral_top(width, vs)
     segments, cuts = _split_merged_segments(segments, prof, k_sacral_top, vs, notes)

@@ -15,8 +15,10 @@ grid) the 3 mm grid named the same levels but placed discs worse where the field
 :func:`analyse_spine_levels` runs the analysis on the working grid; where its landmarks do not
 settle the levels (``levels["settled"]`` false, no operator level) and an axis is finer than
 :data:`LEVELS_GRID_MM`, it names them again on the CT resampled (linear interpolation) to that
-size along every finer axis (the sacral alae's width still measured on the working grid: at 3 mm an
-L5 transverse process and the iliac wing it nearly touches merge into one wide blob), and uses that
+size along every finer axis (the sacral alae taken only where both grids see the spine's bone
+wider than their threshold: at 3 mm an L5 transverse process and the iliac wing it nearly touches
+can merge into one wide blob, GE cut above the sacrum; at 2 mm the alae's top came out one segment
+high on ICRP-110 AM), and uses that
 when it settles them. The vertebral bodies (mask and centreline) are then drawn on the working grid,
 on which the rest of the segmenter works, with the centreline moved into the bodies
 (``body_centred``). The vertebrae's slice ranges are carried to the working grid through their z
@@ -85,10 +87,11 @@ def analyse_spine_levels(ct: np.ndarray, body: np.ndarray, voxel_size_mm, *, aff
     aff3[:3, :3] = aff[:3, :3] * scale[None, :]
     aff3[:3, 3] = aff[:3, :3] @ (0.5 * scale - 0.5) + aff[:3, 3]
     sz = scale[2]
-    # the sacral alae from the working grid's width, at each levels slice's centre
+    # the sacral alae where both grids see the spine's bone wide (the working grid's width at each
+    # levels slice's centre caps the levels grid's)
     width3 = np.interp((np.arange(shape3[2]) + 0.5) * sz - 0.5, np.arange(ct.shape[2]), own.width_mm)
     coarse = analyse_spine(ct3, body3, vs * scale, affine=aff3, atlas_level=atlas_level,
-                           lateral_width_mm=width3, **kw)
+                           lateral_width_cap_mm=width3, **kw)
     if not coarse.levels.get("settled"):
         return own
     fine = analyse_spine(ct, body, vs, affine=aff, body_centred=True, **kw)
