@@ -15,3 +15,18 @@ def phantom_axial():
 def phantom_oblique_ff():
     shape = (48, 40, 30)
     return organ_phantom(shape, make_grid(shape, oblique=True, feet_first=True))
+
+
+@pytest.fixture(scope="module")
+def small_ct(tmp_path_factory):
+    """The sample patient's CT (small preset, seed 0; 3.5 x 3.5 x 5 mm)."""
+    try:
+        from sample_data.generator import generate
+    except ImportError as exc:
+        pytest.skip(f"sample_data not usable: {exc}")
+    from pipeline.imageio import read_image
+
+    out = generate(tmp_path_factory.mktemp("small"), preset="small", nuclide="Lu-177", seed=0,
+                   fmt="nifti", time_points_h=(24,))
+    ct, _ = read_image(out / "nifti" / "t24h_ct.nii.gz")
+    return ct

@@ -1,6 +1,4 @@
-"""Levels named on a ~3 mm grid when the working grid is finer (pipeline.segment.spine_grid)."""
-
-from pathlib import Path
+"""Levels named on a ~3 mm grid where a finer working grid does not settle them (pipeline.segment.spine_grid)."""
 
 import numpy as np
 import pytest
@@ -10,20 +8,12 @@ from pipeline.segment.orient import ras_order_affine, to_ras_order
 
 
 @pytest.fixture(scope="module")
-def small_ras(tmp_path_factory):
-    """The sample patient's CT (3.5 x 3.5 x 5 mm) in RAS order with its affine, and the truth."""
-    try:
-        from sample_data.anatomy import vertebra_z_ranges
-        from sample_data.generator import generate
-    except ImportError as exc:
-        pytest.skip(f"sample_data not usable: {exc}")
-    from pipeline.imageio import read_image
+def small_ras(small_ct):
+    """The sample patient's CT in RAS order with its affine, and the truth's vertebral z ranges."""
+    from sample_data.anatomy import vertebra_z_ranges
 
-    out = generate(tmp_path_factory.mktemp("grid_small"), preset="small", nuclide="Lu-177", seed=0,
-                   fmt="nifti", time_points_h=(24,))
-    ct, _ = read_image(Path(out) / "nifti" / "t24h_ct.nii.gz")
-    arr, tr, vs = to_ras_order(ct)
-    return np.maximum(arr.astype(np.float32), -1024.0), vs, ras_order_affine(ct, tr, (1, 1, 1)), vertebra_z_ranges()
+    arr, tr, vs = to_ras_order(small_ct)
+    return np.maximum(arr.astype(np.float32), -1024.0), vs, ras_order_affine(small_ct, tr, (1, 1, 1)), vertebra_z_ranges()
 
 
 def _z_range(v, aff):

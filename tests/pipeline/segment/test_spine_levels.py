@@ -79,22 +79,8 @@ def test_body_heights_flag_a_merged_lumbar_segment():
 
 
 # --------------------------------------------------------------------------- sample patient
-@pytest.fixture(scope="module")
-def small_ct(tmp_path_factory):
-    try:
-        from sample_data.generator import generate
-    except ImportError as exc:
-        pytest.skip(f"sample_data not usable: {exc}")
-    from pipeline.imageio import read_image
-
-    out = generate(tmp_path_factory.mktemp("lv_small"), preset="small", nuclide="Lu-177", seed=0,
-                   fmt="nifti", time_points_h=(24,))
-    ct, _ = read_image(out / "nifti" / "t24h_ct.nii.gz")
-    return ct
-
-
 def _analyse(ct, z_range=None, **kw):
-    """The spine analysis of the built-in segmenter (levels named on a ~3 mm grid) on the ~2 mm
+    """The spine analysis of the built-in segmenter (:func:`pipeline.segment.spine_grid.analyse_spine_levels`) on the ~2 mm
     working grid of ``ct`` (optionally cut to a z range, mm)."""
     from pipeline.segment.builtin import _body
     from pipeline.segment.orient import block_mean
