@@ -221,8 +221,8 @@ def vote(evidences: list, seg_z, lumbar_count: int = 5, manual: Evidence | None 
 
 
 def _crests_outvoted(voters: list) -> tuple[str, int] | None:
-    """The message and L1 (segment index) of a vote in which the sacrum and the ribs agree and the iliac crests alone put
-    L1 one vertebra off; None for any other disagreement.
+    """The message and L1 (segment index) of a vote in which the sacrum and the ribs agree and the
+    iliac crests alone put L1 one vertebra off; None for any other disagreement.
 
     The sacrum (S1) and the lowest rib-bearing vertebra (T12) agree only when exactly
     ``lumbar_count`` segments lie between them: the discs between them were all found, none

@@ -13,7 +13,8 @@ def small_ras(small_ct):
     from sample_data.anatomy import vertebra_z_ranges
 
     arr, tr, vs = to_ras_order(small_ct)
-    return np.maximum(arr.astype(np.float32), -1024.0), vs, ras_order_affine(small_ct, tr, (1, 1, 1)), vertebra_z_ranges()
+    aff = ras_order_affine(small_ct, tr, (1, 1, 1))
+    return np.maximum(arr.astype(np.float32), -1024.0), vs, aff, vertebra_z_ranges()
 
 
 def _z_range(v, aff):

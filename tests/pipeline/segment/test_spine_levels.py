@@ -80,8 +80,9 @@ def test_body_heights_flag_a_merged_lumbar_segment():
 
 # --------------------------------------------------------------------------- sample patient
 def _analyse(ct, z_range=None, **kw):
-    """The spine analysis of the built-in segmenter (:func:`pipeline.segment.spine_grid.analyse_spine_levels`) on the ~2 mm
-    working grid of ``ct`` (optionally cut to a z range, mm)."""
+    """The spine analysis of the built-in segmenter
+    (:func:`pipeline.segment.spine_grid.analyse_spine_levels`) on the ~2 mm working grid of
+    ``ct`` (optionally cut to a z range, mm)."""
     from pipeline.segment.builtin import _body
     from pipeline.segment.orient import block_mean
     from pipeline.segment.spine_grid import analyse_spine_levels as analyse_spine
