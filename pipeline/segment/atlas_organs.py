@@ -292,7 +292,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)
-    sm = smoothed_ct(hu, vs) if veto else None  # once: the growth's CT window and closeness, the CT boundary
+    sm = smoothed_ct(hu, vs) if (veto or fusion.split_touching_by_ct) else None  # growth and CT boundary
     if fusion.grow_together and veto:
         _grow_hot_organs_together(masks, organs, veto, sm, vs, spect, spect_fov, rib_limit, fusion=fusion)
     elif veto:  # one after the other (the comparison of ``FusionOptions.grow_together``)
@@ -317,8 +317,8 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
                                                           lesions_possible_b=lesions.get(b) == "bulk")
                 if rec["used"]:
                     organs[a].setdefault("uptake_boundary", {})[b] = rec
-    # where two touching organs' CT numbers differ clearly and the SPECT did not place their boundary
-    if fusion.split_touching_by_ct and veto:
+    # where two touching organs' CT numbers differ clearly and no SPECT placed their boundary
+    if fusion.split_touching_by_ct:
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 if b in organs[a].get("uptake_boundary", {}):
