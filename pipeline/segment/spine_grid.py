@@ -51,6 +51,11 @@ def _settled(spine: SpineResult) -> bool:
     return bool(spine.levels.get("settled"))
 
 
+def _working_index(i3, scale):
+    """Working-grid index of levels-grid index ``i3`` (``scale`` working voxels per levels voxel)."""
+    return (np.asarray(i3, float) + 0.5) * scale - 0.5
+
+
 def analyse_spine_levels(ct: np.ndarray, body: np.ndarray, voxel_size_mm, *, affine=None, anchor_level=None,
                          atlas_level=None, accept=_settled, **kw) -> SpineResult:
     """:func:`pipeline.segment.spine.analyse_spine`, and where its landmarks do not settle the
@@ -82,17 +87,16 @@ def analyse_spine_levels(ct: np.ndarray, body: np.ndarray, voxel_size_mm, *, aff
     zoom = tuple(1.0 / s for s in scale)
     ct3 = ndi.zoom(np.asarray(ct, np.float32), zoom, order=1, grid_mode=True, mode="nearest")
     body3 = ndi.zoom(body.astype(np.uint8), zoom, order=0, grid_mode=True, mode="nearest").astype(bool)
-    # levels index i3 lies at working index (i3 + 0.5) * scale - 0.5
     aff3 = aff.copy()
     aff3[:3, :3] = aff[:3, :3] * scale[None, :]
-    aff3[:3, 3] = aff[:3, :3] @ (0.5 * scale - 0.5) + aff[:3, 3]
+    aff3[:3, 3] = aff[:3, :3] @ _working_index(0.0, scale) + aff[:3, 3]
     sz = scale[2]
     # the sacral alae where both grids see the spine's bone wide (the working grid's width at each
     # levels slice's centre caps the levels grid's)
-    width3 = np.interp((np.arange(shape3[2]) + 0.5) * sz - 0.5, np.arange(ct.shape[2]), own.width_mm)
+    width3 = np.interp(_working_index(np.arange(shape3[2]), sz), np.arange(ct.shape[2]), own.width_mm)
     coarse = analyse_spine(ct3, body3, vs * scale, affine=aff3, atlas_level=atlas_level,
                            lateral_width_cap_mm=width3, **kw)
-    if not coarse.levels.get("settled"):
+    if not _settled(coarse):
         return own
     fine = analyse_spine(ct, body, vs, affine=aff, body_centred=True, **kw)
     vertebrae = []
@@ -103,11 +107,11 @@ def analyse_spine_levels(ct: np.ndarray, body: np.ndarray, voxel_size_mm, *, aff
             continue
         c = fine.centre[k_lo:k_hi + 1]
         if np.isnan(c[:, 0]).all():
-            xy = (v.centre_xy[0] * scale[0] + 0.5 * scale[0] - 0.5, v.centre_xy[1] * scale[1] + 0.5 * scale[1] - 0.5)
+            xy = tuple(float(x) for x in _working_index(v.centre_xy, scale[:2]))
         else:
             xy = tuple(float(x) for x in np.nanmedian(c, axis=0))
         vertebrae.append(replace(v, k_lo=int(k_lo), k_hi=int(k_hi), centre_xy=xy))
-    discs = [int(round((d + 0.5) * sz - 0.5)) for d in coarse.disc_k]
+    discs = [int(round(float(_working_index(d, sz)))) for d in coarse.disc_k]
     notes = ([f"levels not settled on the working grid ({own.levels.get('message', '')}); named on the CT "
               f"resampled to {LEVELS_GRID_MM:g} mm (working grid " + " x ".join(f"{v:.2g}" for v in vs) + " mm)"]
              + coarse.notes)
