@@ -190,7 +190,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
 
     work_img = Image(work, ras_order_affine(ct, tr, f), "HU")
     transforms, registrations, vert_priors, vert_record, atlas_level = [], [], {}, {}, None
-    spine = None
+    spine, uneven = None, None
     if options.atlas:
         from .atlas_organs import atlas_vertebrae, carry_all, register_all
 
@@ -199,7 +199,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         spine = spine_or_refuse(work, body, vs, options, work_img.affine, None)
         levels_z = settled_levels_z(spine, work_img.affine, float(vs[2]), options.vertebra_level)
         if levels_z is None:
-            refuse_agreeing_levels_on_uneven_bodies(spine, float(vs[2]), work_img.affine)
+            lung_mm = float(np.count_nonzero(lungs.any(axis=(0, 1)))) * float(vs[2])
+            uneven = refuse_agreeing_levels_on_uneven_bodies(spine, float(vs[2]), work_img.affine, lung_mm)
             spine = None  # analysed again below, with the atlas's L3 as one more evidence
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);
         # carry and refine only inside the box that can hold the organs and L2-L4
@@ -220,6 +221,10 @@ def segment_builtin(ct: Image, spect: Image | None = None,
             atlas_level = ("L3", float((work_img.affine @ np.r_[c, 1.0])[2]))
     if spine is None:
         spine = spine_or_refuse(work, body, vs, options, work_img.affine, atlas_level)
+        if uneven and spine.levels.get("decision") == "pass":
+            spine.levels["decision"] = "warn"
+            spine.levels["message"] += "; " + uneven
+            spine.notes.append("levels: warn: " + uneven)
     notes += spine.notes
     atlas_bodies = None
     if spine.levels.get("decision") == "fail":

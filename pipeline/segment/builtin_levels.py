@@ -90,7 +90,8 @@ def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
     return out
 
 
-def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None) -> None:
+def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None,
+                                           lung_mm: float = 0.0) -> str | None:
     """With an atlas: refuse when the CT's landmarks agree on the levels (no operator level) but
     :func:`settled_levels_z` does not take its L2-L4 (not single vertebrae of similar height).
 
@@ -107,9 +108,9 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None) 
     """
     levels = spine.levels
     if not levels.get("rules_settled", _settled(levels)):
-        return
+        return None
     if any(e.get("name") == "manual" for e in levels.get("evidence", [])):
-        return
+        return None
     agreeing = [e["name"] for e in levels.get("evidence", [])
                 if e.get("agrees") and e.get("l1_segment_index") is not None]
     heights = []
@@ -121,6 +122,10 @@ def refuse_agreeing_levels_on_uneven_bodies(spine, vs_z_mm: float, affine=None) 
         z = sorted(float((np.asarray(affine, float) @ np.array([0.0, 0.0, k, 1.0]))[2])
                    for k in (l3.k_lo - 0.5, l3.k_hi + 0.5))
         where = f"; they call L3 the bone at z {z[0]:.0f}..{z[1]:.0f} mm (check it on the CT)"
+    if lung_mm >= ATLAS_LEVELS_MIN_LUNG_MM:
+        return (f"the CT's landmarks ({', '.join(agreeing)}) agree, but the bodies between the discs found are not "
+                f"single vertebrae of similar height ({', '.join(heights)}): a disc may be misplaced; the atlas "
+                f"registration was left free ({lung_mm:.0f} mm of lung){where}")
     raise InputError(None, f"built-in segmenter: vertebral levels: the CT's landmarks ({', '.join(agreeing)}) agree, "
                      f"but the bodies between the discs found are not single vertebrae of similar height "
                      f"({', '.join(heights)}), so the atlas cannot be placed at them{where}; set "

@@ -110,7 +110,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
                   sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
                   lumbar_count_manual: bool | None = None, atlas_level=None,
-                  body_centred: bool = False, lateral_width_cap_mm=None) -> SpineResult:
+                  body_centred: bool = False, lateral_width_cap_mm=None,
+                  rib_low_hu: float = 120.0) -> SpineResult:
     """Find the vertebral bodies and name them by a vote of evidences.
 
     Parameters
@@ -152,6 +153,14 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         sacral alae (:mod:`pipeline.segment.spine_grid` gives the finer grid's width: bone is
         taken as wide only where both grids see it wide; at 3 mm an L5 transverse process and
         the iliac wing it nearly touches can merge into one blob over 120 mm wide).
+    rib_low_hu : float
+        Lower threshold (HU) of a second rib search: bone above ``bone_hu`` grown through
+        voxels above ``rib_low_hu`` (hysteresis), its ribs' heads at least 15 mm from the body
+        centre (grown bone can reach the spine through a disc, where the spine is not cut
+        out: on the GE CT at 2 mm, a 55 mL piece from the body to 78 mm beside it). A thin 12th
+        rib blurred by a coarse acquisition rebinned to 2 mm falls apart at ``bone_hu`` alone
+        (the GE CT smoothed to 4.4 mm and resampled to 2.2 mm: its left 12th rib kept 27 of its
+        45 mm of height, and T11 was taken for T12).
     """
     vs = np.asarray(voxel_size_mm, float)
     nx, ny, nz = ct.shape
@@ -264,6 +273,10 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     # 3. evidences
     comps = LM.lateral_components(bone, centre, vs)
     rib_bearing = LM.rib_bearing_segments(comps, segments, vs)
+    if rib_low_hu < bone_hu:
+        grown = LM.lateral_components(LM.hysteresis(sm, body, rib_low_hu, bone_hu), centre, vs)
+        rib_bearing = [a or b for a, b in zip(rib_bearing, LM.rib_bearing_segments(grown, segments, vs,
+                                                                                   min_head_mm=15.0))]
     ribs_idx = [s for s, r in enumerate(rib_bearing) if r]
     lowest_rib = min(ribs_idx) if ribs_idx else None
     ev_sacrum = LM.sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs, k_sacral_top)

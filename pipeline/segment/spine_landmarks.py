@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from . import levels as LV
 from .components import select_labels
 
-__all__ = ["segment_at", "sacral_top", "sacrum_evidence", "lateral_components", "rib_bearing_segments",
+__all__ = ["segment_at", "sacral_top", "sacrum_evidence", "hysteresis", "lateral_components", "rib_bearing_segments",
            "crest_evidence"]
 
 
@@ -113,6 +113,18 @@ def sacrum_evidence(segments, width, sacrum_width_mm, lumbar_count, vs=None, k_t
     return ev
 
 
+def hysteresis(sm, body, low_hu, high_hu):
+    """Voxels of ``body`` where ``sm`` (HU) is above ``low_hu``, connected to one above ``high_hu``.
+
+    Returns a bool array of the shape of ``sm``.
+    """
+    lab, n = ndi.label((sm > low_hu) & body)
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(lab[(sm > high_hu) & body])] = True
+    keep[0] = False
+    return keep[lab]
+
+
 def lateral_components(bone, centre, vs):
     """Bone components outside the spine (ribs, pelvis...) with their distance to the spine axis.
 
@@ -146,7 +158,7 @@ def lateral_components(bone, centre, vs):
     return dict(lab=lab, n=n, objs=ndi.find_objects(lab), dist=dist_xy, dx=dx_all, spine_ok=ok)
 
 
-def rib_bearing_segments(comps, segments, vs) -> list[bool]:
+def rib_bearing_segments(comps, segments, vs, min_head_mm: float = 0.0) -> list[bool]:
     """For each segment, whether a rib head (rib component starting at the spine) lies in it.
 
     A bone component outside the spine (:func:`_lateral_components`) is a rib
@@ -160,6 +172,9 @@ def rib_bearing_segments(comps, segments, vs) -> list[bool]:
     1-20 mL and runs down from its head: 30 mm or more high with its tip 15 mm
     or more below the head. A transverse process (42-57 mm, 10-20 mm high on the
     development CTs) is horizontal; contrast-filled vessels start at the body.
+    ``min_head_mm``: a component whose nearest voxel lies closer to the body centre is not a rib
+    (a rib head articulates at the side of the body; for components grown through a lower
+    threshold, which can reach the spine through a disc, where the spine is not cut out).
     """
     result = [False] * len(segments)
     if comps is None or comps["n"] == 0:
@@ -182,7 +197,7 @@ def rib_bearing_segments(comps, segments, vs) -> list[bool]:
         short_rib = (15.0 <= d.min() <= 45.0 and d.max() >= 60.0 and 1.0 <= vol_ml <= 20.0
                      and ext[2] >= 30.0 and (k_head - k_tip) * vs[2] >= 15.0)
         # the pelvis (iliac wings) also touches the sacrum: a rib is thin in z near its head
-        if not (long_rib or short_rib) or ext[2] > 150.0:
+        if not (long_rib or short_rib) or ext[2] > 150.0 or d.min() < min_head_mm:
             continue
         best, best_d = None, np.inf
         for s, (k_lo, k_hi) in enumerate(segments):

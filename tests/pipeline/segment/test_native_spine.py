@@ -159,6 +159,36 @@ def test_a_dip_without_bone_behind_it_is_not_taken_for_the_canal():
     assert _canal_front_from_profile(outline, sm, vs) is None
 
 
+def test_a_body_without_a_canal_hole_takes_the_canal_depth_of_its_neighbour():
+    """Two bodies at 4 mm. Behind L4 the canal is a hole below the CSF threshold (10 HU, closed by
+    the pedicles and the laminae). L3 is blurred: cortex (420 HU) in front, a darker trabecular
+    core (250 HU), the posterior cortex, and a canal at 120 HU (no hole); its outline took in
+    canal and arch. The midline profile's first dip is L3's core, with the posterior cortex behind
+    it for a lamina (the GE CT rebinned from 4.4 to 2.2 mm: L2 and L3 cut 18 mm behind their front,
+    marrow VOIs 1-1.5 mL); L3 takes L4's canal depth instead."""
+    from pipeline.segment.native_spine import _canal_front_from_profile, _canal_fronts
+
+    vs = (4.0, 4.0, 5.0)
+    sm = np.full((20, 30, 6), -80.0, np.float32)
+    sm[6:14, 9:11] = 350.0  # laminae, j 9-10
+    sm[6:8, 11:14] = sm[12:14, 11:14] = 350.0  # pedicles beside the canal
+    sm[8:12, 11:14, :3] = 10.0  # L4: CSF, a hole of the bone
+    sm[6:14, 14:22, :3] = 270.0  # L4 body, j 14-21
+    sm[8:12, 11:14, 3:] = 120.0  # L3: partial-volumed canal
+    sm[6:14, 19:22, 3:] = 420.0  # L3 anterior cortex
+    sm[6:14, 15:19, 3:] = 250.0  # L3 trabecular core
+    sm[6:14, 14, 3:] = 420.0  # L3 posterior cortex
+    l4 = np.zeros(sm.shape, bool)
+    l4[6:14, 14:22, :3] = True
+    l3 = np.zeros(sm.shape, bool)
+    l3[6:14, 9:22, 3:] = True  # body, canal and arch
+    assert _canal_front_from_profile(l3, sm, vs) == 18  # the core taken for the canal
+    assert _canal_fronts({"L4": l4, "L3": l3}, sm, vs, 150.0, 60.0) == {"L4": 13, "L3": 13}
+    bodies, box = bodies_on_ct_grid({"L4": l4, "L3": l3}, sm, (1, 1, 1), vs)
+    kept = np.argwhere(bodies["L3"])[:, 1] + box[1].start
+    assert kept.min() == 14 and kept.max() == 21  # the whole body, core and cortices
+
+
 def test_an_outline_that_is_mostly_arch_is_drawn_again_as_the_body_in_front_of_the_canal():
     # the outline holds the arch, the canal and only the back fifth of the body (an eroded piece of
     # the arch stood for a body broken at the bone threshold); trabecular bone at 160 HU, noisy

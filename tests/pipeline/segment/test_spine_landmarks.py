@@ -1,5 +1,6 @@
-"""Landmarks of the vertebral level vote (pipeline.segment.spine_landmarks) and the split of
-segments that hold two vertebrae (pipeline.segment.spine), on constructed profiles and volumes.
+"""Landmarks of the vertebral level vote (pipeline.segment.spine_landmarks: sacrum, rib heads,
+bone grown by hysteresis) and the split of segments that hold two vertebrae
+(pipeline.segment.spine), on constructed profiles and volumes.
 
 The widths are those measured on the development CTs (the spine's bone blob per slice): sacral
 alae with the sacroiliac joints 150-270 mm, an L5 with its transverse processes 84-102 mm, the
@@ -12,6 +13,7 @@ from pipeline.segment import spine_landmarks as LM
 from pipeline.segment.spine import _split_merged_segments
 
 VS = (2.0, 2.0, 3.0)
+VS_ISO = np.array([2.0, 2.0, 2.0])  # mm
 
 
 def _width(*runs):
@@ -129,3 +131,50 @@ def test_a_short_floating_rib_is_a_rib_and_a_transverse_process_is_not():
     comps = LM.lateral_components(_bone_with(rib, tp, bar), centre, VS)
     segments = [(5, 14), (16, 25), (28, 37), (40, 49)]
     assert LM.rib_bearing_segments(comps, segments, VS) == [False, False, False, True]
+
+
+
+def test_hysteresis_keeps_low_voxels_only_where_they_touch_a_high_one():
+    sm = np.zeros((20, 5, 5), np.float32)
+    sm[2:8, 2, 2] = 130.0  # a blurred bar above the low threshold ...
+    sm[4, 2, 2] = 200.0  # ... with one voxel above the high one
+    sm[12:18, 2, 2] = 130.0  # the same bar without a high voxel
+    body = np.ones(sm.shape, bool)
+    got = LM.hysteresis(sm, body, 120.0, 150.0)
+    assert got[2:8, 2, 2].all() and not got[12:18].any()
+    assert got.sum() == 6
+    body[5, 2, 2] = False  # outside the patient: cut, and the part beyond it has no seed
+    assert LM.hysteresis(sm, body, 120.0, 150.0).sum() == 3
+
+
+def _rib_volume(reach_centre: bool):
+    """Bone (bool, 2 mm voxels, RAS order) of a 'rib' from 30 mm beside the spine axis to 120 mm,
+    running down 30 mm, its head at slice 40; with ``reach_centre`` a bridge on slice 30, where
+    the spine was not found (a disc), joins it to the spine axis."""
+    shape = (160, 60, 60)
+    centre = np.full((shape[2], 2), np.nan)
+    centre[:, 0], centre[:, 1] = 40.0, 30.0
+    centre[30] = np.nan  # no spine seen on this slice
+    bone = np.zeros(shape, bool)
+    for i in range(55, 101):  # 30 mm to 120 mm from the axis at x = 40
+        k = 40 - int(round((i - 55) * 15 / 45))  # down 15 slices (30 mm) along the rib
+        bone[i, 29:32, k - 1:k + 1] = True
+    if reach_centre:
+        bone[40:56, 29:32, 30] = True
+        for k in range(30, 41):
+            bone[55, 29:32, k] = True
+    segments = [(0, 19), (20, 34), (35, 59)]
+    return bone, centre, segments
+
+
+def test_a_rib_head_beside_the_body_marks_its_segment():
+    bone, centre, segments = _rib_volume(reach_centre=False)
+    comps = LM.lateral_components(bone, centre, VS_ISO)
+    assert LM.rib_bearing_segments(comps, segments, VS_ISO, min_head_mm=15.0) == [False, False, True]
+
+
+def test_grown_bone_that_reaches_the_spine_axis_is_no_rib():
+    bone, centre, segments = _rib_volume(reach_centre=True)
+    comps = LM.lateral_components(bone, centre, VS_ISO)
+    assert LM.rib_bearing_segments(comps, segments, VS_ISO) == [False, True, False]  # head at the axis
+    assert LM.rib_bearing_segments(comps, segments, VS_ISO, min_head_mm=15.0) == [False, False, False]
