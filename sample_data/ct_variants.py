@@ -10,7 +10,7 @@ on such CTs.
 
 from __future__ import annotations
 
-__all__ = ["rebinned_ct"]
+__all__ = ["rebinned_ct", "resampled_ct"]
 
 
 def rebinned_ct(image, acquisition_mm: float = 4.42, rebinned_mm: float = 2.21,
@@ -28,7 +28,7 @@ def rebinned_ct(image, acquisition_mm: float = 4.42, rebinned_mm: float = 2.21,
         Isotropic voxel size of the delivered CT, mm.
     blur_sigma_mm : sequence of 3 float
         Standard deviation of the Gaussian standing for the acquisition's resolution, mm, along
-        the image's x, y, z.
+        the image's x, y, z (all 0: none, ``image`` is already that blurred).
 
     Returns
     -------
@@ -38,14 +38,29 @@ def rebinned_ct(image, acquisition_mm: float = 4.42, rebinned_mm: float = 2.21,
     """
     import SimpleITK as sitk
 
-    from pipeline.imageio import from_sitk, to_sitk
+    from pipeline.imageio import to_sitk
 
     img = sitk.Cast(to_sitk(image), sitk.sitkFloat32)
+    if any(float(v) > 0 for v in blur_sigma_mm):
+        img = sitk.SmoothingRecursiveGaussian(img, [float(v) for v in blur_sigma_mm])
+    return resampled_ct(_resample(img, acquisition_mm), rebinned_mm)
 
-    def resample(im, mm):
-        size = [max(1, int(round(n * s / mm))) for n, s in zip(im.GetSize(), im.GetSpacing())]
-        return sitk.Resample(im, size, sitk.Transform(), sitk.sitkLinear, im.GetOrigin(), (mm,) * 3,
-                             im.GetDirection(), -1024.0, sitk.sitkFloat32)
 
-    coarse = resample(sitk.SmoothingRecursiveGaussian(img, [float(s) for s in blur_sigma_mm]), acquisition_mm)
-    return from_sitk(resample(coarse, rebinned_mm), "HU")
+def resampled_ct(image, voxel_mm: float):
+    """``image`` (a :class:`pipeline.imageio.Image` in HU, or a SimpleITK image) on isotropic
+    ``voxel_mm`` voxels (mm) by linear interpolation, same orientation and origin; -1024 HU
+    outside. Returns a :class:`pipeline.imageio.Image` (HU, float32)."""
+    import SimpleITK as sitk
+
+    from pipeline.imageio import from_sitk, to_sitk
+
+    img = image if isinstance(image, sitk.Image) else to_sitk(image)
+    return from_sitk(_resample(sitk.Cast(img, sitk.sitkFloat32), voxel_mm), "HU")
+
+
+def _resample(img, mm: float):
+    import SimpleITK as sitk
+
+    size = [max(1, int(round(n * s / mm))) for n, s in zip(img.GetSize(), img.GetSpacing())]
+    return sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), (float(mm),) * 3,
+                         img.GetDirection(), -1024.0, sitk.sitkFloat32)

@@ -155,10 +155,13 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
              liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0,
-             spect_fwhm_mm: float = 12.0, fov: str | None = None) -> dict:
+             spect_fwhm_mm: float = 12.0, fov: str | None = None, rebin_mm: float | None = None) -> dict:
     """One row of the table (see the module docstring); ``spect_noise`` (relative SD) and
     ``spect_fwhm_mm`` (mm) are the simulated SPECT's; ``fov``: an ICRP-110 case's field of view
-    instead of its own (:func:`sample_data.icrp110.fov_z_range`)."""
+    instead of its own (:func:`sample_data.icrp110.fov_z_range`); ``rebin_mm``: the ICRP-110
+    case's CT, taken as the acquisition, rebinned to isotropic voxels of this size (mm; linear
+    interpolation, :func:`sample_data.ct_variants.resampled_ct`), the reference labels made again
+    on that grid."""
     from pipeline.imageio import read_image
 
     if name == "totalseg":
@@ -214,6 +217,13 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         name = f"{name} {enlarge[0]} {after:.0f}mL"  # before: the phantom's own volume
         print(f"{name}: {enlarge[0]} {before:.0f} -> {after:.0f} mL", flush=True)
     ct, ref, levels = load_case(zip_path, case, phantom=ph)
+    if rebin_mm is not None:
+        from sample_data.ct_variants import resampled_ct
+        from sample_data.icrp110 import reference_labels
+
+        ct = resampled_ct(ct, rebin_mm)
+        ref, levels = reference_labels(ph, ct)
+        name = f"{name} rebin {rebin_mm:g}mm"
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
     from pipeline.segment.evaluate import resample_nearest
 
@@ -471,6 +481,9 @@ def main(argv=None) -> int:
     p.add_argument("--fov", default=None, metavar="NAME",
                    help="ICRP-110 cases: another field of view (sample_data.icrp110.fov_z_range), e.g. "
                         "bases:40:10 (from 10 mm into the sacrum to 40 mm above the lung bases)")
+    p.add_argument("--rebin", type=float, default=None, metavar="MM",
+                   help="ICRP-110 cases: the case's CT as a coarse acquisition rebinned to MM isotropic voxels "
+                        "(linear interpolation), e.g. AF_4mm with --rebin 2: 4 x 4 x 5 mm made into 2 mm voxels")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -484,7 +497,8 @@ def main(argv=None) -> int:
                              spect=args.spect if icrp or name == "totalseg" else False, scale=args.scale if icrp else None,
                              enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
                              spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0,
-                             spect_fwhm_mm=args.spect_fwhm, fov=args.fov if icrp else None))
+                             spect_fwhm_mm=args.spect_fwhm, fov=args.fov if icrp else None,
+                             rebin_mm=args.rebin if icrp else None))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

@@ -94,3 +94,19 @@ def test_uneven_bodies_without_agreeing_landmarks_or_with_an_operator_level_go_o
     refuse_agreeing_levels_on_uneven_bodies(spine("fail", uneven), 3.0)  # the atlas votes there
     refuse_agreeing_levels_on_uneven_bodies(spine("warn", uneven), 3.0)
     refuse_agreeing_levels_on_uneven_bodies(spine("pass", uneven, manual=True), 3.0)
+
+
+def test_agreeing_landmarks_on_uneven_bodies_warn_instead_of_refusing_with_enough_lung():
+    """With 150 mm of lung or more the free atlas registration holds (ICRP-110 AM at 4 mm, trunk:
+    L2 20 mm, L3 40 mm, L4 30 mm, Dice unchanged); the warning is returned for the record, and
+    below that the refusal stands."""
+    from pipeline.segment.builtin_levels import ATLAS_LEVELS_MIN_LUNG_MM
+
+    sp = spine("pass", {"L4": (10, 18), "L3": (20, 33), "L2": (36, 41)})
+    sp.levels["evidence"] = [{"name": "sacrum", "agrees": True, "l1_segment_index": 6},
+                             {"name": "iliac_crests", "agrees": True, "l1_segment_index": 6}]
+    msg = refuse_agreeing_levels_on_uneven_bodies(sp, 3.0, lung_mm=ATLAS_LEVELS_MIN_LUNG_MM)
+    assert "not single vertebrae of similar height" in msg and "left free" in msg
+    with pytest.raises(InputError, match="not single vertebrae"):
+        refuse_agreeing_levels_on_uneven_bodies(sp, 3.0, lung_mm=ATLAS_LEVELS_MIN_LUNG_MM - 1.0)
+    assert refuse_agreeing_levels_on_uneven_bodies(spine("fail", NORMAL), 3.0, lung_mm=0.0) is None
