@@ -142,7 +142,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
                           psf_fwhm_mm: float | None = None, acquisition_s: float = 1200.0,
                           injection_datetime: str = "2026-01-05T09:00:00", zip_path=None,
                           motion_mm: float = 0.0, motion_deg: float = 0.0, fmt: str = "nifti",
-                          fov: str = "trunk") -> Path:
+                          fov: str = "trunk", rebin_mm: float | None = None) -> Path:
     """Write a real-anatomy patient (see the module docstring) into ``out_dir`` (replaced atomically).
 
     Parameters
@@ -179,6 +179,10 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     fov : str
         Field of view of every session (:func:`sample_data.icrp110.fov_z_range`): ``"trunk"``
         (default), ``"abdomen"``, or a clinical ``"bases:LUNG_MM:SACRUM_MM"``.
+    rebin_mm : float, optional
+        Each session's CT, made at ``voxel_size_mm`` (the acquisition), rebinned to isotropic
+        voxels of this size, mm (linear interpolation, :func:`sample_data.ct_variants.resampled_ct`),
+        as the held-back case of issue 14 was; the truth is made on the rebinned grid.
 
     Returns
     -------
@@ -222,6 +226,12 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
     ph = load_phantom(zip_path, phantom)
     case = DevelopmentCase(f"{phantom}_patient", phantom, tuple(float(v) for v in voxel_size_mm), fov=fov)
     ct, ref, levels = load_case(zip_path, case, seed=seed, phantom=ph)
+    if rebin_mm is not None:
+        from .ct_variants import resampled_ct
+        from .icrp110 import reference_labels
+
+        ct = resampled_ct(ct, rebin_mm)
+        ref, levels = reference_labels(ph, ct)
     native = np.asarray(resample_nearest(ph.labels, ct))
     ref_arr = np.asarray(ref.array)
     voxel_ml = float(np.prod(ct.voxel_size_mm)) / 1000.0
@@ -240,6 +250,8 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
             spect_dt = injection + _dt.timedelta(hours=t_h)
             ct_dt = spect_dt - _dt.timedelta(minutes=5)
             ct_n = ct if n == 0 else load_case(zip_path, case, seed=seed + 1000 * n, phantom=ph)[0]
+            if n > 0 and rebin_mm is not None:
+                ct_n = resampled_ct(ct_n, rebin_mm)
             conc_n = ct.with_array(conc[n], unit="Bq/mL")
             pose = None
             if n > 0 and (motion_mm > 0 or motion_deg > 0):
@@ -345,12 +357,14 @@ def main(argv=None) -> int:
     p.add_argument("--format", choices=("nifti", "dicom"), default="nifti")
     p.add_argument("--fov", default="trunk", help="field of view (sample_data.icrp110.fov_z_range): trunk, abdomen, "
                                                   "or bases:LUNG_MM:SACRUM_MM, e.g. bases:80:10")
+    p.add_argument("--rebin", type=float, default=None, metavar="MM",
+                   help="each CT, made at --voxel-mm, rebinned to MM isotropic voxels (linear interpolation)")
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     try:
         generate_icrp_patient(args.out, args.phantom, tuple(args.voxel_mm), args.nuclide, tuple(args.times_h),
                               seed=args.seed, motion_mm=args.motion_mm, motion_deg=args.motion_deg, fmt=args.format,
-                              fov=args.fov)
+                              fov=args.fov, rebin_mm=args.rebin)
     except InputError as exc:
         print(f"python -m sample_data.icrp_patient: error: {exc}")
         return 2

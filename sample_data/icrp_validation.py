@@ -200,6 +200,9 @@ def main(argv=None) -> int:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--fov", default="trunk", help="field of view (sample_data.icrp110.fov_z_range): trunk, abdomen, "
                                                   "or bases:LUNG_MM:SACRUM_MM, e.g. bases:80:10")
+    p.add_argument("--rebin", type=float, default=None, metavar="MM",
+                   help="each CT, made at --voxel-mm, rebinned to MM isotropic voxels (a coarse acquisition "
+                        "delivered on a finer grid)")
     args = p.parse_args(argv)
     status = 0
     for ph in args.phantoms:
@@ -210,10 +213,12 @@ def main(argv=None) -> int:
             tag += f"_{args.format}"
         if args.fov != "trunk":
             tag += "_" + args.fov.replace(":", "")
+        if args.rebin is not None:
+            tag += f"_rebin{args.rebin:g}mm"
         patient_dir = args.workdir / "patients" / tag
         if not (patient_dir / "manifest.yaml").is_file():
             generate_icrp_patient(patient_dir, ph, tuple(args.voxel_mm), args.nuclide, motion_mm=args.motion_mm,
-                                  motion_deg=args.motion_deg, fmt=args.format, fov=args.fov)
+                                  motion_deg=args.motion_deg, fmt=args.format, fov=args.fov, rebin_mm=args.rebin)
         for seg in args.segmentation:
             run = f"run_{seg}" + ("" if args.pvc == "none" else f"_{args.pvc}")
             code, res = run_workflow(patient_dir, args.workdir / run / tag, seg, args.cores, pvc=args.pvc)
