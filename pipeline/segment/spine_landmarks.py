@@ -14,8 +14,8 @@ from scipy import ndimage as ndi
 from . import levels as LV
 from .components import select_labels
 
-__all__ = ["segment_at", "sacral_top", "sacrum_evidence", "hysteresis", "lateral_components", "rib_bearing_segments",
-           "crest_evidence"]
+__all__ = ["segment_at", "sacral_top", "sacrum_evidence", "hysteresis", "lateral_components",
+           "rib_bearing_segments", "crest_evidence"]
 
 
 def segment_at(seg_z, z, tol_mm: float = 10.0):
