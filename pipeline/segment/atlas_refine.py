@@ -190,8 +190,9 @@ def _map_smoothed(sm: np.ndarray, priors: dict, sure: float, min_sd_hu: float,
 def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, organ_hu: float,
                         blocked: np.ndarray | None = None, fat_hu: float = -100.0,
                         smooth_mm: float = 2.0, lungs: np.ndarray | None = None,
-                        lung_hu: float = -800.0) -> np.ndarray:
-    """The organ's mask with its partial-volume rim against fat added (one voxel).
+                        lung_hu: float = -800.0, rim_mm: float = 4.0) -> np.ndarray:
+    """The organ's mask with its partial-volume rim against fat added (one voxel, or more up to
+    ``rim_mm``).
 
     A voxel on the organ's outline that it shares with fat holds a CT number between
     the fat's and the organ's; it belongs to the organ when the organ fills at least half
@@ -225,6 +226,13 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
         0.88 / 0.79; realistic SPECT AF_2mm liver 0.93 -> 0.94, AM_4mm 0.94 / 0.89 -> 0.95 / 0.90.
     smooth_mm : float
         Gaussian smoothing (SD) of the CT before the test (low-dose noise), mm.
+    rim_mm : float
+        How far (mm, in-plane voxels) the rim may reach beyond ``mask``: layer after layer of
+        such voxels, at least one and ``round(rim_mm / in-plane voxel)``, each grown from the
+        last. A CT's edge between an organ and fat is as wide as its blur: a 4.4 mm acquisition
+        rebinned to 2.2 mm spreads it over 2-3 voxels, and the MAP left a rim of 2-4 mm
+        outside the spleen (ICRP-110 AM, 4 x 4 x 5 mm rebinned to 2 mm: 37 of 144 mL missed,
+        its dose +11 %). On a sharp CT the second layer is fat, below the midpoint, and stops.
 
     Returns
     -------
@@ -240,7 +248,13 @@ def grow_partial_volume(mask: np.ndarray, ct_hu: np.ndarray, voxel_size_mm, orga
         touches_organ = ndi.binary_dilation(mask & half)
         half |= near & touches_organ & (sm > 0.5 * (lung_hu + organ_hu))
         half &= ~lungs
-    rim = ndi.binary_dilation(mask) & ~mask & half & (sm < organ_hu)
+    allowed = half & (sm < organ_hu)
     if blocked is not None:
-        rim &= ~blocked
-    return mask | rim
+        allowed &= ~blocked
+    out = mask.copy()
+    for _ in range(max(1, int(round(rim_mm / float(min(voxel_size_mm[:2])))))):
+        rim = ndi.binary_dilation(out) & ~out & allowed
+        if not rim.any():
+            break
+        out |= rim
+    return out
