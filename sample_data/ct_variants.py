@@ -38,27 +38,27 @@ def rebinned_ct(image, acquisition_mm: float = 4.42, rebinned_mm: float = 2.21,
     """
     import SimpleITK as sitk
 
-    from pipeline.imageio import to_sitk
+    from pipeline.imageio import from_sitk, to_sitk
 
     img = sitk.Cast(to_sitk(image), sitk.sitkFloat32)
     if any(float(v) > 0 for v in blur_sigma_mm):
         img = sitk.SmoothingRecursiveGaussian(img, [float(v) for v in blur_sigma_mm])
-    return resampled_ct(_resample(img, acquisition_mm), rebinned_mm)
+    return from_sitk(_resample(_resample(img, acquisition_mm), rebinned_mm), "HU")
 
 
 def resampled_ct(image, voxel_mm: float):
-    """``image`` (a :class:`pipeline.imageio.Image` in HU, or a SimpleITK image) on isotropic
-    ``voxel_mm`` voxels (mm) by linear interpolation, same orientation and origin; -1024 HU
-    outside. Returns a :class:`pipeline.imageio.Image` (HU, float32)."""
+    """``image`` (a :class:`pipeline.imageio.Image` in HU) on isotropic ``voxel_mm`` voxels (mm) by
+    linear interpolation, same orientation and origin; -1024 HU outside. Returns a
+    :class:`pipeline.imageio.Image` (HU, float32)."""
     import SimpleITK as sitk
 
     from pipeline.imageio import from_sitk, to_sitk
 
-    img = image if isinstance(image, sitk.Image) else to_sitk(image)
-    return from_sitk(_resample(sitk.Cast(img, sitk.sitkFloat32), voxel_mm), "HU")
+    return from_sitk(_resample(sitk.Cast(to_sitk(image), sitk.sitkFloat32), voxel_mm), "HU")
 
 
 def _resample(img, mm: float):
+    """SimpleITK float image ``img`` on isotropic ``mm`` voxels (linear, -1024 HU outside)."""
     import SimpleITK as sitk
 
     size = [max(1, int(round(n * s / mm))) for n, s in zip(img.GetSize(), img.GetSpacing())]

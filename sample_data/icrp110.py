@@ -647,7 +647,8 @@ def development_cases(zip_path=None) -> dict:
     return {c.name: replace(c, zip_path=None if zip_path is None else Path(zip_path)) for c in cases}
 
 
-def load_case(zip_path, case: str | DevelopmentCase, seed: int = 0, phantom: Phantom | None = None):
+def load_case(zip_path, case: str | DevelopmentCase, seed: int = 0, phantom: Phantom | None = None,
+              rebin_mm: float | None = None):
     """CT, reference labels and reference levels of one development case.
 
     Parameters
@@ -659,6 +660,10 @@ def load_case(zip_path, case: str | DevelopmentCase, seed: int = 0, phantom: Pha
     seed : int
     phantom : Phantom, optional
         The phantom already loaded (saves reading it again).
+    rebin_mm : float, optional
+        The CT made at the case's voxel size (the acquisition), then delivered on isotropic
+        voxels of this size, mm (linear interpolation, :func:`sample_data.ct_variants.resampled_ct`:
+        a coarse acquisition rebinned); the reference labels are made on that grid.
 
     Returns
     -------
@@ -674,6 +679,10 @@ def load_case(zip_path, case: str | DevelopmentCase, seed: int = 0, phantom: Pha
                                                            c.phantom)
     zr = fov_z_range(ph, c.fov)
     ct = make_ct(ph, c.voxel_size_mm, c.noise_hu, seed=seed, z_range_mm=zr)
+    if rebin_mm is not None:
+        from .ct_variants import resampled_ct
+
+        ct = resampled_ct(ct, rebin_mm)
     ref, levels = reference_labels(ph, ct)
     return ct, ref, levels
 

@@ -181,8 +181,8 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
         (default), ``"abdomen"``, or a clinical ``"bases:LUNG_MM:SACRUM_MM"``.
     rebin_mm : float, optional
         Each session's CT, made at ``voxel_size_mm`` (the acquisition), rebinned to isotropic
-        voxels of this size, mm (linear interpolation, :func:`sample_data.ct_variants.resampled_ct`),
-        as the held-back case of issue 14 was; the truth is made on the rebinned grid.
+        voxels of this size, mm (:func:`sample_data.icrp110.load_case`), as the held-back case of
+        issue 14 was; the truth is made on the rebinned grid.
 
     Returns
     -------
@@ -225,13 +225,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
 
     ph = load_phantom(zip_path, phantom)
     case = DevelopmentCase(f"{phantom}_patient", phantom, tuple(float(v) for v in voxel_size_mm), fov=fov)
-    ct, ref, levels = load_case(zip_path, case, seed=seed, phantom=ph)
-    if rebin_mm is not None:
-        from .ct_variants import resampled_ct
-        from .icrp110 import reference_labels
-
-        ct = resampled_ct(ct, rebin_mm)
-        ref, levels = reference_labels(ph, ct)
+    ct, ref, levels = load_case(zip_path, case, seed=seed, phantom=ph, rebin_mm=rebin_mm)
     native = np.asarray(resample_nearest(ph.labels, ct))
     ref_arr = np.asarray(ref.array)
     voxel_ml = float(np.prod(ct.voxel_size_mm)) / 1000.0
@@ -249,9 +243,7 @@ def generate_icrp_patient(out_dir, phantom: str = "AF", voxel_size_mm=(3.0, 3.0,
         for n, (t_h, tp) in enumerate(zip(times, tp_ids)):
             spect_dt = injection + _dt.timedelta(hours=t_h)
             ct_dt = spect_dt - _dt.timedelta(minutes=5)
-            ct_n = ct if n == 0 else load_case(zip_path, case, seed=seed + 1000 * n, phantom=ph)[0]
-            if n > 0 and rebin_mm is not None:
-                ct_n = resampled_ct(ct_n, rebin_mm)
+            ct_n = ct if n == 0 else load_case(zip_path, case, seed=seed + 1000 * n, phantom=ph, rebin_mm=rebin_mm)[0]
             conc_n = ct.with_array(conc[n], unit="Bq/mL")
             pose = None
             if n > 0 and (motion_mm > 0 or motion_deg > 0):

@@ -216,13 +216,8 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         ph, (before, after) = _enlarged(ph, *enlarge)
         name = f"{name} {enlarge[0]} {after:.0f}mL"  # before: the phantom's own volume
         print(f"{name}: {enlarge[0]} {before:.0f} -> {after:.0f} mL", flush=True)
-    ct, ref, levels = load_case(zip_path, case, phantom=ph)
+    ct, ref, levels = load_case(zip_path, case, phantom=ph, rebin_mm=rebin_mm)
     if rebin_mm is not None:
-        from sample_data.ct_variants import resampled_ct
-        from sample_data.icrp110 import reference_labels
-
-        ct = resampled_ct(ct, rebin_mm)
-        ref, levels = reference_labels(ph, ct)
         name = f"{name} rebin {rebin_mm:g}mm"
     ref_levels = {n: v["z_range_mm"] for n, v in levels.items() if not n.startswith("_")}
     from pipeline.segment.evaluate import resample_nearest

@@ -185,6 +185,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
 
     body = _body(work, vs)
     lungs = _lungs(work, body, vs)
+    lung_mm = float(np.count_nonzero(lungs.any(axis=(0, 1)))) * float(vs[2])  # lung along z in the field of view
     sm = ndi.gaussian_filter(work, sigma=tuple(float(np.clip(2.5 / v, 0.5, 1.5)) for v in vs))
     bone = (sm > 180.0) & body
 
@@ -199,7 +200,6 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         spine = spine_or_refuse(work, body, vs, options, work_img.affine, None)
         levels_z = settled_levels_z(spine, work_img.affine, float(vs[2]), options.vertebra_level)
         if levels_z is None:
-            lung_mm = float(np.count_nonzero(lungs.any(axis=(0, 1)))) * float(vs[2])
             uneven = refuse_agreeing_levels_on_uneven_bodies(spine, float(vs[2]), work_img.affine, lung_mm)
             spine = None  # analysed again below, with the atlas's L3 as one more evidence
         # register on the working grid (a 0.7 mm CT is 20 times larger and no better at 4 mm);
@@ -239,7 +239,6 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         if atlas_bodies is None:
             raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
         named, agree, z_atlas = landmarks_with_atlas(spine.levels, atlas_bodies["L3"], work_img.affine)
-        lung_mm = float(np.count_nonzero(lungs.any(axis=(0, 1)))) * float(vs[2])
         if len(named) > 1 and lung_mm < ATLAS_LEVELS_MIN_LUNG_MM:
             # the CT shows landmarks and they disagree, on a field of view whose registration has
             # little lung to hold it (:data:`ATLAS_LEVELS_MIN_LUNG_MM`): the free registration drifted

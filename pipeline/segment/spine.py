@@ -273,8 +273,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
     # 3. evidences
     comps = LM.lateral_components(bone, centre, vs)
     rib_bearing = LM.rib_bearing_segments(comps, segments, vs)
-    if rib_low_hu < bone_hu:
-        grown = LM.lateral_components(LM.hysteresis(sm, body, rib_low_hu, bone_hu), centre, vs)
+    if rib_low_hu < bone_hu and comps is not None:
+        grown = LM.lateral_components(LM.hysteresis(sm, body, rib_low_hu, bone_hu), centre, vs, like=comps)
         rib_bearing = [a or b for a, b in zip(rib_bearing, LM.rib_bearing_segments(grown, segments, vs,
                                                                                    min_head_mm=15.0))]
     ribs_idx = [s for s, r in enumerate(rib_bearing) if r]

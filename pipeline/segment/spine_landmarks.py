@@ -125,13 +125,28 @@ def hysteresis(sm, body, low_hu, high_hu):
     return keep[lab]
 
 
-def lateral_components(bone, centre, vs):
+def lateral_components(bone, centre, vs, like=None):
     """Bone components outside the spine (ribs, pelvis...) with their distance to the spine axis.
 
     The spine is cut out as a cylinder of 22 mm radius around the body centre
-    and a posterior box (arch, transverse and spinous processes).
+    and a posterior box (arch, transverse and spinous processes). ``like``: the result of an
+    earlier call with the same ``centre``, whose distances and cut are used again (only
+    ``bone`` differs).
     """
-    nx, ny, nz = bone.shape
+    if like is None:
+        geometry = _spine_geometry(bone.shape, centre, vs)
+        if geometry is None:
+            return None
+    else:
+        geometry = {k: like[k] for k in ("dist", "dx", "spine_ok", "cut")}
+    lab, n = ndi.label(bone & ~geometry["cut"])
+    return dict(lab=lab, n=n, objs=ndi.find_objects(lab), **geometry)
+
+
+def _spine_geometry(shape, centre, vs):
+    """In-plane distance (mm) and left-right offset (mm) of every voxel from the spine axis, and
+    the spine's cut-out (:func:`lateral_components`); None where the spine was seen on no slice."""
+    nx, ny, nz = shape
     c = centre.copy()
     ok = ~np.isnan(c[:, 0])
     if ok.sum() == 0:
@@ -140,9 +155,9 @@ def lateral_components(bone, centre, vs):
     for a in range(2):
         c[:, a] = np.interp(kk, kk[ok], c[ok, a])
     X, Y = np.mgrid[0:nx, 0:ny]
-    cutmask = np.zeros(bone.shape, bool)
-    dist_xy = np.empty(bone.shape, dtype=np.float32)
-    dx_all = np.empty(bone.shape, dtype=np.float32)
+    cutmask = np.zeros(shape, bool)
+    dist_xy = np.empty(shape, dtype=np.float32)
+    dx_all = np.empty(shape, dtype=np.float32)
     for k in range(nz):
         dx = (X - c[k, 0]) * vs[0]
         dy = (Y - c[k, 1]) * vs[1]
@@ -153,9 +168,7 @@ def lateral_components(bone, centre, vs):
         # only where the spine was seen
         if ok[k]:
             cutmask[:, :, k] = (d < 22.0) | ((np.abs(dx) < 28.0) & (dy < 0) & (dy > -70.0))
-    rest = bone & ~cutmask
-    lab, n = ndi.label(rest)
-    return dict(lab=lab, n=n, objs=ndi.find_objects(lab), dist=dist_xy, dx=dx_all, spine_ok=ok)
+    return dict(dist=dist_xy, dx=dx_all, spine_ok=ok, cut=cutmask)
 
 
 def rib_bearing_segments(comps, segments, vs, min_head_mm: float = 0.0) -> list[bool]:
