@@ -46,6 +46,7 @@ from .builtin_levels import (ATLAS_LEVELS_MIN_LUNG_MM, landmarks_with_atlas,
                              refuse_agreeing_levels_on_uneven_bodies, settled_levels_z, spine_or_refuse)
 from .vertebral_body import complete_body_slices
 from .components import component_sizes, fill_holes, select_labels
+from .ct_numbers import FAT_REFERENCE_HU, FAT_TOLERANCE_HU, fat_correction_hu, fat_peak_hu
 
 __all__ = ["BuiltinOptions", "BuiltinResult", "segment_builtin"]
 
@@ -184,6 +185,16 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                          "found on the CT alone")
 
     body = _body(work, vs)
+    fat_peak = fat_peak_hu(work, body, vs)
+    fat_offset = fat_correction_hu(fat_peak)
+    if fat_offset:
+        # the segmenter's fixed levels (fat, rims, bone, canal) hold for fat at about -100 HU
+        # (pipeline.segment.ct_numbers); the CT itself and the QC gate keep the numbers as read
+        arr = np.maximum(arr - np.float32(fat_offset), -1024.0)
+        work = np.maximum(work - np.float32(fat_offset), -1024.0)
+        notes.append(f"CT numbers: the body's fat peak is at {fat_peak:.0f} HU (fat reads {FAT_REFERENCE_HU:.0f} "
+                     f"+- {FAT_TOLERANCE_HU:.0f} HU at 120 kVp): the segmentation adds {-fat_offset:+.0f} HU to the "
+                     "CT (calibration, beam hardening or tube voltage; the CT itself is unchanged)")
     lungs = _lungs(work, body, vs)
     lung_mm = float(np.count_nonzero(lungs.any(axis=(0, 1)))) * float(vs[2])  # lung along z in the field of view
     sm = ndi.gaussian_filter(work, sigma=tuple(float(np.clip(2.5 / v, 0.5, 1.5)) for v in vs))
@@ -314,6 +325,11 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         excl |= liver
         spleen = organ_under_lung(sm, lungs, body, bone, vs, "left", spine_x, excl, posterior_only=True,
                                    max_depth_mm=150.0, erode_mm=5.0, k_min=v4.k_lo)
+
+    organ_method["ct_numbers"] = {
+        "fat_peak_hu": None if fat_peak is None else round(fat_peak, 1), "fat_reference_hu": FAT_REFERENCE_HU,
+        "tolerance_hu": FAT_TOLERANCE_HU, "subtracted_hu": round(fat_offset, 1),
+        "source": "pipeline.segment.ct_numbers: the fat peak (mode of the body's values in -200..-40 HU)"}
 
     lesions = np.zeros(work.shape, np.int32)
     if options.lesions_from_spect:

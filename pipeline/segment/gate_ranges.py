@@ -146,6 +146,13 @@ RANGES: dict[str, Limits] = {
         0.0, 1.0, 0.0, 2.0, "checks",
         "three borderline checks on one organ are not three independent flukes: the mask is on "
         "something else (at most 1 warn per organ on the correct masks of the development cases)"),
+    # --- the CT's numbers, measured on its fat ---
+    "ct.fat_peak_hu": Limits(
+        -109.0, -95.0, -152.0, -52.0, "HU",
+        "subcutaneous fat reads about -90 to -110 HU at 120 kVp (its peak on the development CTs: "
+        "-106 to -96 HU); further off is a calibration, beam-hardening or tube-voltage difference "
+        "that moves every CT number and the densities made from them. The built-in segmenter "
+        "reads such a CT shifted to -102 HU (pipeline.segment.ct_numbers); the CT is not changed"),
     "kidney.volume_ratio": Limits(
         1.0, 1.6, 1.0, 2.5, "",
         "the two kidneys differ by less than ~20-30 % in healthy adults (Emamian 1993); a ratio "

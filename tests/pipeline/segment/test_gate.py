@@ -323,3 +323,14 @@ def test_a_marrow_voi_behind_the_spinal_canal_fails_and_the_truth_lies_in_front_
     bad = check_segmentation(ct, _move_l3_back(truth, 36.0), levels=sample["levels"])
     off = bad.find("vertebrae_L2L4", "canal_offset_mm")
     assert off.status == "fail" and off.value < 0.0
+
+
+def test_a_ct_whose_body_reads_20_hu_high_warns_on_its_fat_peak_and_the_right_one_passes(sample):
+    ct = sample["ct"]
+    a = np.asarray(ct.array, np.float32)
+    right = check_segmentation(ct, sample["truth"], levels=sample["levels"]).find("ct", "fat_peak_hu")
+    assert right.status == "pass" and -109.0 <= right.value <= -95.0
+    high = check_segmentation(ct.with_array(np.where(a > -500.0, a + 20.0, a)), sample["truth"],
+                              levels=sample["levels"]).find("ct", "fat_peak_hu")
+    assert high.status == "warn"
+    assert high.value - right.value == pytest.approx(20.0, abs=1.5)

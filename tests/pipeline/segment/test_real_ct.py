@@ -25,6 +25,18 @@ def real_ct_nifti(real_ct_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def rebinned_ct_nifti(real_ct_nifti, tmp_path_factory):
+    """The GE CT as a 4.42 mm acquisition rebinned to 2.21 mm (sample_data.ct_variants.rebinned_ct)."""
+    from pipeline.imageio import read_image, write_image
+    from sample_data.ct_variants import rebinned_ct
+
+    ct = rebinned_ct(read_image(real_ct_nifti, "HU")[0])
+    path = tmp_path_factory.mktemp("rebinned") / "ct.nii.gz"
+    write_image(path, ct.with_array(np.round(ct.array).astype(np.int16)), {"quantity": "ct"})
+    return path
+
+
+@pytest.fixture(scope="module")
 def real_ct_result(real_ct_nifti, tmp_path_factory):
     out = tmp_path_factory.mktemp("realseg") / "segment"
     assert main(["--ct", str(real_ct_nifti), "--out", str(out)]) == 0
@@ -82,7 +94,8 @@ def test_real_ct_with_the_icrp110_atlas_gives_physiological_organs_and_records_t
 
 
 @pytest.mark.slow
-def test_real_ct_rebinned_from_a_coarse_acquisition_gives_right_levels_and_whole_marrow_vois(real_ct_nifti, tmp_path):
+def test_real_ct_rebinned_from_a_coarse_acquisition_gives_right_levels_and_whole_marrow_vois(rebinned_ct_nifti,
+                                                                                             tmp_path):
     """The GE CT as a 4.42 mm acquisition rebinned to 2.21 mm (the held-back case's kind of CT),
     the ICRP-110 atlas. Before: T11 was taken for T12 (a thin 12th rib lost at 150 HU), the atlas
     sided with the ribs and L2-L4 went on one level high with a warn; with the ribs found, L2 and
@@ -90,17 +103,12 @@ def test_real_ct_rebinned_from_a_coarse_acquisition_gives_right_levels_and_whole
     their marrow VOIs failed the gate at 1.0 and 1.5 mL. Measured now: levels pass (sacrum,
     crests and ribs agree), L3 centre at z = -209 mm (reference -224..-191 mm, read on the full
     CT), marrow VOIs 15.5 / 17.0 / 18.8 mL, kidneys 137 / 159 mL (full CT: 130 / 150 mL)."""
-    from pipeline.imageio import read_image, write_image
-    from sample_data.ct_variants import rebinned_ct
     from sample_data.icrp110 import default_zip_path
 
     if not default_zip_path().is_file():
         pytest.skip("../shared/data/icrp110 is not present")
-    ct = rebinned_ct(read_image(real_ct_nifti, "HU")[0])
-    path = tmp_path / "ct.nii.gz"
-    write_image(path, ct.with_array(np.round(ct.array).astype(np.int16)), {"quantity": "ct"})
     out = tmp_path / "segment"
-    assert main(["--ct", str(path), "--out", str(out), "--atlas", str(default_zip_path())]) == 0
+    assert main(["--ct", str(rebinned_ct_nifti), "--out", str(out), "--atlas", str(default_zip_path())]) == 0
     qc = json.loads((out / "qc.json").read_text())
     assert qc["levels"]["decision"] == "pass", qc["levels"]["message"]
     info = json.loads((out / "labels.json").read_text())
@@ -112,3 +120,37 @@ def test_real_ct_rebinned_from_a_coarse_acquisition_gives_right_levels_and_whole
     rows = {r["name"]: float(r["volume_ml"]) for r in csv.DictReader((out / "organs.csv").open())}
     for k in ("kidney_left", "kidney_right"):  # within 15 % of the full CT's 130 / 150 mL
         assert 110.0 <= rows[k] <= 175.0, (k, rows[k])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offset_hu", [15.0, -30.0])
+def test_real_ct_whose_body_reads_off_by_tens_of_hu_keeps_its_levels_and_kidneys(rebinned_ct_nifti, tmp_path,
+                                                                                   offset_hu):
+    """The rebinned GE CT with every voxel of the body read ``offset_hu`` off (calibration, beam
+    hardening, tube voltage). Before the segmenter read the CT against its fat peak
+    (pipeline.segment.ct_numbers): +15 HU named L2-L4 one level high (the atlas, siding with
+    no landmark) and grew the kidneys from 144 / 161 to 163 / 208 mL with only warns; -30 HU
+    named them five levels off and the gate failed it. Measured after: levels pass, kidneys
+    145 / 163 and 139 / 155 mL; the gate warns on the fat peak (and at -30 HU on the organs'
+    CT numbers, which it reads as they are)."""
+    from pipeline.imageio import read_image, write_image
+    from sample_data.icrp110 import default_zip_path
+
+    if not default_zip_path().is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    ct, _ = read_image(rebinned_ct_nifti, "HU")
+    a = np.asarray(ct.array)
+    path = tmp_path / "ct.nii.gz"
+    write_image(path, ct.with_array(np.where(a > -500, a + offset_hu, a).astype(np.int16)), {"quantity": "ct"})
+    out = tmp_path / "segment"
+    assert main(["--ct", str(path), "--out", str(out), "--atlas", str(default_zip_path())]) == 0
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["levels"]["decision"] == "pass", qc["levels"]["message"]
+    z3 = json.loads((out / "labels.json").read_text())["vertebrae"]["L3"]["centre_ras_mm"][2]
+    assert -224.0 <= z3 <= -191.0
+    fat = [c for c in qc["checks"] if c["check"] == "fat_peak_hu"][0]
+    assert fat["status"] == "warn"
+    assert qc["organ_method"]["ct_numbers"]["subtracted_hu"] == pytest.approx(offset_hu - 3.8, abs=2.0)
+    rows = {r["name"]: float(r["volume_ml"]) for r in csv.DictReader((out / "organs.csv").open())}
+    for k, ml in (("kidney_left", 144.0), ("kidney_right", 161.0)):  # the unshifted CT's, within 8 %
+        assert abs(rows[k] / ml - 1.0) <= 0.08, (k, rows[k])
