@@ -79,7 +79,7 @@ def _uptake_errors(ct, spect, labels, ref) -> dict:
 
 
 def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
-         atlas=(), labelled=None, judge_uptake=False, lesions=None, clean_spect=None) -> dict:
+         atlas=(), labelled=None, judge_uptake=False, lesions=None, clean_spect=None, hu_offset: float = 0.0) -> dict:
     """Segment one case and compare it with its reference.
 
     The organs' Dice and uptake errors are those of the organ outlines, before ``spectdose
@@ -87,12 +87,18 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     :func:`pipeline.segment.organ_lesions.label_organ_lesions`); the QC gate and the lesions'
     shares run on the final map, as ``spectdose segment`` does. ``clean_spect``: the same SPECT without the liver's lesions; the liver's mean
     SPECT, outline and parenchyma, is compared with that SPECT's mean in the reference liver
-    without its lesions (the parenchyma as imaged).
+    without its lesions (the parenchyma as imaged). ``hu_offset``: the segmenter sees the CT with
+    every voxel of the body (above -500 HU) read this many HU off (calibration, beam hardening,
+    tube voltage); reference and SPECT unchanged.
     """
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
     from pipeline.segment.evaluate import compare_labels, compare_levels
 
+    if hu_offset:
+        a = np.asarray(ct.array, np.float32)
+        ct = ct.with_array(np.where(a > -500.0, a + np.float32(hu_offset), a))
+        name = f"{name} {hu_offset:+g}HU"
     t = time.perf_counter()
     row = {"case": name + (" (anchor)" if anchor else ""),
            "atlas": ",".join(a.name.replace("ICRP110_", "") for a in atlas) or "rules"}
@@ -155,14 +161,19 @@ def _atlas_for(case: str, mode: str, subjects) -> tuple:
 def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: bool | str = False,
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
              liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0,
-             spect_fwhm_mm: float = 12.0, fov: str | None = None, rebin_mm: float | None = None) -> dict:
+             spect_fwhm_mm: float = 12.0, fov: str | None = None, rebin_mm: float | None = None,
+             hu_offset: float = 0.0) -> dict:
     """One row of the table (see the module docstring); ``spect_noise`` (relative SD) and
     ``spect_fwhm_mm`` (mm) are the simulated SPECT's; ``fov``: an ICRP-110 case's field of view
     instead of its own (:func:`sample_data.icrp110.fov_z_range`); ``rebin_mm``: the ICRP-110
     case's CT, taken as the acquisition, rebinned to isotropic voxels of this size (mm; linear
     interpolation, :func:`sample_data.ct_variants.resampled_ct`), the reference labels made again
-    on that grid."""
+    on that grid; ``hu_offset``: the CT's body read this many HU off (:func:`_row`)."""
+    from functools import partial
+
     from pipeline.imageio import read_image
+
+    row = partial(_row, hu_offset=hu_offset)
 
     if name == "totalseg":
         d = shared / "data" / "totalseg_example"
@@ -184,7 +195,7 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         if spect:
             sp = _totalseg_spect(ct, ref, labelled, atlas, spect, noise=spect_noise, fwhm_mm=spect_fwhm_mm)
             name = f"{name} ({spect} SPECT{_camera_suffix(spect_noise, spect_fwhm_mm)})"
-        return _row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"),
+        return row(name, ct, ct.with_array(ref, unit="label"), levels, evaluate_levels=("L2", "L1", "T12"),
                     anchor=anchor, atlas=atlas, labelled=labelled, spect=sp, judge_uptake=sp is not None)
     if name.startswith("sample"):
         import tempfile
@@ -198,7 +209,7 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
             spect, _ = read_image(out / "nifti" / "t24h_spect.nii.gz")
             ref, _ = read_image(out / "truth" / "labels.nii.gz")
             levels = {n: tuple(v) for n, v in vertebra_z_ranges().items()}
-            return _row(name, ct, ref, levels, spect=spect, anchor=anchor, atlas=atlas)
+            return row(name, ct, ref, levels, spect=spect, anchor=anchor, atlas=atlas)
     from sample_data.icrp110 import development_cases, load_case, load_phantom
 
     zip_path = shared / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip"
@@ -240,11 +251,11 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
         if liver_mets:
             name = f"{name} mets {100 * liver_mets:.0f}%"
         name += _camera_suffix(spect_noise, spect_fwhm_mm)
-        return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
+        return row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas, spect=sp, judge_uptake=True,
                     lesions=lesions, clean_spect=clean)
     if spect:
         name += _camera_suffix(spect_noise, spect_fwhm_mm)
-    return _row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
+    return row(name, ct, ref, ref_levels, anchor=anchor, atlas=atlas,
                 spect=simulated_spect(ct, ref, fwhm_mm=spect_fwhm_mm, noise=spect_noise) if spect else None,
                 judge_uptake=bool(spect))
 
@@ -479,6 +490,9 @@ def main(argv=None) -> int:
     p.add_argument("--rebin", type=float, default=None, metavar="MM",
                    help="ICRP-110 cases: the case's CT as a coarse acquisition rebinned to MM isotropic voxels "
                         "(linear interpolation), e.g. AF_4mm with --rebin 2: 4 x 4 x 5 mm made into 2 mm voxels")
+    p.add_argument("--hu-offset", type=float, default=0.0, metavar="HU",
+                   help="every case: the segmenter sees the CT with the body read HU off (calibration, beam "
+                        "hardening, tube voltage), e.g. 15")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -493,7 +507,7 @@ def main(argv=None) -> int:
                              enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
                              spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0,
                              spect_fwhm_mm=args.spect_fwhm, fov=args.fov if icrp else None,
-                             rebin_mm=args.rebin if icrp else None))
+                             rebin_mm=args.rebin if icrp else None, hu_offset=args.hu_offset))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

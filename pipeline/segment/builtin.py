@@ -250,6 +250,16 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         if atlas_bodies is None:
             raise InputError(None, f"built-in segmenter: {spine.levels['message']}")
         named, agree, z_atlas = landmarks_with_atlas(spine.levels, atlas_bodies["L3"], work_img.affine)
+        if named and not agree:
+            # landmarks and atlas, each on its own: every evidence disagrees with every other (the
+            # issue's refusal). Before, with 150 mm of lung or more the atlas went on alone with a
+            # warn: the real GE CT rebinned to 2.2 mm and read 15 HU high (before the CT numbers
+            # were read against fat) had its sacrum and iliac crests agree on the right L3, the
+            # ribs two levels low, and the atlas one level high named L2-L4 (kidneys +13 / +29 %)
+            raise InputError(None, "built-in segmenter: vertebral levels: the atlas registration puts L3 at "
+                             f"z {z_atlas:.0f} mm, where none of the CT's landmarks ({', '.join(named)}) "
+                             "puts it; set vertebra_level='L3@<z mm>' (CLI --vertebra-level) after reading "
+                             "the levels on the CT, or provide masks; the rules alone: " + spine.levels["message"])
         if len(named) > 1 and lung_mm < ATLAS_LEVELS_MIN_LUNG_MM:
             # the CT shows landmarks and they disagree, on a field of view whose registration has
             # little lung to hold it (:data:`ATLAS_LEVELS_MIN_LUNG_MM`): the free registration drifted
@@ -257,18 +267,14 @@ def segment_builtin(ct: Image, spect: Image | None = None,
             # so it cannot arbitrate even where it sides with one of them (AF 40/10: with the iliac
             # crests, both one level high, kidneys 0.49 / 0.44); the organs come from the same
             # registration; refuse
-            sides = (f"it sides with {', '.join(agree)}" if agree
-                     else "none of the CT's landmarks puts it there")
             raise InputError(None, "built-in segmenter: vertebral levels: the CT's landmarks "
                              f"({', '.join(named)}) disagree; the atlas registration puts L3 at z {z_atlas:.0f} mm "
-                             f"({sides}), but with {lung_mm:.0f} mm of lung in the field of view the registration "
-                             "cannot settle it (the organs come from the same registration); set "
-                             "vertebra_level='L3@<z mm>' (CLI --vertebra-level) after reading the levels on the CT, "
-                             "or provide masks; the rules alone: " + spine.levels["message"])
+                             f"(it sides with {', '.join(agree)}), but with {lung_mm:.0f} mm of lung in the field of "
+                             "view the registration cannot settle it (the organs come from the same registration); "
+                             "set vertebra_level='L3@<z mm>' (CLI --vertebra-level) after reading the levels on the "
+                             "CT, or provide masks; the rules alone: " + spine.levels["message"])
         if agree:
             landmarks = f"landmarks that agree with it: {', '.join(agree)}; "
-        elif named:
-            landmarks = f"no landmark of the CT agrees with it ({lung_mm:.0f} mm of lung in the field of view); "
         else:
             landmarks = "no landmark of the CT names L3; "
         spine.levels["message"] = ("L2-L4 from the atlas registration (" + ", ".join(

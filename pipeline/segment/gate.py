@@ -5,7 +5,9 @@ with the CT it belongs to, and optionally the reference SPECT and vertebral
 levels found independently on the CT. Each check gives pass, warn or fail
 against a range of :mod:`pipeline.segment.gate_ranges` (with its source).
 
-The CT: its fat peak (its numbers' calibration, :mod:`pipeline.segment.ct_numbers`).
+The CT: its subcutaneous fat peak (its numbers' calibration, :mod:`pipeline.segment.ct_numbers`);
+beyond the tolerance the tissue checks read the CT shifted to the reference, as the built-in
+segmenter does.
 Checks, per solid organ (kidneys, liver, spleen): present (unless declared
 absent), volume, median HU, gas volume and fat fraction inside, largest
 connected piece, side of the midline; kidneys: distance from the midline,
@@ -45,7 +47,7 @@ from .gate_grid import (Check, _centroid_world, _graded, _Grid, _labels_on_worki
 from .gate_ranges import RANGES, Limits
 from .gate_spine import _spine_checks, level_evidence_check
 from .components import component_sizes, fill_holes, select_labels
-from .ct_numbers import fat_peak_hu
+from .ct_numbers import FAT_REFERENCE_HU, MAX_FAT_OFFSET_HU, fat_correction_hu, fat_peak_hu
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
@@ -250,10 +252,18 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
     res = GateResult()
     counts = np.bincount(np.asarray(labels.array).ravel().astype(np.int64), minlength=8)
     g = _working_grid(ct, labels, working_voxel_mm)
-    mid_x, mid_from = _midline_x(g)
     fat = fat_peak_hu(g.ct, g.labels != 0, g.vs)
-    res.checks.append(_skip("ct", "fat_peak_hu", "fewer than 1000 body voxels of fat (-200 to -40 HU)")
-                      if fat is None else _graded("ct", "fat_peak_hu", fat, RANGES["ct.fat_peak_hu"]))
+    if fat is None:
+        res.checks.append(_skip("ct", "fat_peak_hu", "fewer than 1000 body voxels of fat (-200 to -40 HU)"))
+    else:
+        # the tissue checks (organs' and marrow's CT numbers, fat and gas inside) judge what a voxel
+        # is: on a CT read off as a whole they read it as the built-in segmenter does, against fat
+        shift = fat_correction_hu(fat) if abs(fat - FAT_REFERENCE_HU) <= MAX_FAT_OFFSET_HU else 0.0
+        if shift:
+            g.ct = g.ct - np.float32(shift)
+        res.checks.append(_graded("ct", "fat_peak_hu", fat, RANGES["ct.fat_peak_hu"],
+                                  note=f"the tissue checks read the CT {-shift:+.0f} HU" if shift else ""))
+    mid_x, mid_from = _midline_x(g)
     spine_checks, spine = _spine_checks(g, levels)
     evidence = level_evidence_check(level_vote)
     if evidence is not None:
