@@ -59,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="built-in with --spect: keep hot lesions inside the liver and spleen in the organ "
                         "(default: those above twice the parenchyma's SPECT level are labelled apart as "
                         "lesions 100+, so that the organ's dose is its parenchyma's)")
-    p.add_argument("--atlas", default="none", metavar="PATH|auto|none",
+    p.add_argument("--atlas", default="auto", metavar="PATH|auto|none",
                    help="built-in: kidneys, liver and spleen by atlas registration: a folder of labelled CTs "
                         "(<name>/ct.nii.gz + labels.nii.gz) or the OpenDose ICRP-110 zip; 'auto' uses "
                         "$SPECTDOSE_ATLAS or ../shared/data/icrp110/ beside spectdose when present "
-                        "(default none: the rules)")
+                        "(default auto, as in the workflow's config; none: the rules)")
     p.add_argument("--qc", choices=("fail", "warn"), default="fail",
                    help="what a failing QC check does: stop the stage (fail, default) or go on with a "
                         "warning after a physicist has looked at the masks (warn)")

@@ -227,7 +227,7 @@ def test_builtin_qc_json_records_the_level_vote_and_the_anchor_overrides_it(samp
 
     ct = str(sample["out"] / "nifti" / "t24h_ct.nii.gz")
     out = tmp_path / "seg"
-    assert main(["--ct", ct, "--out", str(out)]) == 0
+    assert main(["--ct", ct, "--out", str(out), "--atlas", "none"]) == 0
     vote = json.loads((out / "qc.json").read_text())["levels"]
     assert vote["decision"] == "pass"
     agreeing = [e["name"] for e in vote["evidence"] if e.get("available") and e.get("agrees")]
@@ -237,7 +237,7 @@ def test_builtin_qc_json_records_the_level_vote_and_the_anchor_overrides_it(samp
 
     z3 = 0.5 * sum(vertebra_z_ranges()["L3"])
     out2 = tmp_path / "seg2"
-    assert main(["--ct", ct, "--out", str(out2), "--vertebra-level", f"L3@{z3:.0f}"]) == 0
+    assert main(["--ct", ct, "--out", str(out2), "--atlas", "none", "--vertebra-level", f"L3@{z3:.0f}"]) == 0
     vote2 = json.loads((out2 / "qc.json").read_text())["levels"]
     assert any(e["name"] == "manual" for e in vote2["evidence"])
 

@@ -39,7 +39,7 @@ def rebinned_ct_nifti(real_ct_nifti, tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_ct_result(real_ct_nifti, tmp_path_factory):
     out = tmp_path_factory.mktemp("realseg") / "segment"
-    assert main(["--ct", str(real_ct_nifti), "--out", str(out)]) == 0
+    assert main(["--ct", str(real_ct_nifti), "--out", str(out), "--atlas", "none"]) == 0
     return out
 
 
