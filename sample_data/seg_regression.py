@@ -79,7 +79,8 @@ def _uptake_errors(ct, spect, labels, ref) -> dict:
 
 
 def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
-         atlas=(), labelled=None, judge_uptake=False, lesions=None, clean_spect=None, hu_offset: float = 0.0) -> dict:
+         atlas=(), labelled=None, judge_uptake=False, lesions=None, clean_spect=None, hu_offset: float = 0.0,
+         spect_shift_mm=None) -> dict:
     """Segment one case and compare it with its reference.
 
     The organs' Dice and uptake errors are those of the organ outlines, before ``spectdose
@@ -89,7 +90,12 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     SPECT, outline and parenchyma, is compared with that SPECT's mean in the reference liver
     without its lesions (the parenchyma as imaged). ``hu_offset``: the segmenter sees the CT with
     every voxel of the body (above -500 HU) read this many HU off (calibration, beam hardening,
-    tube voltage); reference and SPECT unchanged.
+    tube voltage); reference and SPECT unchanged. ``spect_shift_mm`` (RAS x, y, z, mm): the SPECT
+    the segmenter sees lies that far from its CT (breathing, patient motion between the CT and
+    the SPECT acquisition); the uptake error then compares the shifted SPECT in the segmented
+    organ with the same shifted SPECT in the reference organ (the segmentation's share), and
+    ``misaligned_uptake_pct`` the shifted SPECT in the reference organ with the aligned one (the
+    misalignment's own share, which no segmentation removes).
     """
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
@@ -99,6 +105,14 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
         a = np.asarray(ct.array, np.float32)
         ct = ct.with_array(np.where(a > -500.0, a + np.float32(hu_offset), a))
         name = f"{name} {hu_offset:+g}HU"
+    aligned = spect
+    if spect is not None and spect_shift_mm is not None and any(spect_shift_mm):
+        from pipeline.image import Image
+
+        aff = np.array(spect.affine)
+        aff[:3, 3] += np.asarray(spect_shift_mm, float)
+        spect = Image(np.asarray(spect.array), aff, spect.unit, dict(spect.meta))
+        name = f"{name} SPECT {','.join(f'{v:+g}' for v in spect_shift_mm)}mm"
     t = time.perf_counter()
     row = {"case": name + (" (anchor)" if anchor else ""),
            "atlas": ",".join(a.name.replace("ICRP110_", "") for a in atlas) or "rules"}
@@ -120,6 +134,14 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
     if judge_uptake:
         row["uptake_error_pct"] = _uptake_errors(ct, spect, judged, ref)
+        if aligned is not spect:
+            from pipeline.grid import resample_to
+
+            a = np.asarray(resample_to(aligned, ct, "linear").array)
+            b = np.asarray(resample_to(spect, ct, "linear", default_value=0.0).array)
+            r = np.asarray(ref.array) if labelled is None else np.where(labelled, np.asarray(ref.array), 0)
+            row["misaligned_uptake_pct"] = {o: round(100.0 * (float(b[r == lid].mean()) / float(a[r == lid].mean()) - 1.0), 1)
+                                            for o, lid in zip(ORGANS, (1, 2, 3, 4)) if np.any(r == lid)}
     row["marrow_in_bodies_pct"] = _marrow_in_bodies_pct(labels, ref)
     if lesions:
         # share of each lesion (not an organ) that a segmented organ took, %
@@ -162,18 +184,19 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
              liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0,
              spect_fwhm_mm: float = 12.0, fov: str | None = None, rebin_mm: float | None = None,
-             hu_offset: float = 0.0) -> dict:
+             hu_offset: float = 0.0, spect_shift_mm=None) -> dict:
     """One row of the table (see the module docstring); ``spect_noise`` (relative SD) and
     ``spect_fwhm_mm`` (mm) are the simulated SPECT's; ``fov``: an ICRP-110 case's field of view
     instead of its own (:func:`sample_data.icrp110.fov_z_range`); ``rebin_mm``: the ICRP-110
     case's CT, taken as the acquisition, rebinned to isotropic voxels of this size (mm; linear
     interpolation, :func:`sample_data.ct_variants.resampled_ct`), the reference labels made again
-    on that grid; ``hu_offset``: the CT's body read this many HU off (:func:`_row`)."""
+    on that grid; ``hu_offset``: the CT's body read this many HU off, ``spect_shift_mm``: the
+    SPECT moved against its CT (:func:`_row`)."""
     from functools import partial
 
     from pipeline.imageio import read_image
 
-    row = partial(_row, hu_offset=hu_offset)
+    row = partial(_row, hu_offset=hu_offset, spect_shift_mm=spect_shift_mm)
 
     if name == "totalseg":
         d = shared / "data" / "totalseg_example"
@@ -425,6 +448,9 @@ def format_rows(rows) -> str:
         up = ""
         if r.get("uptake_error_pct"):
             up = "  uptake % " + " ".join("-" if v is None else f"{v:+.1f}" for v in r["uptake_error_pct"].values())
+        if r.get("misaligned_uptake_pct"):
+            up += "  (misalignment alone, reference masks % " + " ".join(
+                f"{v:+.1f}" for v in r["misaligned_uptake_pct"].values()) + ")"
         les = ""
         if r.get("organ_lesions"):
             les += "  organ lesions " + " ".join(f"{o} {n} ({v} + {z} mL)" for o, (n, v, z) in r["organ_lesions"].items())
@@ -493,6 +519,9 @@ def main(argv=None) -> int:
     p.add_argument("--hu-offset", type=float, default=0.0, metavar="HU",
                    help="every case: the segmenter sees the CT with the body read HU off (calibration, beam "
                         "hardening, tube voltage), e.g. 15")
+    p.add_argument("--spect-shift", type=lambda v: tuple(float(x) for x in v.split(",")), default=None,
+                   metavar="X,Y,Z", help="with --spect: the SPECT lies X,Y,Z mm (RAS) from its CT (breathing, patient "
+                                         "motion), e.g. 0,0,8")
     args = p.parse_args(argv)
     subjects = ()
     if args.atlas != "none":
@@ -507,7 +536,8 @@ def main(argv=None) -> int:
                              enlarge=args.enlarge if icrp else None, liver_mets=args.liver_mets if icrp else 0.0,
                              spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0,
                              spect_fwhm_mm=args.spect_fwhm, fov=args.fov if icrp else None,
-                             rebin_mm=args.rebin if icrp else None, hu_offset=args.hu_offset))
+                             rebin_mm=args.rebin if icrp else None, hu_offset=args.hu_offset,
+                             spect_shift_mm=args.spect_shift))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))
