@@ -94,3 +94,22 @@ def test_folder_for_ct_and_bad_patient_id_are_one_line_errors(tmp_path, phantom_
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "not a valid patient id" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_builtin_without_an_atlas_found_warns_that_the_rules_made_the_organs(tmp_path, small_ct, monkeypatch):
+    # --atlas auto (the default) with no atlas on this machine falls back to the rules: the rules
+    # are what took bowel for kidneys on a real CT, so the QC record says so in red; asked for
+    # explicitly (--atlas none) it is the user's choice and no such check appears
+    import sample_data.icrp110 as icrp110
+
+    monkeypatch.delenv("SPECTDOSE_ATLAS", raising=False)
+    monkeypatch.setattr(icrp110, "default_zip_path", lambda: tmp_path / "no_atlas.zip")
+    ct_path = tmp_path / "ct.nii.gz"
+    write_image(ct_path, small_ct, {"quantity": "ct"})
+    assert main(["--ct", str(ct_path), "--out", str(tmp_path / "auto")]) == 0
+    qc = json.loads((tmp_path / "auto" / "qc.json").read_text())
+    method = [c for c in qc["checks"] if c["structure"] == "organs" and c["check"] == "method"]
+    assert len(method) == 1 and method[0]["status"] == "warn" and qc["status"] == "warn"
+    assert main(["--ct", str(ct_path), "--out", str(tmp_path / "none"), "--atlas", "none"]) == 0
+    qc = json.loads((tmp_path / "none" / "qc.json").read_text())
+    assert not [c for c in qc["checks"] if c["check"] == "method"]
