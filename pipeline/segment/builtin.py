@@ -335,7 +335,7 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     organ_method["ct_numbers"] = {
         "fat_peak_hu": None if fat_peak is None else round(fat_peak, 1), "fat_reference_hu": FAT_REFERENCE_HU,
         "tolerance_hu": FAT_TOLERANCE_HU, "subtracted_hu": round(fat_offset, 1),
-        "source": "pipeline.segment.ct_numbers: the fat peak (mode of the body's values in -200..-40 HU)"}
+        "source": "pipeline.segment.ct_numbers.fat_peak_hu: subcutaneous fat peak (3-30 mm below the outline)"}
 
     lesions = np.zeros(work.shape, np.int32)
     if options.lesions_from_spect:

@@ -38,7 +38,8 @@ MAX_FAT_OFFSET_HU = 50.0
 
 
 def fat_peak_hu(ct_hu: np.ndarray, body: np.ndarray, voxel_size_mm, smooth_mm: float = 2.0,
-                band_mm: tuple[float, float] = (3.0, 30.0), min_voxels: int = 1000) -> float | None:
+                band_mm: tuple[float, float] = (3.0, 30.0), min_voxels: int = 1000,
+                min_fat_fraction: float = 0.25) -> float | None:
     """The subcutaneous fat peak: the mode of the smoothed CT numbers between -200 and -40 HU
     in the body's outer band.
 
@@ -64,13 +65,21 @@ def fat_peak_hu(ct_hu: np.ndarray, body: np.ndarray, voxel_size_mm, smooth_mm: f
     band_mm : (float, float)
         Depth of the band below the body's outline, in-plane, mm.
     min_voxels : int
-        Fewer voxels in the fat range than this: None (no fat to measure).
+        Fewer voxels in the fat range (-200 to -40 HU) than this: None (no fat to measure).
+    min_fat_fraction : float
+        Fewer of the band's voxels in the fat range than this fraction: None. A subcutaneous
+        layer thinner than about 8 mm (a cachectic patient) is mostly partial volume with skin
+        and muscle, and its mode is no fat's: on an elliptic trunk with 2 mm voxels and 15 HU
+        noise, 6 mm of -105 HU fat read -56 HU (17 % of the band in the range) and 4 mm -79 HU
+        (8 %); 8 mm read -99 HU (26 %). The development CTs: 37 % (ICRP-110 AM at 2 mm) to 71 %
+        (real GE CT).
 
     Returns
     -------
     float or None
-        HU (None also when the mode lies within 10 HU of the range's ends: no peak); 1 HU
-        histogram smoothed by 5 HU, refined to a fraction of 1 HU.
+        HU (1 HU histogram smoothed by 5 HU, refined by a parabola through its highest bin to a
+        fraction of 1 HU: a 5 HU histogram read a shift of 15 HU as 17.5); None when there is no
+        fat peak (too few voxels, or the mode within 10 HU of -200 or -40 HU).
     """
     vs = np.asarray(voxel_size_mm, float)
     depth = np.zeros(body.shape, np.float32)
@@ -79,25 +88,18 @@ def fat_peak_hu(ct_hu: np.ndarray, body: np.ndarray, voxel_size_mm, smooth_mm: f
     band = (depth > band_mm[0]) & (depth <= band_mm[1])
     sm = ndi.gaussian_filter(ct_hu.astype(np.float32), smooth_mm / vs)
     v = sm[band]
-    v = v[(v >= -200.0) & (v <= -40.0)]
-    if v.size < min_voxels:
+    fat = (v >= -200.0) & (v <= -40.0)
+    if np.count_nonzero(fat) < max(min_voxels, min_fat_fraction * v.size):
         return None
-    mode = _fine_mode_hu(v, -200.0, -40.0)
-    # a mode at the range's edge is no peak (partial volume of a CT without fat)
-    return mode if -190.0 <= mode <= -50.0 else None
-
-
-def _fine_mode_hu(values: np.ndarray, lo_hu: float, hi_hu: float, smooth_hu: float = 5.0) -> float:
-    """Mode of ``values`` (HU) from a 1 HU histogram smoothed by ``smooth_hu`` (SD), refined by a
-    parabola through the highest bin and its neighbours (to a fraction of 1 HU: a 5 HU histogram
-    reads a shift of 15 HU as 17.5)."""
-    edges = np.arange(lo_hu, hi_hu + 1.0, 1.0)
-    h = ndi.gaussian_filter1d(np.histogram(values, bins=edges)[0].astype(float), smooth_hu)
+    edges = np.arange(-200.0, -39.0, 1.0)
+    h = ndi.gaussian_filter1d(np.histogram(v[fat], bins=edges)[0].astype(float), 5.0)
     i = int(np.argmax(h))
+    if not 10 <= i <= h.size - 11:  # a mode at the range's edge is no peak
+        return None
     frac = 0.0
-    if 0 < i < h.size - 1:
-        den = h[i - 1] - 2.0 * h[i] + h[i + 1]
-        frac = 0.5 * (h[i - 1] - h[i + 1]) / den if den < 0 else 0.0
+    den = h[i - 1] - 2.0 * h[i] + h[i + 1]
+    if den < 0:
+        frac = 0.5 * (h[i - 1] - h[i + 1]) / den  # parabola through the peak: a fraction of 1 HU
     return float(edges[i] + 0.5 + frac)
 
 

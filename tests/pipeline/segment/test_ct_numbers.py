@@ -10,13 +10,14 @@ from pipeline.segment.ct_numbers import (FAT_REFERENCE_HU, FAT_TOLERANCE_HU, MAX
 VS = (2.0, 2.0, 2.0)
 
 
-def _trunk(subcutaneous_hu=-105.0, visceral_hu=-85.0, noise_sd=50.0, seed=0):
-    """An elliptic trunk (300 x 220 mm, 40 slices of 2 mm): a 20 mm subcutaneous fat layer,
-    soft tissue (40 HU) inside with a visceral fat region, low-dose noise of ``noise_sd`` HU."""
+def _trunk(subcutaneous_hu=-105.0, visceral_hu=-85.0, noise_sd=50.0, seed=0, layer_mm=20.0):
+    """An elliptic trunk (300 x 220 mm, 40 slices of 2 mm): a subcutaneous fat layer of
+    ``layer_mm``, soft tissue (40 HU) inside with a visceral fat region, low-dose noise of
+    ``noise_sd`` HU."""
     rng = np.random.default_rng(seed)
     i, j = np.mgrid[:180, :140]
     r = np.hypot((i - 90) * 2.0 / 150.0, (j - 70) * 2.0 / 110.0)
-    inner = np.hypot((i - 90) * 2.0 / 130.0, (j - 70) * 2.0 / 90.0)
+    inner = np.hypot((i - 90) * 2.0 / (150.0 - layer_mm), (j - 70) * 2.0 / (110.0 - layer_mm))
     sl = np.full(r.shape, -1000.0)
     sl[r <= 1.0] = subcutaneous_hu
     sl[inner <= 1.0] = 40.0
@@ -42,6 +43,15 @@ def test_fat_peak_follows_a_shift_of_the_body_to_within_one_hu():
 def test_a_body_without_fat_has_no_fat_peak():
     ct, body = _trunk(subcutaneous_hu=40.0, visceral_hu=40.0, noise_sd=15.0)
     assert fat_peak_hu(ct, body, VS) is None
+
+
+def test_a_subcutaneous_layer_too_thin_to_hold_pure_fat_gives_no_fat_peak():
+    # 6 mm of fat is all partial volume with skin and muscle at 2 mm: its mode is no fat's, and a
+    # correction made from it would move every CT number of a cachectic patient by tens of HU
+    ct, body = _trunk(noise_sd=15.0, layer_mm=6.0, visceral_hu=40.0)
+    assert fat_peak_hu(ct, body, VS) is None
+    ct, body = _trunk(noise_sd=15.0, layer_mm=12.0, visceral_hu=40.0)
+    assert fat_peak_hu(ct, body, VS) == pytest.approx(-105.0, abs=3.0)
 
 
 def test_correction_is_zero_within_the_tolerance_and_the_whole_distance_beyond():
