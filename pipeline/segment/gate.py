@@ -14,7 +14,8 @@ connected piece, side of the midline; kidneys: distance from the midline,
 antero-posterior position against the vertebral bodies, level against L2-L4,
 volume ratio of the two and, with a SPECT, the colder one's concentration over the
 hotter one's; liver: gap between its top and the right lung base;
-SPECT uptake against a shell 10-25 mm around the organ; liver and spleen, with a SPECT:
+SPECT uptake against a shell 10-25 mm around the organ; kidneys, with a SPECT: the shift that fits
+the SPECT best (:mod:`pipeline.segment.gate_alignment`: SPECT/CT misregistration, warn only); liver and spleen, with a SPECT:
 the share of the interior (more than 6 mm inside; where the organ is cut by the field of view
 the cut face does not count as surface) hotter than twice the parenchyma's bulk level
 (hot lesions inside the mask: warn, never fail); when the built-in segmenter labelled such
@@ -45,6 +46,7 @@ from . import labels as L
 from .gate_grid import (Check, _centroid_world, _graded, _Grid, _labels_on_working_grid, _skip, _touches_fov,
                         _working_grid)
 from .gate_ranges import RANGES, Limits
+from .gate_alignment import uptake_offset_check
 from .gate_spine import _spine_checks, level_evidence_check
 from .components import component_sizes, fill_holes, select_labels
 from .ct_numbers import FAT_REFERENCE_HU, MAX_FAT_OFFSET_HU, fat_correction_hu, fat_peak_hu
@@ -322,6 +324,8 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
                 res.checks.append(_skip(organ, "uptake_ratio", "organ outside the SPECT or no counts around it"))
             else:
                 res.checks.append(_graded(organ, "uptake_ratio", inside / around, _limits(organ, "uptake_ratio")))
+            if organ.startswith("kidney"):
+                res.checks.append(uptake_offset_check(g, spect, organ, mask))
             if organ in ("liver", "spleen") and inside is not None:
                 if parenchyma is not None:
                     if par_lab is None:
@@ -353,7 +357,8 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
                                           RANGES["kidney.uptake_symmetry"]))
     res.checks += spine_checks
     for organ in masks:  # several borderline checks together mean a wrong mask
-        n = sum(1 for c in res.checks if c.structure == organ and c.status == "warn" and "field of view" not in c.note)
+        n = sum(1 for c in res.checks if c.structure == organ and c.status == "warn" and "field of view" not in c.note
+                and c.check != "uptake_offset_mm")  # the SPECT's alignment, not the mask's shape
         if n >= 2:
             res.checks.append(_graded(organ, "warn_count", float(n), RANGES["organ.warn_count"],
                                       note=", ".join(c.check for c in res.checks

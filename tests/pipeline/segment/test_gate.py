@@ -334,3 +334,19 @@ def test_a_ct_whose_body_reads_20_hu_high_warns_on_its_fat_peak_and_the_right_on
                               levels=sample["levels"]).find("ct", "fat_peak_hu")
     assert high.status == "warn"
     assert high.value - right.value == pytest.approx(20.0, abs=1.5)
+
+
+@pytest.mark.parametrize("shift_mm", [(0.0, 0.0, 0.0), (0.0, 0.0, 8.0), (7.0, 0.0, 0.0)])
+def test_a_spect_misaligned_with_its_ct_warns_on_the_kidneys_uptake_offset(sample, shift_mm):
+    # the truth masks with the SPECT moved against the CT (breathing, motion): the kidneys' best
+    # fitting shift is the imposed one, within a voxel; aligned it is within a voxel of none
+    spect = sample["spect"]
+    aff = np.array(spect.affine)
+    aff[:3, 3] += shift_mm
+    moved = Image(np.asarray(spect.array), aff, spect.unit)
+    res = check_segmentation(sample["ct"], sample["truth"], moved, levels=sample["levels"])
+    for k in ("kidney_left", "kidney_right"):
+        c = res.find(k, "uptake_offset_mm")
+        assert c.value == pytest.approx(np.linalg.norm(shift_mm), abs=5.0), c.note
+        assert c.status == ("warn" if any(shift_mm) else "pass"), c.note
+    assert not res.by_status("fail")
