@@ -3,6 +3,8 @@
 Rule-based on the CT (HU), optionally helped by the reference SPECT (uptake):
 
 - body: HU > -400, opened, components > 100 mL, holes filled slice by slice;
+- CT numbers: a subcutaneous fat peak more than 7 HU from -102 HU is corrected in the
+  segmenter's copy of the CT (:mod:`pipeline.segment.ct_numbers`);
 - lungs: air (< -500 HU) inside the body, the largest component(s);
 - spine: vertebral bodies, discs and levels (:mod:`pipeline.segment.spine`:
   L2-L4 counted up from the sacrum, cross-checked with the lowest rib-bearing
@@ -189,7 +191,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
     fat_offset = fat_correction_hu(fat_peak)
     if fat_offset:
         # the segmenter's fixed levels (fat, rims, bone, canal) hold for fat at about -100 HU
-        # (pipeline.segment.ct_numbers); the CT itself and the QC gate keep the numbers as read
+        # (pipeline.segment.ct_numbers); the CT itself is not changed (the QC gate reads it
+        # against fat the same way)
         arr = np.maximum(arr - np.float32(fat_offset), -1024.0)
         work = np.maximum(work - np.float32(fat_offset), -1024.0)
         notes.append(f"CT numbers: the body's fat peak is at {fat_peak:.0f} HU (fat reads {FAT_REFERENCE_HU:.0f} "

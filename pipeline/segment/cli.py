@@ -321,7 +321,7 @@ def _run(args) -> int:
                            lesions_from_spect=args.lesions_from_spect, ct_path=args.ct,
                            absent_organs=args.absent_organ, vertebra_level=args.vertebra_level, atlas=atlas,
                            organ_lesions=args.organ_lesions)
-    info["atlas_missing"] = args.backend == "builtin" and atlas_missing
+    info["atlas_missing"] = atlas_missing
     for note in info["notes"]:
         print(f"note: {note}")
     try:

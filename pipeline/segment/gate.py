@@ -8,14 +8,16 @@ against a range of :mod:`pipeline.segment.gate_ranges` (with its source).
 The CT: its subcutaneous fat peak (its numbers' calibration, :mod:`pipeline.segment.ct_numbers`);
 beyond the tolerance the tissue checks read the CT shifted to the reference, as the built-in
 segmenter does.
+
 Checks, per solid organ (kidneys, liver, spleen): present (unless declared
 absent), volume, median HU, gas volume and fat fraction inside, largest
 connected piece, side of the midline; kidneys: distance from the midline,
 antero-posterior position against the vertebral bodies, level against L2-L4,
 volume ratio of the two and, with a SPECT, the colder one's concentration over the
 hotter one's; liver: gap between its top and the right lung base;
-SPECT uptake against a shell 10-25 mm around the organ; kidneys, with a SPECT: the shift that fits
-the SPECT best (:mod:`pipeline.segment.gate_alignment`: SPECT/CT misregistration, warn only); liver and spleen, with a SPECT:
+SPECT uptake against a shell 10-25 mm around the organ; kidneys, with a SPECT: the shift that
+fits the SPECT best (:mod:`pipeline.segment.gate_alignment`: SPECT/CT misregistration, warn
+only); liver and spleen, with a SPECT:
 the share of the interior (more than 6 mm inside; where the organ is cut by the field of view
 the cut face does not count as surface) hotter than twice the parenchyma's bulk level
 (hot lesions inside the mask: warn, never fail); when the built-in segmenter labelled such
