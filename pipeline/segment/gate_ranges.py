@@ -62,7 +62,8 @@ class Limits:
             return f">= {f(self.pass_lo)} {self.unit}".strip()
         if math.isinf(self.pass_lo):
             return f"<= {f(self.pass_hi)} {self.unit}".strip()
-        return f"{f(self.pass_lo)}-{f(self.pass_hi)} {self.unit}".strip()
+        sep = " to " if min(self.pass_lo, self.pass_hi) < 0 else "-"  # "-109 to -95 HU", not "-109--95"
+        return f"{f(self.pass_lo)}{sep}{f(self.pass_hi)} {self.unit}".strip()
 
     def as_dict(self) -> dict:
         return {"pass": [self.pass_lo, self.pass_hi], "fail_outside": [self.fail_lo, self.fail_hi],

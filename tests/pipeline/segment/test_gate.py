@@ -41,6 +41,8 @@ def test_limits_have_three_zones_and_nan_fails():
     lim = Limits(1.0, 2.0, 0.5, 3.0, "mL", "test")
     assert [lim.status(v) for v in (1.5, 0.7, 2.5, 0.4, 3.1, float("nan"))] == \
         ["pass", "warn", "warn", "fail", "fail", "fail"]
+    assert lim.expected() == "1-2 mL"
+    assert Limits(-109.0, -95.0, -152.0, -52.0, "HU", "test").expected() == "-109 to -95 HU"  # not -109--95
     for key, r in RANGES.items():  # every range: pass inside warn inside fail, with a source
         assert r.fail_lo <= r.pass_lo <= r.pass_hi <= r.fail_hi, key
         assert len(r.source) > 20, key
