@@ -110,3 +110,25 @@ def test_a_kidney_mask_without_kidney_uptake_fails_on_the_kidneys_symmetry(icrp_
     res = check_segmentation(c["ct"], c["ref"], spect, levels=c["levels"])
     bad = res.find("kidneys", "uptake_symmetry")
     assert bad.status == "fail" and bad.value < 0.2, bad.line()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["AF_3mm", "AM_4mm"])
+def test_reference_kidneys_find_a_spect_moved_against_the_ct(icrp_cases, case):
+    """The reference kidneys with the simulated SPECT aligned pass ``uptake_offset_mm`` (within a
+    voxel of no shift); moved 8 mm superior, both warn with the imposed shift within a voxel."""
+    from sample_data.seg_regression import simulated_spect
+
+    from pipeline.image import Image
+
+    c = icrp_cases[case]
+    spect = simulated_spect(c["ct"], c["ref"])
+    vox = float(max(c["ct"].voxel_size_mm))
+    ok = check_segmentation(c["ct"], c["ref"], spect, levels=c["levels"])
+    aff = np.array(spect.affine)
+    aff[2, 3] += 8.0
+    moved = check_segmentation(c["ct"], c["ref"], Image(np.asarray(spect.array), aff, spect.unit), levels=c["levels"])
+    for k in ("kidney_left", "kidney_right"):
+        a, m = ok.find(k, "uptake_offset_mm"), moved.find(k, "uptake_offset_mm")
+        assert a.status == "pass" and a.value <= vox, a.line()
+        assert m.status == "warn" and abs(m.value - 8.0) <= vox, m.line()
