@@ -23,7 +23,8 @@ __all__ = ["ATLAS_LEVELS_MIN_LUNG_MM", "SINGLE_BODY_HEIGHT_MM", "SINGLE_BODY_HEI
 #: atlas's L3 was right on every case (AM_3mm: sacrum, iliac crests and ribs three levels apart);
 #: on fields of view from 10-60 mm into the sacrum to 20-80 mm above the lung bases it was one level
 #: or more off in all five cases where it sided with no landmark (AF kidneys Dice 0.39 / 0.27 and 0.49 /
-#: 0.44 from the same registration); four of them went on with only warns.
+#: 0.44 from the same registration); four of them went on with only warns. With more lung, an
+#: atlas that sides with none of the landmarks is refused too (:func:`pipeline.segment.builtin.segment_builtin`).
 ATLAS_LEVELS_MIN_LUNG_MM = 150.0
 
 
