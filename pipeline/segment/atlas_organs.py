@@ -184,7 +184,8 @@ def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
 
 def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions(),
                  registrations=(), spect: np.ndarray | None = None,
-                 spect_fov: np.ndarray | None = None, lungs: np.ndarray | None = None) -> tuple[dict, dict]:
+                 spect_fov: np.ndarray | None = None, lungs: np.ndarray | None = None,
+                 fat_hu: float = -100.0) -> tuple[dict, dict]:
     """Organ masks on the grid of ``grid_ct``.
 
     Parameters
@@ -213,6 +214,13 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     lungs : numpy.ndarray of bool, optional
         The lungs on ``grid_ct``'s grid: next to them the partial-volume rim is measured
         against lung, not fat (:func:`pipeline.segment.atlas_refine.grow_partial_volume`).
+    fat_hu : float
+        This patient's fat on ``grid_ct``, HU (the built-in segmenter passes the subcutaneous
+        fat peak, :mod:`pipeline.segment.ct_numbers`): fat more than 50 HU above it is in no
+        organ, and the partial-volume rim ends half-way to it. With the fixed -100 HU, the GE
+        CT rebinned to 2.2 mm and read 10 HU high (fat at -96 HU, inside the correction's
+        tolerance) grew its kidneys from 144 / 161 to 150 / 170 mL; with the two levels moved
+        by the same 10 HU, 144 / 161 mL.
 
     Returns
     -------
@@ -263,7 +271,8 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         for n, outside in rib_limit.items():
             soft[n] = np.where(outside, 0.0, soft[n])
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
-        refined, models = refine_organs(hu, vs, soft, veto=veto, other_region=other_region)
+        refined, models = refine_organs(hu, vs, soft, veto=veto, other_region=other_region,
+                                        max_fat_hu=fat_hu + 50.0)
         for n in refine:
             masks[n] = without_thin_appendages(refined[n], vs, fusion.appendage_radius_mm)
             organs[n]["intensity_model"] = models[n]
@@ -288,7 +297,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         if n in veto:
             blocked |= veto[n] < 0.5
         before = int(masks[n].sum())
-        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, lungs=lungs)
+        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, fat_hu=fat_hu, lungs=lungs)
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)

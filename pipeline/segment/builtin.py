@@ -315,7 +315,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         masks, organ_method = atlas_organs(crop_img, options.atlas, carried, registrations=registrations,
                                            spect=None if spect_w is None else spect_w[box],
                                            spect_fov=None if spect_fov is None else spect_fov[box],
-                                           lungs=lungs[box])
+                                           lungs=lungs[box],
+                                           fat_hu=-100.0 if fat_peak is None else fat_peak - fat_offset)
         organ_method["vertebrae"] = vert_record
         organ_method["box_working_voxels"] = [[int(b.start), int(b.stop)] for b in box]
         masks = {n: uncrop(m, box, work.shape) & body & ~bone for n, m in masks.items()}
