@@ -75,10 +75,13 @@ def best_uptake_shift(g: _Grid, spect: Image, mask: np.ndarray, max_mm: float = 
     base = mean_at(np.zeros(3, int))
     if not base > 0:
         return None
+    def score(d):  # the highest mean; among equal means the smallest shift (a flat uptake: none)
+        return mean_at(d), -float(np.abs(d).sum())
+
     coarse = [np.arange(-r, r + 1, 2) for r in reach]
-    best = max((np.array(d) for d in itertools.product(*coarse)), key=mean_at)
+    best = max((np.array(d) for d in itertools.product(*coarse)), key=score)
     best = max((best + np.array(d) for d in itertools.product((-1, 0, 1), repeat=3)
-                if np.all(np.abs(best + np.array(d)) <= reach)), key=mean_at)
+                if np.all(np.abs(best + np.array(d)) <= reach)), key=score)
     shift_mm = g.world(best) - g.world(np.zeros(3))
     return shift_mm, mean_at(best) / base
 
