@@ -103,7 +103,7 @@ def fat_peak_hu(ct_hu: np.ndarray, body: np.ndarray, voxel_size_mm, smooth_mm: f
     return float(edges[i] + 0.5 + frac)
 
 
-def fat_correction_hu(peak_hu: float | None, path=None) -> float:
+def fat_correction_hu(peak_hu: float | None, path=None, refuse: bool = True) -> float:
     """The offset to subtract from the CT so that its fat peak lies at the reference, HU.
 
     A fat peak within :data:`FAT_TOLERANCE_HU` of :data:`FAT_REFERENCE_HU` is left alone
@@ -118,6 +118,9 @@ def fat_correction_hu(peak_hu: float | None, path=None) -> float:
         :func:`fat_peak_hu` (None: no correction).
     path : str, optional
         The CT's file, named in the error.
+    refuse : bool
+        A peak more than :data:`MAX_FAT_OFFSET_HU` from the reference is no calibration
+        offset: refuse (the segmenter), or return 0.0 (the QC gate, whose check then fails).
 
     Returns
     -------
@@ -127,12 +130,14 @@ def fat_correction_hu(peak_hu: float | None, path=None) -> float:
     Raises
     ------
     InputError
-        When the peak lies more than :data:`MAX_FAT_OFFSET_HU` from the reference.
+        When ``refuse`` and the peak lies more than :data:`MAX_FAT_OFFSET_HU` from the reference.
     """
     if peak_hu is None:
         return 0.0
     d = float(peak_hu) - FAT_REFERENCE_HU
     if abs(d) > MAX_FAT_OFFSET_HU:
+        if not refuse:
+            return 0.0
         raise InputError(path, f"CT numbers: the body's fat peak is at {peak_hu:.0f} HU, expected "
                                f"{FAT_REFERENCE_HU:.0f} +- {MAX_FAT_OFFSET_HU:.0f} HU: is this a CT in HU "
                                "(rescale slope and intercept applied)?")

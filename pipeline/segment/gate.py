@@ -51,7 +51,7 @@ from .gate_ranges import RANGES, Limits
 from .gate_alignment import uptake_offset_check
 from .gate_spine import _spine_checks, level_evidence_check
 from .components import component_sizes, fill_holes, select_labels
-from .ct_numbers import FAT_REFERENCE_HU, MAX_FAT_OFFSET_HU, fat_correction_hu, fat_peak_hu
+from .ct_numbers import fat_correction_hu, fat_peak_hu
 
 __all__ = ["Check", "GateResult", "check_segmentation", "ORGANS"]
 
@@ -262,7 +262,7 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
     else:
         # the tissue checks (organs' and marrow's CT numbers, fat and gas inside) judge what a voxel
         # is: on a CT read off as a whole they read it as the built-in segmenter does, against fat
-        shift = fat_correction_hu(fat) if abs(fat - FAT_REFERENCE_HU) <= MAX_FAT_OFFSET_HU else 0.0
+        shift = fat_correction_hu(fat, refuse=False)
         if shift:
             g.ct = g.ct - np.float32(shift)
         res.checks.append(_graded("ct", "fat_peak_hu", fat, RANGES["ct.fat_peak_hu"],

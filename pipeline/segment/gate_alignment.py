@@ -75,6 +75,7 @@ def best_uptake_shift(g: _Grid, spect: Image, mask: np.ndarray, max_mm: float = 
     base = mean_at(np.zeros(3, int))
     if not base > 0:
         return None
+
     def score(d):  # the highest mean; among equal means the smallest shift (a flat uptake: none)
         return mean_at(d), -float(np.abs(d).sum())
 
