@@ -80,7 +80,7 @@ def _uptake_errors(ct, spect, labels, ref) -> dict:
 
 def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4"), anchor=False,
          atlas=(), labelled=None, judge_uptake=False, lesions=None, clean_spect=None, hu_offset: float = 0.0,
-         spect_shift_mm=None) -> dict:
+         spect_shift_mm=None, absent=()) -> dict:
     """Segment one case and compare it with its reference.
 
     The organs' Dice and uptake errors are those of the organ outlines, before ``spectdose
@@ -95,7 +95,8 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     the SPECT acquisition); the uptake error then compares the shifted SPECT in the segmented
     organ with the same shifted SPECT in the reference organ (the segmentation's share), and
     ``misaligned_uptake_pct`` the shifted SPECT in the reference organ with the aligned one (the
-    misalignment's own share, which no segmentation removes).
+    misalignment's own share, which no segmentation removes). ``absent``: organs declared absent
+    to the segmenter and the gate (``--absent-organ``).
     """
     from pipeline.errors import SpectdoseError
     from pipeline.segment.cli import run_gate, segment
@@ -120,7 +121,7 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     if anchor and "L3" in ref_levels:
         level = f"L3@{0.5 * sum(ref_levels['L3']):.1f}"  # the reference L3 centre, as a physicist would give it
     try:
-        labels, info = segment(ct, spect=spect, vertebra_level=level, atlas=atlas)
+        labels, info = segment(ct, spect=spect, vertebra_level=level, atlas=atlas, absent_organs=absent)
         outline = info.get("outline_labels", labels)
         rec = info.get("organ_method", {}).get("organ_lesions", {})
         row["organ_lesions"] = {o: (len(r.get("labels", [])), round(sum(r.get("volumes_ml", [])), 1),
@@ -132,6 +133,8 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     judged = outline if labelled is None else outline.with_array(np.where(labelled, np.asarray(outline.array), 0))
     organs = compare_labels(judged, ref)  # only where the reference was labelled
     row["dice"] = {o: organs[o]["dice"] if organs[o]["status"] != "absent" else None for o in ORGANS}
+    row["volume_ml"] = {o: round(float(np.count_nonzero(np.asarray(outline.array) == lid)) * outline.voxel_volume_ml, 1)
+                        for o, lid in zip(ORGANS, (1, 2, 3, 4))}
     if judge_uptake:
         row["uptake_error_pct"] = _uptake_errors(ct, spect, judged, ref)
         if aligned is not spect:
@@ -164,7 +167,7 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
     lv = compare_levels(test_levels, ref_levels, names=evaluate_levels)
     row["levels"] = {n: r["match"] if r["status"] != "no reference" else None for n, r in lv.items()}
     row["level_offset_mm"] = {n: r["offset_mm"] for n, r in lv.items()}
-    qc = run_gate(ct, labels, info, spect, mode="warn")
+    qc = run_gate(ct, labels, info, spect, absent_organs=absent, mode="warn")
     row["qc"] = qc["status"]
     row["qc_failing"] = [f"{c['structure']}:{c['check']}" for c in qc["checks"] if c["status"] == "fail"]
     row["qc_warn"] = [f"{c['structure']}:{c['check']}" for c in qc["checks"] if c["status"] == "warn"]
@@ -184,19 +187,23 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
              scale: tuple[float, float] | None = None, enlarge: tuple[str, float] | None = None,
              liver_mets: float = 0.0, spect_noise: float = 0.05, cyst_mm: float = 0.0,
              spect_fwhm_mm: float = 12.0, fov: str | None = None, rebin_mm: float | None = None,
-             hu_offset: float = 0.0, spect_shift_mm=None) -> dict:
+             hu_offset: float = 0.0, spect_shift_mm=None, remove: str | None = None,
+             declare_removed: bool = True) -> dict:
     """One row of the table (see the module docstring); ``spect_noise`` (relative SD) and
     ``spect_fwhm_mm`` (mm) are the simulated SPECT's; ``fov``: an ICRP-110 case's field of view
     instead of its own (:func:`sample_data.icrp110.fov_z_range`); ``rebin_mm``: the ICRP-110
     case's CT, taken as the acquisition, rebinned to isotropic voxels of this size (mm; linear
     interpolation, :func:`sample_data.ct_variants.resampled_ct`), the reference labels made again
     on that grid; ``hu_offset``: the CT's body read this many HU off, ``spect_shift_mm``: the
-    SPECT moved against its CT (:func:`_row`)."""
+    SPECT moved against its CT (:func:`_row`); ``remove``: an ICRP-110 phantom without that organ
+    (:func:`_without`: nephrectomy, splenectomy), declared absent to the segmenter unless
+    ``declare_removed`` is False."""
     from functools import partial
 
     from pipeline.imageio import read_image
 
-    row = partial(_row, hu_offset=hu_offset, spect_shift_mm=spect_shift_mm)
+    row = partial(_row, hu_offset=hu_offset, spect_shift_mm=spect_shift_mm,
+                  absent=(remove,) if remove and declare_removed else ())
 
     if name == "totalseg":
         d = shared / "data" / "totalseg_example"
@@ -246,6 +253,9 @@ def run_case(name: str, shared: Path, anchor: bool = False, atlas=(), spect: boo
     if scale is not None:
         ph = _scaled(ph, *scale)
         name = f"{name} x{scale[0]:g},{scale[1]:g}"
+    if remove is not None:
+        ph = _without(ph, remove)
+        name = f"{name} no {remove}" + ("" if declare_removed else " (undeclared)")
     if enlarge is not None:
         ph, (before, after) = _enlarged(ph, *enlarge)
         name = f"{name} {enlarge[0]} {after:.0f}mL"  # before: the phantom's own volume
@@ -424,6 +434,27 @@ def _enlarged(ph, organ: str, grow_mm: float):
     return replace(ph, labels=ph.labels.with_array(lab), _cache={}), (before, after)
 
 
+def _without(ph, organ: str):
+    """The phantom without ``organ`` (nephrectomy, splenectomy): each of its voxels takes the tissue
+    of the nearest :data:`_DISPLACEABLE` voxel around it (fat, bowel, stomach, pancreas, blood), as
+    the fat and bowel that fill an empty renal fossa or splenic bed. The other organs stay where they
+    are (in patients the spleen or colon may move into the space; not modelled)."""
+    from dataclasses import replace
+
+    from sample_data.icrp110 import IDS
+
+    lab = np.asarray(ph.labels.array).copy()
+    org = np.isin(lab, IDS[organ])
+    displaceable = np.zeros(int(lab.max()) + 1, bool)
+    for i, t in ph.tissue.items():
+        if i < displaceable.size and any(w in t for w in _DISPLACEABLE):
+            displaceable[i] = True
+    source = displaceable[lab] & ~org
+    _, idx = ndi.distance_transform_edt(~source, return_indices=True)
+    lab[org] = lab[tuple(i[org] for i in idx)]
+    return replace(ph, labels=ph.labels.with_array(lab), _cache={})
+
+
 def _marrow_in_bodies_pct(labels, ref) -> float | None:
     """Share (%) of the marrow VOI (label 5) inside the reference L2-L4 bodies (labels 5 and 6: the
     sample patient's truth carves its own VOI out of the bodies); None where the reference has no
@@ -463,6 +494,9 @@ def format_rows(rows) -> str:
                                           or "none")
         if r.get("marrow_in_bodies_pct") is not None:
             les += f"  marrow VOI in the reference bodies {r['marrow_in_bodies_pct']:.0f} %"
+        ghost = [f"{o} {v:.0f} mL" for o, v in r.get("volume_ml", {}).items() if r["dice"][o] is None and v > 0]
+        if ghost:
+            les += "  found where the reference has none: " + ", ".join(ghost)
         lines.append(f"{r['case']:<30}{r.get('atlas', ''):<7}{d}  {lv:<11} {r['qc']:<5}{r['seconds']:>5.1f}{fails}{up}{les}")
     return "\n".join(lines)
 
@@ -510,6 +544,11 @@ def main(argv=None) -> int:
     p.add_argument("--enlarge", type=_organ_mm, default=None, metavar="ORGAN:MM",
                    help="ICRP-110 cases: grow one organ (liver, spleen, kidney_left, kidney_right) by up to MM "
                         "over the fat and bowel around it (hepatomegaly, splenomegaly), e.g. spleen:15")
+    p.add_argument("--remove", default=None, choices=("kidney_left", "kidney_right", "spleen"),
+                   help="ICRP-110 cases: the phantom without this organ (nephrectomy, splenectomy; its place "
+                        "filled with the fat and bowel around it), declared absent to the segmenter")
+    p.add_argument("--undeclared", action="store_true",
+                   help="with --remove: do not tell the segmenter and the gate (what happens when nobody says)")
     p.add_argument("--fov", default=None, metavar="NAME",
                    help="ICRP-110 cases: another field of view (sample_data.icrp110.fov_z_range), e.g. "
                         "bases:40:10 (from 10 mm into the sacrum to 40 mm above the lung bases)")
@@ -537,7 +576,8 @@ def main(argv=None) -> int:
                              spect_noise=args.spect_noise, cyst_mm=args.cyst if icrp else 0.0,
                              spect_fwhm_mm=args.spect_fwhm, fov=args.fov if icrp else None,
                              rebin_mm=args.rebin if icrp else None, hu_offset=args.hu_offset,
-                             spect_shift_mm=args.spect_shift))
+                             spect_shift_mm=args.spect_shift, remove=args.remove if icrp else None,
+                             declare_removed=not args.undeclared))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))

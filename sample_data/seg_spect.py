@@ -150,26 +150,30 @@ def realistic_spect(ct, native_on_ct: np.ndarray, fwhm_mm: float = 12.0, voxel_m
     for ids, v in (REALISTIC_UPTAKE if uptake is None else uptake).items():
         act[np.isin(lab, ids)] = v
     lesions = {}
-    # para-aortic node: medial to the left kidney's hilum, in the kidney's centroid slice
+    # para-aortic node: medial to the left kidney's hilum, in the kidney's centroid slice (none
+    # without a left kidney: a nephrectomy case)
     kid_l = np.isin(lab, (89, 90, 91))
-    spine_x = float(np.argwhere(np.isin(lab, (51, 52)))[:, 0].mean())
-    c = np.argwhere(kid_l).mean(axis=0)
-    k = int(round(c[2]))
-    pts = np.argwhere(kid_l[:, :, k])
-    medial = pts[np.argmin(np.abs(pts[:, 0] - spine_x))]
-    step = np.sign(spine_x - medial[0])
-    centre = np.array([medial[0] + step * (LESION_RADIUS_MM + 8.0) / vs[0], medial[1], k], float)
-    node = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & body & ~np.isin(lab, (51, 52)) & ~kid_l
-    lesions["node_left"] = node
+    node = np.zeros(hu.shape, bool)
+    if kid_l.any():
+        spine_x = float(np.argwhere(np.isin(lab, (51, 52)))[:, 0].mean())
+        c = np.argwhere(kid_l).mean(axis=0)
+        k = int(round(c[2]))
+        pts = np.argwhere(kid_l[:, :, k])
+        medial = pts[np.argmin(np.abs(pts[:, 0] - spine_x))]
+        step = np.sign(spine_x - medial[0])
+        centre = np.array([medial[0] + step * (LESION_RADIUS_MM + 8.0) / vs[0], medial[1], k], float)
+        node = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & body & ~np.isin(lab, (51, 52)) & ~kid_l
+        lesions["node_left"] = node
     # liver metastasis: the liver voxel farthest inside the liver among those within 40 mm of the right kidney
     liver = np.isin(lab, (95,))
     kid_r = np.isin(lab, (92, 93, 94))
-    near = ndi.distance_transform_edt(~kid_r, sampling=vs) <= 40.0
+    # without a right kidney (a nephrectomy case) the deepest point of the whole liver
+    near = ndi.distance_transform_edt(~kid_r, sampling=vs) <= 40.0 if kid_r.any() else liver
     inside = ndi.distance_transform_edt(liver, sampling=vs)
     cand = np.where(liver & near, inside, 0.0)
     centre = np.array(np.unravel_index(int(np.argmax(cand)), cand.shape), float)
     lesions["liver_met"] = _ball(hu.shape, centre, LESION_RADIUS_MM, vs) & liver
-    act[lesions["node_left"]] = LESION_UPTAKE
+    act[node] = LESION_UPTAKE
     if liver_lesions:
         act[lesions["liver_met"]] = LESION_UPTAKE
     if liver_mets_fraction > 0:

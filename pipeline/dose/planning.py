@@ -176,4 +176,8 @@ def plan_from_doses(organs, marrow: dict, bed_rows: list[dict], injected_gbq: fl
         o.name: o.mean_gy / injected_gbq * plan["activity_gbq"] for o in organs}
     plan["basis"] = ("absorbed dose scales linearly with administered activity at unchanged kinetics; "
                      "Gy/GBq from this study")
+    kidneys = [o.name for o in organs if o.label in KIDNEY_LABELS]
+    if len(kidneys) == 1:  # the other declared absent at segmentation (nephrectomy)
+        plan["basis"] += (f"; solitary kidney: the kidney limit is applied to {kidneys[0]} alone (a lower "
+                          "limit may be chosen for a solitary kidney: dose.kidney_dose_limit_gy, kidney_bed_limit_gy)")
     return plan

@@ -139,9 +139,11 @@ class Runner:
         for column, name in (("radionuclide", "radionuclide"), ("injected_mbq", "injected_activity_mbq"),
                              ("injection_datetime", "injection_datetime"), ("vertebra_level", "vertebra_level"),
                              ("reference_time_point", "reference_time_point"),
-                             ("calibration_cps_per_mbq", "calibration_cps_per_mbq")):
+                             ("calibration_cps_per_mbq", "calibration_cps_per_mbq"),
+                             ("absent_organs", "absent_organs")):
             if over.get(name) is not None:
-                row[column] = str(over[name])
+                v = over[name]
+                row[column] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
         sheet = wd / "sheets" / f"{pseudonym}.tsv"
         write_text(sheet, "\t".join(row) + "\n" + "\t".join(str(v) for v in row.values()) + "\n")
         return sheet

@@ -26,9 +26,10 @@ __all__ = ["assemble_sessions", "check_ready", "read_overrides", "patient_facts"
 log = logging.getLogger("spectdose.node")
 SPECT_KINDS = ("spect_multiframe", "spect_slices")
 #: Keys of ``overrides/<pseudonym>.yaml``: the injection record, the sex, and the sheet's per-patient
-#: settings a physicist may need (``vertebra_level``, ``reference_time_point``, ``calibration_cps_per_mbq``).
+#: settings a physicist may need (``vertebra_level``, ``reference_time_point``, ``calibration_cps_per_mbq``,
+#: ``absent_organs``).
 OVERRIDE_KEYS = {"radionuclide", "injected_activity_mbq", "injection_datetime", "sex", "vertebra_level",
-                 "reference_time_point", "calibration_cps_per_mbq"}
+                 "reference_time_point", "calibration_cps_per_mbq", "absent_organs"}
 
 
 def read_overrides(config: NodeConfig, pseudonym: str) -> dict:

@@ -185,7 +185,7 @@ def _fused(grid_ct: Image, subjects, carried, ids, fusion: FusionOptions):
 def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = FusionOptions(),
                  registrations=(), spect: np.ndarray | None = None,
                  spect_fov: np.ndarray | None = None, lungs: np.ndarray | None = None,
-                 fat_hu: float = -100.0) -> tuple[dict, dict]:
+                 fat_hu: float = -100.0, absent=()) -> tuple[dict, dict]:
     """Organ masks on the grid of ``grid_ct``.
 
     Parameters
@@ -221,6 +221,12 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         CT rebinned to 2.2 mm and read 10 HU high (fat at -96 HU, inside the correction's
         tolerance) grew its kidneys from 144 / 161 to 150 / 170 mL; with the two levels moved
         by the same 10 HU, 144 / 161 mL.
+    absent : iterable of str
+        Organs the patient does not have (nephrectomy, splenectomy: ``spectdose segment
+        --absent-organ``). Their prior is dropped before the refinement, so no mask of them is
+        made and their atlas place goes to the "other" class (fat, bowel, the organs that moved
+        into it) instead of being taken by a hallucinated organ; their mask is empty and their
+        ``method`` is ``"absent (declared)"``.
 
     Returns
     -------
@@ -233,9 +239,12 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     hu = np.asarray(grid_ct.array, np.float32)
     vs = grid_ct.voxel_size_mm
     fused, organs = _fused(grid_ct, subjects, carried, ATLAS_ORGANS, fusion)
-    for r in organs.values():
+    for n, r in organs.items():
         trusted = r["best_mad_hu"] is not None and r["best_mad_hu"] < fusion.trust_mad_hu
-        r["method"] = "atlas" if trusted else "atlas+CT"
+        r["method"] = "absent (declared)" if n in absent else "atlas" if trusted else "atlas+CT"
+        if n in absent:
+            fused[n] = np.zeros_like(fused[n])
+    present = [n for n in ATLAS_ORGANS if n not in absent]
     record = {"subjects": list(registrations), "organs": organs}
 
     refine = [n for n in ATLAS_ORGANS if organs[n]["method"] == "atlas+CT"]
@@ -248,16 +257,16 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         del depth
     if refine:
         soft = {n: np.clip(ndi.gaussian_filter(fused[n], fusion.refine_sigma_mm / np.asarray(vs)), 0.0, 1.0)
-                ** fusion.refine_gamma for n in ATLAS_ORGANS}
+                ** fusion.refine_gamma for n in present}
         # "other" learns its CT numbers in the organs' neighbourhood without the tails
         total = sum(soft.values())
         other_region = (total > 0.01) & (total < 0.5)
         def others(n):  # the largest fused prior of the organs other than n
             return np.max([fused[o] for o in ATLAS_ORGANS if o != n], axis=0)
 
-        for n in fusion.tail_organs if fusion.tail_mm > 0 else ():
+        for n in [o for o in fusion.tail_organs if o in soft] if fusion.tail_mm > 0 else ():
             soft[n] = prior_with_tail(soft[n], fused[n], others(n), vs, fusion.tail_mm, fusion.tail_height)
-        for n in fusion.caudal_tail_organs if fusion.caudal_tail_mm > 0 else ():
+        for n in [o for o in fusion.caudal_tail_organs if o in soft] if fusion.caudal_tail_mm > 0 else ():
             soft[n] = prior_with_caudal_tail(soft[n], fused[n], others(n), vs, fusion.caudal_tail_mm,
                                              fusion.caudal_tail_height)
         for n in refine if spect is not None else ():
@@ -267,7 +276,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             if v is not None:
                 veto[n] = v
         # where each organ kept inside the ribs may not be: a hot organ's uptake, not the CT, decides under the ribs
-        rib_limit = {n: outside_ribs_hot if n in veto else outside_ribs for n in fusion.inside_ribs_organs}
+        rib_limit = {n: outside_ribs_hot if n in veto else outside_ribs for n in fusion.inside_ribs_organs if n in soft}
         for n, outside in rib_limit.items():
             soft[n] = np.where(outside, 0.0, soft[n])
         # every organ competes in the refinement (a trusted one with its own prior), so neighbours stay apart
@@ -278,7 +287,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
             organs[n]["intensity_model"] = models[n]
             organs[n]["thin_appendages_removed_voxels"] = int(refined[n].sum() - masks[n].sum())
     # no overlaps: a voxel claimed twice goes to the organ with the higher fused prior
-    names = list(ATLAS_ORGANS)
+    names = list(ATLAS_ORGANS)  # an absent organ's mask is empty: it claims nothing and touches nothing
     stack = np.stack([np.where(masks[n], fused[n] + 1e-3, 0.0) for n in names])
     owner = np.argmax(stack, axis=0)
     claimed = stack.max(axis=0) > 0

@@ -78,6 +78,10 @@ class BuiltinOptions:
         Labelled CTs (:mod:`pipeline.segment.atlas`); when given, kidneys, liver and
         spleen come from atlas registration and the patient's CT numbers
         (:func:`pipeline.segment.atlas_organs.atlas_organs`) instead of the rules.
+    absent_organs : tuple of str
+        Organs the patient does not have (nephrectomy, splenectomy). The atlas leaves them out
+        of the registration's organs before the refinement (their place goes to the tissue there);
+        the rules' mask of them, if any, is dropped with a note. Their mask is empty.
     """
 
     lumbar_count: int = 5
@@ -89,6 +93,7 @@ class BuiltinOptions:
     working_voxel_mm: float = 2.0
     vertebra_level: str | tuple | None = None
     atlas: tuple = ()
+    absent_organs: tuple = ()
 
 
 @dataclass
@@ -316,7 +321,8 @@ def segment_builtin(ct: Image, spect: Image | None = None,
                                            spect=None if spect_w is None else spect_w[box],
                                            spect_fov=None if spect_fov is None else spect_fov[box],
                                            lungs=lungs[box],
-                                           fat_hu=-100.0 if fat_peak is None else fat_peak - fat_offset)
+                                           fat_hu=-100.0 if fat_peak is None else fat_peak - fat_offset,
+                                           absent=options.absent_organs)
         organ_method["vertebrae"] = vert_record
         organ_method["box_working_voxels"] = [[int(b.start), int(b.stop)] for b in box]
         masks = {n: uncrop(m, box, work.shape) & body & ~bone for n, m in masks.items()}
@@ -335,6 +341,12 @@ def segment_builtin(ct: Image, spect: Image | None = None,
         excl |= liver
         spleen = organ_under_lung(sm, lungs, body, bone, vs, "left", spine_x, excl, posterior_only=True,
                                    max_depth_mm=150.0, erode_mm=5.0, k_min=v4.k_lo)
+        for n, m in (("kidney_left", kidneys["kidney_left"]), ("kidney_right", kidneys["kidney_right"]),
+                     ("liver", liver), ("spleen", spleen)):
+            if n in options.absent_organs and m.any():
+                notes.append(f"{n}: declared absent; the rules' {m.sum() * np.prod(vs) / 1000.0:.0f} mL "
+                             "of it (other tissue there) dropped")
+                m[:] = False
 
     organ_method["ct_numbers"] = {
         "fat_peak_hu": None if fat_peak is None else round(fat_peak, 1), "fat_reference_hu": FAT_REFERENCE_HU,

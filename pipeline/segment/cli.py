@@ -124,7 +124,7 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
         opts = BuiltinOptions(lumbar_count=lumbar_count, marrow_method=marrow_method,
                               marrow_margin_mm=marrow_margin_mm, marrow_sphere_radius_mm=marrow_sphere_radius_mm,
                               lesions_from_spect=lesions_from_spect, vertebra_level=vertebra_level,
-                              atlas=tuple(atlas))
+                              atlas=tuple(atlas), absent_organs=tuple(absent_organs))
         res = segment_builtin(ct, spect, opts)
         notes += res.notes
         info["organ_method"] = res.organ_method

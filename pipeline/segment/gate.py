@@ -236,7 +236,8 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         name -> (z_lo_mm, z_hi_mm) superior-inferior range (RAS+ z, mm).
     absent_organs : iterable of str
         Organs declared absent (e.g. ``spleen`` after splenectomy): their
-        absence passes.
+        absence passes; a declared-absent organ the label map holds fails (``present``). With
+        one kidney declared absent, the two kidneys' checks are skipped with that reason.
     working_voxel_mm : float
         In-plane voxel size of the working grid, mm.
     level_vote : dict, optional
@@ -288,6 +289,11 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
                                         "a complete segmentation holds both kidneys, liver and spleen",
                                         "declare it absent (--absent-organ) after nephrectomy or "
                                         "splenectomy"))
+            continue
+        if organ in absent_organs:  # imported masks that hold it, or a label map from elsewhere
+            res.checks.append(Check(organ, "present", vol, "mL", "fail", "absent (declared)", "user",
+                                    "declared absent (--absent-organ), but the label map holds it: "
+                                    "which is right?"))
             continue
         cut = _touches_fov(mask)
         masks[organ], cuts[organ] = mask, cut
@@ -357,6 +363,10 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
             else:
                 res.checks.append(_graded("kidneys", "uptake_symmetry", min(u) / max(u),
                                           RANGES["kidney.uptake_symmetry"]))
+    solitary = [k for k in ("kidney_left", "kidney_right") if k in absent_organs]
+    if len(solitary) == 1:
+        for check in ("volume_ratio",) + (("uptake_symmetry",) if spect is not None else ()):
+            res.checks.append(_skip("kidneys", check, f"solitary kidney: {solitary[0]} declared absent"))
     res.checks += spine_checks
     for organ in masks:  # several borderline checks together mean a wrong mask
         n = sum(1 for c in res.checks if c.structure == organ and c.status == "warn" and "field of view" not in c.note

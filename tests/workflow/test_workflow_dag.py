@@ -198,12 +198,17 @@ def test_segment_qc_mode_absent_organs_and_vertebra_level_reach_the_segment_stag
     header = lines[0].split("\t")
     row = lines[1].split("\t")  # P01
     row[header.index("vertebra_level")] = "L3@-215"
-    sheet.write_text("\n".join([lines[0], "\t".join(row), lines[2]]) + "\n")
+    p02 = lines[2].split("\t")
+    # the sheet's absent_organs (this patient's nephrectomy) adds to the config's list (every patient)
+    sheet.write_text("\n".join([lines[0] + "\tabsent_organs", "\t".join(row) + "\tkidney_left,spleen",
+                                "\t".join(p02) + "\t"]) + "\n")
     write_config(two_patient_workdir, segment={"backend": "builtin", "qc": "warn", "absent_organs": ["spleen"]})
     jobs = _dry_run(two_patient_workdir)
     segment = _job(jobs, "segment", patient="P01").shell
     assert "--vertebra-level L3@-215" in segment and "--qc warn" in segment
-    assert "--absent-organ spleen" in segment
+    assert segment.count("--absent-organ spleen") == 1 and "--absent-organ kidney_left" in segment
+    p02_segment = _job(jobs, "segment", patient="P02").shell
+    assert "--absent-organ spleen" in p02_segment and "kidney_left" not in p02_segment
     assert "--vertebra-level" not in _job(jobs, "segment", patient="P02").shell
     assert "results/P01/segment/qc.json" in _job(jobs, "report", patient="P01").inputs
     assert "--atlas 'none'" in segment  # the test helper keeps the synthetic patients on the rules

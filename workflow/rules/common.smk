@@ -365,11 +365,15 @@ def kinetics_flags():
 
 
 def segment_masks_flag(wildcards, input):
-    """--masks from the sheet's masks column, --vertebra-level from its vertebra_level column."""
+    """--masks from the sheet's masks column, --vertebra-level from its vertebra_level column,
+    --absent-organ from the config's segment.absent_organs and the sheet's absent_organs column."""
     row = PATIENTS[wildcards.patient].row
     pairs = [("--masks", input.masks)] if "masks" in input.keys() else []
     if row.get("vertebra_level"):
         pairs.append(("--vertebra-level", row["vertebra_level"]))
+    absent = list(config["segment"].get("absent_organs", []))
+    absent += [o.strip() for o in (row.get("absent_organs") or "").split(",") if o.strip() and o.strip() not in absent]
+    pairs += [("--absent-organ", o) for o in absent]
     return _flags(pairs)
 
 

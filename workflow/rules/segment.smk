@@ -15,7 +15,6 @@ rule segment:
         backend=config["segment"]["backend"],
         masks=segment_masks_flag,
         qc=config["segment"].get("qc", "fail"),
-        absent=" ".join(f"--absent-organ {o}" for o in config["segment"].get("absent_organs", [])),
         atlas=config["segment"].get("atlas", "auto"),
         organ_lesions="" if config["segment"].get("organ_lesions", True) else "--no-organ-lesions",
     log:
@@ -32,5 +31,5 @@ rule segment:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
         "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
         "spectdose segment --ct {input.ct} --spect {input.spect} --out {params.out} "
-        "--backend {params.backend} {params.masks} --qc {params.qc} {params.absent} "
+        "--backend {params.backend} {params.masks} --qc {params.qc} "
         "--atlas '{params.atlas}' {params.organ_lesions} > {log} 2>&1"

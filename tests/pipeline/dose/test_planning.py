@@ -44,3 +44,26 @@ def test_the_stricter_of_dose_and_bed_limit_wins():
     assert plan["limiting_quantity"] == "bed"
     assert plan["organs"]["kidneys"]["bed_gy"] == pytest.approx(28.0, rel=1e-10)
     assert plan["organs"]["kidneys"]["absorbed_dose_gy"] < 23.0
+
+
+def _organ(label, name, mean_gy, mass_g):
+    from pipeline.dose.organs import OrganDose
+
+    return OrganDose(label, name, 100, mass_g, mass_g, mean_gy, mean_gy, mean_gy, mean_gy, mean_gy, mean_gy,
+                     mean_gy, None)
+
+
+def test_a_solitary_kidney_is_planned_on_its_own_dose_and_said_to_be_solitary():
+    from pipeline.dose.planning import plan_from_doses
+    from pipeline.dose.stage import DoseSettings
+
+    settings = DoseSettings()
+    both = plan_from_doses([_organ(1, "kidney_left", 4.0, 150.0), _organ(2, "kidney_right", 2.0, 150.0)],
+                           {}, [], 7.4, settings)
+    one = plan_from_doses([_organ(2, "kidney_right", 6.0, 250.0)], {}, [], 7.4, settings)
+    # both kidneys: the limit applies to their mass-weighted mean, 3 Gy at 7.4 GBq
+    assert both["activity_gbq"] == pytest.approx(settings.kidney_dose_limit_gy / 3.0 * 7.4, rel=1e-9)
+    assert "solitary" not in both["basis"]
+    # one kidney (the other declared absent): to that kidney's own mean
+    assert one["activity_gbq"] == pytest.approx(settings.kidney_dose_limit_gy / 6.0 * 7.4, rel=1e-9)
+    assert "solitary kidney" in one["basis"] and "kidney_right" in one["basis"]

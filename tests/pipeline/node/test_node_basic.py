@@ -97,11 +97,13 @@ def test_missing_injection_record_waits_with_a_clear_message_until_an_override_a
     assert h.runs() == []
     override = h.config.spool / "overrides" / f"{row['pseudonym']}.yaml"
     override.parent.mkdir(parents=True, exist_ok=True)
-    override.write_text("injection_datetime: '2026-03-02T09:00:00'\ninjected_activity_mbq: 7400\n")
+    override.write_text("injection_datetime: '2026-03-02T09:00:00'\ninjected_activity_mbq: 7400\n"
+                        "absent_organs: [kidney_left, spleen]\n")  # the physicist's: nephrectomy, splenectomy
     h.run_until_idle()
     starts = [r for r in h.runs() if r["event"] == "start"]
     assert len(starts) == 1 and starts[0]["time_points"] == ["t24h"]
     assert starts[0]["sheet"]["injected_mbq"] == "7400"
+    assert starts[0]["sheet"]["absent_organs"] == "kidney_left,spleen"  # the sheet's column
 
 
 def test_status_command_and_purge_remove_the_phi(harness, tmp_path, capsys):

@@ -724,3 +724,27 @@ def test_a_ct_number_mapping_of_more_than_10_hu_is_noted_and_a_small_one_is_not(
     small = [{"ct_number_matching": {"atlas_peaks_hu": [-97.5, 47.5], "patient_peaks_hu": [-97.5, 42.5], "applied": True}}]
     assert _ct_number_note(small) is None
     assert _ct_number_note([{"ct_number_matching": None}]) is None
+
+
+def test_a_declared_absent_organ_gets_no_mask_and_its_place_is_left_to_the_tissue_there(moved_atlas):
+    # the target without a spleen (splenectomy: its place soft tissue like the rest); the atlas
+    # person has one. Undeclared, the refinement finds a "spleen" in that tissue; declared absent,
+    # the spleen's prior is dropped and the other organs come out as they do undeclared
+    target_ct, target_lab, subject = moved_atlas
+    lab = np.asarray(target_lab.array).copy()
+    ct = np.asarray(target_ct.array).copy()
+    spleen = lab == L.SPLEEN
+    ct[spleen], lab[spleen] = 40.0, L.BODY
+    target_ct = target_ct.with_array(ct)
+    transforms, regs = register_all(target_ct, [subject], AtlasOptions(working_mm=5.0, demons_iterations=30))
+    carried = carry_all(target_ct, [subject], transforms)
+    from pipeline.segment.fusion_options import FusionOptions
+
+    fusion = FusionOptions(trust_mad_hu=0.0)  # every organ refined on the CT
+    undeclared, _ = atlas_organs(target_ct, [subject], carried, fusion)
+    declared, record = atlas_organs(target_ct, [subject], carried, fusion, absent=("spleen",))
+    assert undeclared["spleen"].sum() * 125.0 / 1000.0 > 20.0  # mL found where there is none
+    assert not declared["spleen"].any() and record["organs"]["spleen"]["method"] == "absent (declared)"
+    for name, lid in (("kidney_left", L.KIDNEY_LEFT), ("kidney_right", L.KIDNEY_RIGHT), ("liver", L.LIVER)):
+        assert dice(declared[name], lab == lid) > 0.8, name
+        assert dice(declared[name], lab == lid) >= dice(undeclared[name], lab == lid) - 0.03, name

@@ -352,3 +352,24 @@ def test_a_spect_misaligned_with_its_ct_warns_on_the_kidneys_uptake_offset(sampl
         assert c.value == pytest.approx(np.linalg.norm(shift_mm), abs=5.0), c.note
         assert c.status == ("warn" if any(shift_mm) else "pass"), c.note
     assert not res.by_status("fail")
+
+
+def test_a_declared_absent_organ_that_the_label_map_holds_fails_on_present(sample):
+    # imported masks with a spleen for a patient declared splenectomised: which is right?
+    res = check_segmentation(sample["ct"], sample["truth"], levels=sample["levels"], absent_organs=("spleen",))
+    present = res.find("spleen", "present")
+    assert present.status == "fail" and present.value > 50.0 and "declared absent" in present.note
+    assert res.find("spleen", "volume_ml") is None  # not checked as an organ
+
+
+def test_a_solitary_kidney_skips_the_two_kidneys_checks_with_the_reason(sample):
+    arr = np.asarray(sample["truth"].array).copy()
+    arr[arr == L.KIDNEY_LEFT] = L.BODY  # nephrectomy
+    one = sample["truth"].with_array(arr)
+    res = check_segmentation(sample["ct"], one, levels=sample["levels"], absent_organs=("kidney_left",))
+    assert res.find("kidney_left", "present").status == "pass"
+    ratio = res.find("kidneys", "volume_ratio")
+    assert ratio.status == "skip" and "kidney_left declared absent" in ratio.note
+    assert res.find("kidney_right", "volume_ml").status == "pass" and res.status == "pass"
+    undeclared = check_segmentation(sample["ct"], one, levels=sample["levels"])
+    assert undeclared.find("kidney_left", "present").status == "fail"

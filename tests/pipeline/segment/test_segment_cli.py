@@ -113,3 +113,19 @@ def test_builtin_without_an_atlas_found_warns_that_the_rules_made_the_organs(tmp
     assert main(["--ct", str(ct_path), "--out", str(tmp_path / "none"), "--atlas", "none"]) == 0
     qc = json.loads((tmp_path / "none" / "qc.json").read_text())
     assert not [c for c in qc["checks"] if c["check"] == "method"]
+
+
+def test_builtin_leaves_a_declared_absent_organ_out_of_the_label_map(tmp_path, small_ct):
+    # splenectomy declared: the rules' spleen is dropped (its voxels stay body), its absence passes
+    import nibabel as nib
+
+    ct_path = tmp_path / "ct.nii.gz"
+    write_image(ct_path, small_ct, {"quantity": "ct"})
+    out = tmp_path / "o"
+    assert main(["--ct", str(ct_path), "--out", str(out), "--atlas", "none", "--absent-organ", "spleen"]) == 0
+    lab = np.asarray(nib.load(out / "labels.nii.gz").dataobj)
+    assert not np.any(lab == 4) and np.any(lab == 1) and np.any(lab == 3)
+    qc = json.loads((out / "qc.json").read_text())
+    spleen = [c for c in qc["checks"] if c["structure"] == "spleen"]
+    assert [(c["check"], c["status"], c["expected"]) for c in spleen] == [("present", "pass", "absent (declared)")]
+    assert not [c for c in qc["checks"] if c["status"] == "fail"]  # (the rules' kidneys warn on their shape here)
