@@ -146,6 +146,9 @@ def _row(name, ct, ref, ref_levels, spect=None, evaluate_levels=("L2", "L3", "L4
             row["misaligned_uptake_pct"] = {o: round(100.0 * (float(b[r == lid].mean()) / float(a[r == lid].mean()) - 1.0), 1)
                                             for o, lid in zip(ORGANS, (1, 2, 3, 4)) if np.any(r == lid)}
     row["marrow_in_bodies_pct"] = _marrow_in_bodies_pct(labels, ref)
+    mu = info.get("marrow_uptake") or {}
+    row["marrow_uptake_to_coldest"] = mu.get("ratio_to_coldest")
+    row["marrow_excluded"] = mu.get("excluded", [])
     if lesions:
         # share of each lesion (not an organ) that a segmented organ took, %
         ours = np.asarray(labels.array)
@@ -494,6 +497,10 @@ def format_rows(rows) -> str:
                                           or "none")
         if r.get("marrow_in_bodies_pct") is not None:
             les += f"  marrow VOI in the reference bodies {r['marrow_in_bodies_pct']:.0f} %"
+        if r.get("marrow_uptake_to_coldest"):
+            les += "  marrow VOI uptake / coldest " + " ".join(
+                f"{n} {v:.2f}" for n, v in sorted(r["marrow_uptake_to_coldest"].items()))
+            les += f" (left out: {', '.join(r['marrow_excluded'])})" if r.get("marrow_excluded") else ""
         ghost = [f"{o} {v:.0f} mL" for o, v in r.get("volume_ml", {}).items() if r["dice"][o] is None and v > 0]
         if ghost:
             les += "  found where the reference has none: " + ", ".join(ghost)

@@ -105,6 +105,10 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
             vertebra_level=None, atlas=(), organ_lesions: bool = True):
     """Label map on the CT grid from one backend.
 
+    With a SPECT, a vertebra whose marrow VOI holds focal uptake (a metastasis) is left out of
+    the VOI, for every backend (:func:`pipeline.segment.marrow_uptake.exclude_hot_vertebrae`;
+    ``info["marrow_uptake"]``, which the QC gate reports).
+
     Returns
     -------
     labels : Image
@@ -112,6 +116,31 @@ def segment(ct: Image, backend: str = "builtin", spect: Image | None = None, mas
     info : dict
         ``notes`` (list of str), ``vertebrae`` (levels, built-in only), ``backend``.
     """
+    labels, info = _backend_labels(ct, backend, spect, masks, mapping, marrow_method, marrow_margin_mm,
+                                   marrow_sphere_radius_mm, lumbar_count, lesions_from_spect, ct_path,
+                                   absent_organs, vertebra_level, atlas, organ_lesions)
+    if spect is not None:
+        from .marrow_uptake import exclude_hot_vertebrae
+
+        before = np.asarray(labels.array)
+        labels, rec = exclude_hot_vertebrae(labels, spect)
+        info["marrow_uptake"] = rec
+        if rec["excluded"]:
+            dropped = (before == L.MARROW_L2L4) & (np.asarray(labels.array) != L.MARROW_L2L4)
+            if "outline_labels" in info:  # the gate's organs: the same VOI voxels
+                o = np.asarray(info["outline_labels"].array)
+                info["outline_labels"] = info["outline_labels"].with_array(
+                    np.where(dropped, np.asarray(L.VERTEBRAE_L2L4, o.dtype), o))
+            info["notes"].append(
+                "marrow VOI: " + ", ".join(f"{n} ({rec['ratio_to_coldest'][n]:.2f} x the coldest vertebra's "
+                                           "concentration)" for n in rec["excluded"])
+                + " left out: focal uptake (a metastasis?); the marrow dose comes from the other vertebrae")
+    return labels, info
+
+
+def _backend_labels(ct, backend, spect, masks, mapping, marrow_method, marrow_margin_mm, marrow_sphere_radius_mm,
+                    lumbar_count, lesions_from_spect, ct_path, absent_organs, vertebra_level, atlas, organ_lesions):
+    """:func:`segment`'s label map and info from one backend, before the marrow VOI's uptake check."""
     from . import assemble, import_masks
 
     notes: list[str] = []
@@ -217,7 +246,8 @@ def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, a
     outline = info.get("outline_labels")
     res = check_segmentation(ct, labels if outline is None else outline, spect=spect, levels=info.get("levels_z_mm"),
                              absent_organs=tuple(absent_organs), level_vote=info.get("level_vote"),
-                             parenchyma=None if outline is None else labels)
+                             parenchyma=None if outline is None else labels,
+                             marrow_uptake=info.get("marrow_uptake"))
     if info.get("atlas_missing"):
         # the rules are what took bowel loops for both kidneys on issue 14's held-back real CT
         res.checks.append(Check("organs", "method", None, "", "warn", "atlas registration",

@@ -220,7 +220,8 @@ def _liver_dome_gap(g: _Grid, liver: np.ndarray, lungs: np.ndarray) -> float | N
 
 def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, levels: dict | None = None,
                        absent_organs=(), working_voxel_mm: float = 2.0,
-                       level_vote: dict | None = None, parenchyma: Image | None = None) -> GateResult:
+                       level_vote: dict | None = None, parenchyma: Image | None = None,
+                       marrow_uptake: dict | None = None) -> GateResult:
     """Run the QC gate on a label map.
 
     Parameters
@@ -247,6 +248,9 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         (:func:`pipeline.segment.organ_lesions.label_organ_lesions`); ``labels`` are then the
         organs' outlines, on which every check runs except ``hot_lesion_fraction``, which
         checks what is left of the organ.
+    marrow_uptake : dict, optional
+        :func:`pipeline.segment.marrow_uptake.exclude_hot_vertebrae`'s record: each vertebra's
+        marrow VOI uptake against the coldest (``uptake_to_coldest``), and the left-out ones.
 
     Returns
     -------
@@ -269,7 +273,7 @@ def check_segmentation(ct: Image, labels: Image, spect: Image | None = None, lev
         res.checks.append(_graded("ct", "fat_peak_hu", fat, RANGES["ct.fat_peak_hu"],
                                   note=f"the tissue checks read the CT {-shift:+.0f} HU" if shift else ""))
     mid_x, mid_from = _midline_x(g)
-    spine_checks, spine = _spine_checks(g, levels)
+    spine_checks, spine = _spine_checks(g, levels, marrow_uptake)
     evidence = level_evidence_check(level_vote)
     if evidence is not None:
         spine_checks.append(evidence)

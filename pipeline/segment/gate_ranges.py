@@ -254,6 +254,14 @@ RANGES: dict[str, Limits] = {
         "trabecular core of a lumbar body (~30-45 mL whole body) with a 4 mm margin from cortex and "
         "endplates: 4-25 mL (less with 5 mm slices); "
         "EANM 2010 marrow dosimetry guideline (Hindorf et al.) VOIs in L2-L4"),
+    "marrow_L2L4.uptake_to_coldest": Limits(
+        1.0, 1.3, 1.0, _INF, "",
+        "mean SPECT concentration of a vertebra's marrow VOI over the coldest of L2-L4: red marrow in "
+        "L2-L4 reads alike (1.00-1.10 on the development cases' built-in VOIs and simulated SPECTs); "
+        "above 1.3 it may hold focal uptake (warn: a 12 mm metastasis at 5 x the marrow read 1.38 on the "
+        "sample patient and raised the VOI's mean 12 %); above 1.5, if it is the only one, it is left "
+        "out of the marrow VOI (EANM 2010: VOIs in vertebrae free of metastases); warn, never fail: "
+        "the other vertebrae carry the marrow dose"),
     "marrow_L2L4.median_hu": Limits(
         60.0, 600.0, 0.0, 800.0, "HU",
         "adult lumbar trabecular bone 100-250 HU, osteoporotic to ~60 HU (Pickhardt et al., Ann "

@@ -16,8 +16,12 @@ from .native_spine import canal_holes
 __all__ = ["level_evidence_check", "LEVEL_EVIDENCE_SOURCE"]
 
 
-def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
+def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = None) -> tuple[list[Check], dict]:
+    """The L2-L4 checks; ``marrow_uptake``: the record of
+    :func:`pipeline.segment.marrow_uptake.exclude_hot_vertebrae` (a left-out vertebra's VOI volume is
+    skipped, and each vertebra's uptake against the coldest is graded)."""
     out: list[Check] = []
+    excluded = set((marrow_uptake or {}).get("excluded", ()))
     info: dict = {}
     whole = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
     if whole.sum() < 20:
@@ -49,11 +53,24 @@ def _spine_checks(g: _Grid, levels: dict | None) -> tuple[list[Check], dict]:
                                RANGES["vertebrae_L2L4.body_height_mm"]))
         marrow = g.labels == L.MARROW_L2L4
         for (k0, k1, i, _), nm in zip(comps, names):
+            if nm in excluded:
+                out.append(_skip(f"marrow_{nm}", "volume_ml", "left out of the marrow VOI: focal uptake "
+                                 "(uptake_to_coldest)"))
+                continue
             m = marrow & (lab == i)
             vol = float(np.count_nonzero(m)) * g.voxel_ml
             out.append(_graded(f"marrow_{nm}", "volume_ml", vol, RANGES["marrow_L2L4.volume_per_vertebra_ml"]))
         out.append(_ap_step_check(g, lab, comps, marrow))
         out.append(_canal_offset_check(g, lab, comps, marrow))
+    ambiguous = set((marrow_uptake or {}).get("ambiguous", ()))
+    for nm, ratio in sorted(((marrow_uptake or {}).get("ratio_to_coldest") or {}).items()):
+        note = ("left out of the marrow VOI; the marrow dose from the other vertebrae" if nm in excluded else
+                "kept: two vertebrae read above the third (metastases in two, or one cold vertebra: cement, "
+                "irradiated marrow); look at the SPECT" if nm in ambiguous else
+                "kept: below the ratio at which a vertebra is left out" if ratio > RANGES[
+                    "marrow_L2L4.uptake_to_coldest"].pass_hi else "")
+        out.append(_graded(f"marrow_{nm}", "uptake_to_coldest", ratio, RANGES["marrow_L2L4.uptake_to_coldest"],
+                           note=note))
     else:
         marrow = g.labels == L.MARROW_L2L4
         vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
