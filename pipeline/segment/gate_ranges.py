@@ -262,6 +262,12 @@ RANGES: dict[str, Limits] = {
         "sample patient and raised the VOI's mean 12 %); above 1.5, if it is the only one, it is left "
         "out of the marrow VOI (EANM 2010: VOIs in vertebrae free of metastases); warn, never fail: "
         "the other vertebrae carry the marrow dose"),
+    "vertebrae_L2L4.metal_ml": Limits(
+        0.0, 0.05, 0.0, _INF, "mL",
+        "volume of L2-L4 (bodies and marrow VOI) above 2500 HU: metal (pedicle screws, rods) or dense "
+        "cement; bone stays below about 2000 HU at 80-140 kV (cortical bone 1000-1900 HU). Streaks around "
+        "metal bias the CT numbers of the VOI and the SPECT's attenuation map there: the marrow "
+        "concentration needs a look (warn, never fail)"),
     "marrow_L2L4.median_hu": Limits(
         60.0, 600.0, 0.0, 800.0, "HU",
         "adult lumbar trabecular bone 100-250 HU, osteoporotic to ~60 HU (Pickhardt et al., Ann "

@@ -1,6 +1,6 @@
-"""QC gate, spine: the L2-L4 mask and its marrow VOI (extent, bodies, heights, volumes, HU, where
-each VOI lies against its neighbours and the spinal canal, the levels against the CT's own), and
-how the levels were named.
+"""QC gate, spine: the L2-L4 mask and its marrow VOI (extent, bodies, heights, volumes, HU, metal,
+where each VOI lies against its neighbours and the spinal canal, the levels against the CT's own,
+each VOI's uptake against the others), and how the levels were named.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from .gate_grid import Check, _centroid_world, _graded, _Grid, _skip, _touches_f
 from .gate_ranges import RANGES
 from .native_spine import canal_holes
 
-__all__ = ["level_evidence_check", "LEVEL_EVIDENCE_SOURCE"]
+__all__ = ["level_evidence_check", "LEVEL_EVIDENCE_SOURCE", "METAL_HU"]
+
+#: Above this (HU) a voxel of the working grid (block mean of the CT) is metal or dense cement.
+METAL_HU = 2500.0
 
 
 def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = None) -> tuple[list[Check], dict]:
@@ -36,6 +39,8 @@ def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = No
                        note="cut by the field of view" if cut else ""))
     out.append(_graded("vertebrae_L2L4", "bone_fraction", float(np.mean(g.ct[whole] > 100.0)),
                        RANGES["vertebrae_L2L4.bone_fraction"]))
+    out.append(_graded("vertebrae_L2L4", "metal_ml", float(np.count_nonzero(g.ct[whole] > METAL_HU)) * g.voxel_ml,
+                       RANGES["vertebrae_L2L4.metal_ml"]))
     # the bodies: components along z (discs separate them); tiny fragments ignored
     lab, n = ndi.label(whole, structure=np.ones((3, 3, 3), bool))
     comps = []

@@ -373,3 +373,22 @@ def test_a_solitary_kidney_skips_the_two_kidneys_checks_with_the_reason(sample):
     assert res.find("kidney_right", "volume_ml").status == "pass" and res.status == "pass"
     undeclared = check_segmentation(sample["ct"], one, levels=sample["levels"])
     assert undeclared.find("kidney_left", "present").status == "fail"
+
+
+def test_a_pedicle_screw_in_l3_warns_on_metal_and_clean_bone_passes(sample):
+    ct, truth = sample["ct"], sample["truth"]
+    clean = check_segmentation(ct, truth, levels=sample["levels"]).find("vertebrae_L2L4", "metal_ml")
+    assert clean.status == "pass" and clean.value == 0.0
+    # a 6 mm screw, 40 mm long, antero-posterior through L3's body at 3000 HU (titanium reads 3000+)
+    lab = np.asarray(truth.array)
+    z = ct.world_grid()
+    body = np.isin(lab, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
+    c = z[body].mean(axis=0)
+    axis = np.linalg.norm((z - c)[..., [0, 2]], axis=-1) <= 3.0
+    screw = axis & (np.abs(z[..., 1] - c[1]) <= 20.0)
+    arr = np.asarray(ct.array, np.float32).copy()
+    arr[screw] = 3000.0
+    res = check_segmentation(ct.with_array(arr), truth, levels=sample["levels"])
+    metal = res.find("vertebrae_L2L4", "metal_ml")
+    assert metal.status == "warn" and metal.value > 0.3
+    assert not res.by_status("fail")
