@@ -122,3 +122,35 @@ def test_a_vertebra_between_the_warn_and_the_exclusion_ratios_is_kept_with_a_war
     ct = labels.with_array(np.where(np.asarray(labels.array) > 0, 200.0, -100.0).astype(np.float32), unit="HU")
     c = check_segmentation(ct, labels, marrow_uptake=rec).find("marrow_L2", "uptake_to_coldest")
     assert c.status == "warn" and c.value == pytest.approx(1.4) and "kept" in c.note
+
+
+def test_imported_masks_lose_the_hot_vertebra_from_the_voi_and_qc_json_says_so(sample, tmp_path, capsys):
+    import json
+
+    from pipeline.imageio import read_image, write_image
+    from pipeline.segment.cli import main
+
+    ct, spect, truth = sample
+    lab = np.asarray(truth.array).copy()
+    lab[lab >= 100] = L.BODY  # the sample's lesions: not DESIGN organ ids
+    vois = vertebra_vois(lab, np.asarray(truth.affine), voxel_ml=truth.voxel_volume_ml)
+    centre = truth.index_to_world(np.argwhere(vois["L4"]).mean(axis=0))
+    s = np.asarray(spect.array, np.float32).copy()
+    s[np.linalg.norm(spect.world_grid() - centre, axis=-1) <= 10.0] *= 15.0
+    paths = {}
+    for name, img, q in (("ct", ct, "ct"), ("masks", truth.with_array(lab), "labels"),
+                         ("spect", spect.with_array(s), "activity_concentration")):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        write_image(paths[name], img, {"quantity": q})
+    out = tmp_path / "seg"
+    assert main(["--ct", str(paths["ct"]), "--backend", "nifti", "--masks", str(paths["masks"]),
+                 "--spect", str(paths["spect"]), "--out", str(out), "--qc", "warn"]) == 0
+    assert "L4 (" in capsys.readouterr().out  # the note names the vertebra left out
+    qc = json.loads((out / "qc.json").read_text())
+    up = {c["structure"]: c for c in qc["checks"] if c["check"] == "uptake_to_coldest"}
+    assert up["marrow_L4"]["status"] == "warn" and "left out" in up["marrow_L4"]["note"]
+    got, _ = read_image(out / "labels.nii.gz")
+    left = vertebra_vois(np.asarray(got.array), np.asarray(got.affine), voxel_ml=got.voxel_volume_ml)
+    assert left is None  # two VOIs remain (L2, L3)
+    remaining = np.asarray(got.array) == L.MARROW_L2L4
+    assert remaining.any() and not np.any(remaining & (np.linalg.norm(truth.world_grid() - centre, axis=-1) < 8.0))
