@@ -306,7 +306,8 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         if n in veto:
             blocked |= veto[n] < 0.5
         before = int(masks[n].sum())
-        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, fat_hu=fat_hu, lungs=lungs)
+        rim_mm = dict(fusion.rim_hot_mm).get(n, 4.0) if n in veto else 4.0
+        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, fat_hu=fat_hu, lungs=lungs, rim_mm=rim_mm)
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)
