@@ -202,7 +202,7 @@ def test_a_liver_one_third_metastases_at_an_early_session_keeps_its_parenchyma_a
 def test_a_somatostatin_receptor_pattern_with_the_spleen_hotter_than_the_kidneys_meets_the_targets():
     """AF_3mm with a 24 h Lu-177 DOTATATE-like SPECT (``seg_regression --spect sstr``: spleen 16 above the
     renal cortex 10, hot adrenals on the kidneys' upper poles, pancreas 4, liver 5), the male phantom as
-    atlas. Measured 0.90 / 0.88 / 0.94 / 0.85 (the right adrenal, 6 mL, goes into the right kidney: the
+    atlas. Measured 0.90 / 0.88 / 0.94 / 0.87 (0.85 with a 4 mm spleen rim; the right adrenal, 6 mL, goes into the right kidney: the
     same uptake and CT numbers). Thresholds: the issue's targets."""
     if not ZIP.is_file():
         pytest.skip("../shared/data/icrp110 is not present")

@@ -18,23 +18,15 @@ from pipeline.segment.spine_ct import spine_levels_mm
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
+def sample(sample_24h):
     from sample_data.anatomy import build_phantom
-    from sample_data.generator import generate
 
-    from pipeline.imageio import read_image
-
-    out = generate(tmp_path_factory.mktemp("gate_sample"), preset="small", nuclide="Lu-177", seed=0,
-                   fmt="nifti", time_points_h=(24,))
-    ct, _ = read_image(out / "nifti" / "t24h_ct.nii.gz")
-    spect, _ = read_image(out / "nifti" / "t24h_spect.nii.gz")
-    truth, _ = read_image(out / "truth" / "labels.nii.gz")
     ph = build_phantom("small", seed=0)
     names = ph.tissue_names
     bowel = np.isin(np.asarray(ph.tissues.array),
                     [k for k, v in names.items() if v in ("small_bowel", "colon", "bowel_gas")])
-    levels, _ = spine_levels_mm(ct)
-    return dict(ct=ct, spect=spect, truth=truth, bowel=bowel, levels=levels, out=out)
+    levels, _ = spine_levels_mm(sample_24h["ct"])
+    return dict(sample_24h, bowel=bowel, levels=levels)
 
 
 def test_limits_have_three_zones_and_nan_fails():

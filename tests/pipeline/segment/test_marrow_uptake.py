@@ -61,17 +61,8 @@ def test_without_three_bodies_or_counts_nothing_is_left_out_and_the_record_says_
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from sample_data.generator import generate
-
-    from pipeline.imageio import read_image
-
-    out = generate(tmp_path_factory.mktemp("marrow_sample"), preset="small", nuclide="Lu-177", seed=0,
-                   fmt="nifti", time_points_h=(24,))
-    ct, _ = read_image(out / "nifti" / "t24h_ct.nii.gz")
-    spect, _ = read_image(out / "nifti" / "t24h_spect.nii.gz")
-    truth, _ = read_image(out / "truth" / "labels.nii.gz")
-    return ct, spect, truth
+def sample(sample_24h):
+    return sample_24h["ct"], sample_24h["spect"], sample_24h["truth"]
 
 
 def test_the_sample_patients_marrow_reads_alike_in_l2_l4_and_a_metastasis_in_l3_is_left_out(sample):
