@@ -67,6 +67,12 @@ def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = No
             out.append(_graded(f"marrow_{nm}", "volume_ml", vol, RANGES["marrow_L2L4.volume_per_vertebra_ml"]))
         out.append(_ap_step_check(g, lab, comps, marrow))
         out.append(_canal_offset_check(g, lab, comps, marrow))
+    else:
+        marrow = g.labels == L.MARROW_L2L4
+        vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
+        out.append(_graded("marrow_L2L4", "volume_per_vertebra_ml", vol,
+                           RANGES["marrow_L2L4.volume_per_vertebra_ml"],
+                           note="bodies not separable: total over three"))
     ambiguous = set((marrow_uptake or {}).get("ambiguous", ()))
     for nm, ratio in sorted(((marrow_uptake or {}).get("ratio_to_coldest") or {}).items()):
         note = ("left out of the marrow VOI; the marrow dose from the other vertebrae" if nm in excluded else
@@ -76,12 +82,6 @@ def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = No
                     "marrow_L2L4.uptake_to_coldest"].pass_hi else "")
         out.append(_graded(f"marrow_{nm}", "uptake_to_coldest", ratio, RANGES["marrow_L2L4.uptake_to_coldest"],
                            note=note))
-    else:
-        marrow = g.labels == L.MARROW_L2L4
-        vol = float(np.count_nonzero(marrow)) * g.voxel_ml / 3.0
-        out.append(_graded("marrow_L2L4", "volume_per_vertebra_ml", vol,
-                           RANGES["marrow_L2L4.volume_per_vertebra_ml"],
-                           note="bodies not separable: total over three"))
     marrow = g.labels == L.MARROW_L2L4
     if marrow.any():
         out.append(_graded("marrow_L2L4", "median_hu", float(np.median(g.ct[marrow])),

@@ -86,6 +86,7 @@ def test_the_sample_patients_marrow_reads_alike_in_l2_l4_and_a_metastasis_in_l3_
     up = res.find("marrow_L3", "uptake_to_coldest")
     assert up.status == "warn" and "left out" in up.note
     assert res.find("marrow_L3", "volume_ml").status == "skip"
+    assert res.find("marrow_L2L4", "volume_per_vertebra_ml") is None  # only where the bodies are not three
     assert res.find("marrow_L2", "volume_ml").status == "pass" and res.find("marrow_L2", "uptake_to_coldest").status == "pass"
     assert not res.by_status("fail")
     assert MAX_RATIO_TO_COLDEST == 1.5
