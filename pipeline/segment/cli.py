@@ -259,7 +259,8 @@ def run_gate(ct: Image, labels: Image, info: dict, spect: Image | None = None, a
     fails = res.by_status("fail")
     record = res.as_dict()
     record.update(mode=mode, overridden=bool(fails) and mode == "warn", backend=info.get("backend"),
-                  levels=info.get("level_vote"), organ_method=info.get("organ_method"))
+                  levels=info.get("level_vote"), organ_method=info.get("organ_method"),
+                  marrow_uptake=info.get("marrow_uptake"))
     if fails and mode != "warn":
         more = f" (+{len(fails) - 1} more failing: " + ", ".join(
             f"{c.structure} {c.check}" for c in fails[1:]) + ")" if len(fails) > 1 else ""

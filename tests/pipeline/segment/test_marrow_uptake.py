@@ -141,6 +141,7 @@ def test_imported_masks_lose_the_hot_vertebra_from_the_voi_and_qc_json_says_so(s
     qc = json.loads((out / "qc.json").read_text())
     up = {c["structure"]: c for c in qc["checks"] if c["check"] == "uptake_to_coldest"}
     assert up["marrow_L4"]["status"] == "warn" and "left out" in up["marrow_L4"]["note"]
+    assert qc["marrow_uptake"]["excluded"] == ["L4"] and qc["marrow_uptake"]["ratio_to_coldest"]["L4"] > 1.5
     got, _ = read_image(out / "labels.nii.gz")
     left = vertebra_vois(np.asarray(got.array), np.asarray(got.affine), voxel_ml=got.voxel_volume_ml)
     assert left is None  # two VOIs remain (L2, L3)
