@@ -265,6 +265,36 @@ def _organ_lesion_notes(pdir: Path) -> list:
     return out
 
 
+def _segmentation_notes(pdir: Path) -> list:
+    """Page-one lines for organs declared absent and for a vertebra left out of the marrow VOI
+    (segment/qc.json): what the organ table does not show, and why."""
+    qc, _ = read_json(pdir / "segment" / "qc.json")
+    if not isinstance(qc, dict):
+        return []
+    out = []
+    absent = [c.get("structure") for c in qc.get("checks") or []
+              if isinstance(c, dict) and c.get("check") == "present" and c.get("status") == "pass"
+              and c.get("expected") == "absent (declared)"]
+    for organ in absent:
+        line = f"{organ_label(organ)}: declared absent at segmentation (nephrectomy or splenectomy); no dose for it."
+        other = {"kidney_left": "kidney_right", "kidney_right": "kidney_left"}.get(organ)
+        if other and other not in absent:
+            line += f" The kidney limit is applied to the {organ_label(other).lower()} alone."
+        out.append(line)
+    mu = qc.get("marrow_uptake") if isinstance(qc.get("marrow_uptake"), dict) else {}
+    ratios = mu.get("ratio_to_coldest") or {}
+    for n in mu.get("excluded") or []:
+        kept = ", ".join(v for v in ("L2", "L3", "L4") if v != n)
+        out.append(f"Red marrow: {n} was left out of the L2-L4 marrow VOI; its SPECT concentration was "
+                   f"{as_float(ratios.get(n)) or float('nan'):.2f} x the coldest vertebra's (focal uptake: a "
+                   f"metastasis?). The marrow dose comes from {kept} (segment/qc.json, marrow_uptake).")
+    if mu.get("ambiguous"):
+        out.append(f"Red marrow: {' and '.join(mu['ambiguous'])} read more than {mu.get('max_ratio', 1.5):g} x the "
+                   "third vertebra's concentration; none was left out (metastases in two vertebrae, or one cold "
+                   "vertebra). Look at the SPECT before using the marrow dose.")
+    return out
+
+
 def summary_html(patient_dir) -> str:
     """The whole page-one section body."""
     pdir = Path(patient_dir)
@@ -277,6 +307,7 @@ def summary_html(patient_dir) -> str:
                           "Dose per activity: per GBq injected. TIA: organ-level fit."))
         parts += [note(n) for n in notes]
         parts += [note(n) for n in _organ_lesion_notes(pdir)]
+        parts += [note(n) for n in _segmentation_notes(pdir)]
     else:
         parts.append(not_available("; ".join(notes) or "no organ doses"))
     sentence = planning_sentence(pdir)

@@ -255,3 +255,25 @@ def test_page_one_says_when_an_organs_dose_is_its_parenchymas(patient_dir):
     summary = parse(build_report(patient_dir)).sections["summary"]
     assert "Liver: the dose is its parenchyma" in summary and "(Lesion 1, Lesion 2) and 30 mL" in summary
     assert "Spleen: the dose" not in summary
+
+
+def test_page_one_says_which_organ_was_declared_absent_and_which_vertebra_left_the_marrow_voi(patient_dir):
+    import json
+
+    f = patient_dir / "segment" / "qc.json"
+    qc = json.loads(f.read_text())
+    qc["checks"].append({"structure": "kidney_left", "check": "present", "value": 0.0, "unit": "", "status": "pass",
+                         "expected": "absent (declared)", "source": "user", "note": ""})
+    qc["marrow_uptake"] = {"excluded": ["L3"], "ratio_to_coldest": {"L2": 1.0, "L3": 3.68, "L4": 1.04},
+                           "max_ratio": 1.5}
+    f.write_text(json.dumps(qc))
+    summary = parse(build_report(patient_dir)).sections["summary"]
+    assert "Left kidney: declared absent" in summary and "applied to the right kidney alone" in summary
+    assert "L3 was left out of the L2-L4 marrow VOI" in summary and "3.68 x" in summary
+    assert "comes from L2, L4" in summary
+    qc["marrow_uptake"] = {"excluded": [], "ambiguous": ["L2", "L3"], "ratio_to_coldest": {"L2": 2.0, "L3": 2.1,
+                                                                                          "L4": 1.0}}
+    qc["checks"] = [c for c in qc["checks"] if c["structure"] != "kidney_left" or c["check"] != "present"]
+    f.write_text(json.dumps(qc))
+    summary = parse(build_report(patient_dir)).sections["summary"]
+    assert "declared absent" not in summary and "L2 and L3 read more than 1.5 x" in summary
