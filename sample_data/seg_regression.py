@@ -394,6 +394,15 @@ def _scaled(ph, in_plane: float, axial: float):
 _DISPLACEABLE = ("Adipose", "intestine", "Stomach", "contents", "Pancreas", "Gallbladder", "Lymph", "Blood")
 
 
+def _displaceable(ph, lab: np.ndarray) -> np.ndarray:
+    """Per label id of ``lab`` (bool, indexed by id): a tissue of :data:`_DISPLACEABLE`."""
+    out = np.zeros(int(lab.max()) + 1, bool)
+    for i, t in ph.tissue.items():
+        if i < out.size and any(w in t for w in _DISPLACEABLE):
+            out[i] = True
+    return out
+
+
 def _enlarged(ph, organ: str, grow_mm: float):
     """The phantom with ``organ`` grown by up to ``grow_mm`` (mm) over the soft tissue around it.
 
@@ -416,11 +425,9 @@ def _enlarged(ph, organ: str, grow_mm: float):
     lab = np.asarray(ph.labels.array).copy()
     vs = np.sqrt((np.asarray(ph.labels.affine, float)[:3, :3] ** 2).sum(axis=0))
     ids = IDS[organ]
-    protected = set(IDS["kidney_left"] + IDS["kidney_right"] + IDS["liver"] + IDS["spleen"])
-    displaceable = np.zeros(int(lab.max()) + 1, bool)
-    for i, t in ph.tissue.items():
-        if i < displaceable.size and i not in protected and any(w in t for w in _DISPLACEABLE):
-            displaceable[i] = True
+    displaceable = _displaceable(ph, lab)
+    displaceable[[i for o in ("kidney_left", "kidney_right", "liver", "spleen") for i in IDS[o]
+                  if i < displaceable.size]] = False
     org = np.isin(lab, ids)
     before = float(org.sum() * np.prod(vs)) / 1000.0
     near = ndi.distance_transform_edt(~org, sampling=vs) <= grow_mm
@@ -448,11 +455,7 @@ def _without(ph, organ: str):
 
     lab = np.asarray(ph.labels.array).copy()
     org = np.isin(lab, IDS[organ])
-    displaceable = np.zeros(int(lab.max()) + 1, bool)
-    for i, t in ph.tissue.items():
-        if i < displaceable.size and any(w in t for w in _DISPLACEABLE):
-            displaceable[i] = True
-    source = displaceable[lab] & ~org
+    source = _displaceable(ph, lab)[lab] & ~org
     _, idx = ndi.distance_transform_edt(~source, return_indices=True)
     lab[org] = lab[tuple(i[org] for i in idx)]
     return replace(ph, labels=ph.labels.with_array(lab), _cache={})

@@ -250,10 +250,9 @@ def _method(prov: dict, dose_side: dict, fits: dict) -> str:
     return "; ".join(parts) if parts else "not recorded (dose/dose_provenance.json missing)"
 
 
-def _organ_lesion_notes(pdir: Path) -> list:
-    """One line per organ whose hot lesions the segmenter labelled apart (segment/qc.json)."""
-    qc, _ = read_json(pdir / "segment" / "qc.json")
-    found = ((qc or {}).get("organ_method") or {}).get("organ_lesions") or {}
+def _organ_lesion_notes(qc) -> list:
+    """One line per organ whose hot lesions the segmenter labelled apart (``qc``: segment/qc.json)."""
+    found = ((qc if isinstance(qc, dict) else {}).get("organ_method") or {}).get("organ_lesions") or {}
     out = []
     for organ, rec in found.items():
         names = [organ_label(n) for n in (rec or {}).get("labels") or []]
@@ -265,10 +264,9 @@ def _organ_lesion_notes(pdir: Path) -> list:
     return out
 
 
-def _segmentation_notes(pdir: Path) -> list:
+def _segmentation_notes(qc) -> list:
     """Page-one lines for organs declared absent and for a vertebra left out of the marrow VOI
-    (segment/qc.json): what the organ table does not show, and why."""
-    qc, _ = read_json(pdir / "segment" / "qc.json")
+    (``qc``: segment/qc.json): what the organ table does not show, and why."""
     if not isinstance(qc, dict):
         return []
     out = []
@@ -306,8 +304,8 @@ def summary_html(patient_dir) -> str:
                           "(calibration, segmentation and kernel uncertainties are not included). "
                           "Dose per activity: per GBq injected. TIA: organ-level fit."))
         parts += [note(n) for n in notes]
-        parts += [note(n) for n in _organ_lesion_notes(pdir)]
-        parts += [note(n) for n in _segmentation_notes(pdir)]
+        seg_qc, _ = read_json(pdir / "segment" / "qc.json")
+        parts += [note(n) for n in _organ_lesion_notes(seg_qc) + _segmentation_notes(seg_qc)]
     else:
         parts.append(not_available("; ".join(notes) or "no organ doses"))
     sentence = planning_sentence(pdir)

@@ -102,24 +102,21 @@ def exclude_hot_vertebrae(labels: Image, spect: Image,
         ``ratio_to_coldest``, ``excluded`` (names; at most one), ``ambiguous`` (the two above
         the ratio when two are: none left out), ``max_ratio``, ``source``.
     """
-    from ..grid import resample_to
+    from ..grid import bounding_box, resample_to
+    from .builtin_atlas import crop
 
     arr = np.asarray(labels.array)
     rec = {"max_ratio": max_ratio, "excluded": [],
            "source": "EANM 2010 marrow dosimetry (Hindorf et al.): the L2-L4 VOI in vertebrae free of "
                      "metastases; red marrow in L2-L4 reads alike concentrations"}
-    idx = np.argwhere(np.isin(arr, (L.MARROW_L2L4, L.VERTEBRAE_L2L4)))
-    if not len(idx):
+    box = bounding_box(np.isin(arr, (L.MARROW_L2L4, L.VERTEBRAE_L2L4)))
+    if box is None:
         return labels, {**rec, "status": "no L2-L4 in the label map"}
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    aff = np.array(labels.affine, float)
-    aff[:3, 3] = labels.index_to_world(lo)
-    vois = vertebra_vois(arr[box], aff, voxel_ml=labels.voxel_volume_ml)
+    spine = crop(labels, box)  # the L2-L4 box, its affine moved: the SPECT is sampled there only
+    vois = vertebra_vois(np.asarray(spine.array), np.asarray(spine.affine), voxel_ml=labels.voxel_volume_ml)
     if vois is None:
         return labels, {**rec, "status": "the marrow VOI is not three pieces (L2, L3, L4)"}
-    grid = Image(np.zeros(arr[box].shape, np.uint8), aff, "1")
-    s = np.asarray(resample_to(spect, grid, "linear", default_value=np.nan).array, float)
+    s = np.asarray(resample_to(spect, spine, "linear", default_value=np.nan).array, float)
     means = {n: float(np.nanmean(s[m])) if np.isfinite(s[m]).any() else np.nan for n, m in vois.items()}
     if not all(np.isfinite(v) for v in means.values()) or min(means.values()) <= 0:
         return labels, {**rec, "status": "a marrow VOI outside the SPECT or without counts",
