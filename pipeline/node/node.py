@@ -112,9 +112,14 @@ class Node:
         """Test helper for callers driving :meth:`step` themselves: wait until no run is active."""
         end = time.time() + timeout_s
         while time.time() < end:
+            # "settled" is judged at the time the step starts: judged after it, a series could pass its
+            # quiet period between the step (which then had not yet made its session) and the check,
+            # and the node looked idle with a session still to be queued (a CI run: the second
+            # patient's run started after wait_idle had returned)
+            started = time.time()
             self.step()
             last = self.db.query("SELECT max(last_received) AS t FROM series")[0]["t"] or 0.0
-            settled = time.time() - last > self.config.quiet_period_s + 3 * self.tick_s
+            settled = started - last > self.config.quiet_period_s + 3 * self.tick_s
             if settled and not self.runner.active and not self.db.query(
                     "SELECT 1 FROM sessions WHERE state IN ('receiving', 'queued', 'running')"):
                 return True
