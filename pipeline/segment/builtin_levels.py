@@ -63,8 +63,8 @@ SINGLE_BODY_HEIGHT_RATIO = 1.8
 def settled_levels_z(spine, affine, vs_z_mm: float, anchor=None) -> dict | None:
     """Centre z (RAS+, mm) of L2, L3 and L4 when the CT's own evidence settles the levels.
 
-    Settled: the vote passed (two landmarks or more agree, none disagrees) or the sacrum and
-    the ribs outvoted the iliac crests (``levels["settled"]``), or the operator named a level
+    Settled: two landmarks or more agree and none disagrees (``levels["settled"]``; a body
+    height inconsistency may have made the vote a warn), or the operator named a level
     (``vertebra_level``). None otherwise, when a level is missing, or when a
     segment is not one vertebra by its height, its distance to the next or its height against
     the other two (:data:`SINGLE_BODY_HEIGHT_MM`, :data:`SINGLE_BODY_PITCH_MM`,

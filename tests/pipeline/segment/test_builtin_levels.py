@@ -39,7 +39,8 @@ def test_one_landmark_or_a_disagreement_does_not_settle_them():
     assert settled_levels_z(spine("warn", NORMAL, settled=False), AFFINE, 3.0) is None
 
 
-def test_sacrum_and_ribs_outvoting_the_crests_settle_them():
+def test_agreeing_landmarks_with_a_body_height_warning_settle_them():
+    # the vote passed, then the body heights made it a warn: the landmarks still agree
     z = settled_levels_z(spine("warn", NORMAL, settled=True), AFFINE, 3.0)
     assert z == pytest.approx({"L4": 43.5, "L3": 82.5, "L2": 121.5})
 

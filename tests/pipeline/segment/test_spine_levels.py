@@ -136,52 +136,41 @@ def test_sample_patient_anchor_override_renames_and_is_recorded(small_ct):
         _analyse(small_ct, anchor_level="L3@5000")
 
 
-def test_sacrum_and_ribs_outvote_crests_one_level_off_with_a_warning():
-    v = LV.vote([_ev("sacrum", 6), _ev("iliac_crests", 5), _ev("ribs", 6)], SEG_Z)
-    assert v.decision == "warn" and v.settled and v.l1_index == 6
-    assert "iliac crests" in v.message and "below" in v.message and "\n" not in v.message
-    assert [e["agrees"] for e in v.to_dict()["evidence"]] == [True, False, True]
-    # two levels off, or the sacrum or the ribs against the others: still refused
-    for evs in ([_ev("sacrum", 6), _ev("iliac_crests", 4), _ev("ribs", 6)],
+def test_two_landmarks_against_a_third_one_level_off_are_refused():
+    # no majority: the landmarks are counted on the same discs, so two can be off together
+    # (ICRP-110 sweep: the sacrum and the ribs against the crests were wrong in 3 of 5 cases)
+    for evs in ([_ev("sacrum", 6), _ev("iliac_crests", 5), _ev("ribs", 6)],
+                [_ev("sacrum", 6), _ev("iliac_crests", 6), _ev("ribs", 7)],
                 [_ev("sacrum", 6), _ev("iliac_crests", 7), _ev("ribs", 7)],
+                [_ev("sacrum", 6), _ev("iliac_crests", 4), _ev("ribs", 6)],
                 [_ev("sacrum", 6), _ev("iliac_crests", 5)]):
         v = LV.vote(evs, SEG_Z)
-        assert v.decision == "fail" and not v.settled and v.l1_index is None
+        assert v.decision == "fail" and not v.settled and v.l1_index is None, [e.name for e in evs]
+        assert "disagree" in v.message and "vertebra_level" in v.message and "\n" not in v.message
+        assert sum(e["agrees"] is True for e in v.to_dict()["evidence"]) <= 2
 
 
-@pytest.mark.parametrize("crest_shift", [1, 2])
-def test_builtin_refuses_a_constructed_disagreement(small_ct, monkeypatch, crest_shift):
-    """The crest moved one level up is outvoted by the sacrum and the ribs (a warning, the same
-    levels); moved two levels up, or the sacrum moved one, the segmenter refuses."""
+@pytest.mark.parametrize("moved", ["iliac_crests", "sacrum"])
+def test_builtin_refuses_a_constructed_disagreement(small_ct, monkeypatch, moved):
+    """A landmark moved one level up (the two others agreeing) makes the segmenter refuse with one
+    line naming the disagreement and the override; the operator's level then settles it."""
     import pipeline.segment.spine_landmarks as S
     from pipeline.segment.builtin import BuiltinOptions, segment_builtin
 
     sp0, zr0 = _analyse(small_ct)
     z3 = 0.5 * sum(zr0["L3"])
-    real = S.crest_evidence
+    real = getattr(S, {"iliac_crests": "crest_evidence", "sacrum": "sacrum_evidence"}[moved])
 
     def shifted(*a, **kw):
         e = real(*a, **kw)
-        e.l1_index = e.l1_index + crest_shift  # the crest higher than it is
+        e.l1_index = e.l1_index + 1  # the landmark one level higher than it is
         return e
 
-    monkeypatch.setattr(S, "crest_evidence", shifted)
-    if crest_shift == 1:
-        res = segment_builtin(small_ct)
-        assert abs(np.mean(res.vertebrae["L3"]["z_range_ras_mm"]) - z3) < 1e-6
-        assert res.level_vote["decision"] == "warn" and "iliac crests" in res.level_vote["message"]
-        real_sacrum = S.sacrum_evidence
-
-        def sacrum_up(*a, **kw):
-            e = real_sacrum(*a, **kw)
-            e.l1_index = e.l1_index + 1
-            return e
-
-        monkeypatch.setattr(S, "sacrum_evidence", sacrum_up)  # sacrum and crests against the ribs
+    monkeypatch.setattr(S, real.__name__, shifted)
     with pytest.raises(InputError) as exc:
         segment_builtin(small_ct)
     msg = str(exc.value)
-    assert "\n" not in msg and "disagree" in msg and "iliac_crests" in msg and "vertebra_level" in msg
+    assert "\n" not in msg and "disagree" in msg and moved in msg and "vertebra_level" in msg
     # the manual anchor settles it
     res = segment_builtin(small_ct, options=BuiltinOptions(vertebra_level=f"L3@{z3:.1f}"))
     assert abs(np.mean(res.vertebrae["L3"]["z_range_ras_mm"]) - z3) < 1e-6
