@@ -154,9 +154,9 @@ def _canal_offset_check(g: _Grid, lab: np.ndarray, comps: list, marrow: np.ndarr
 
 
 LEVEL_EVIDENCE_SOURCE = ("levels named by independent landmarks of the CT (sacrum and S1, iliac crests, "
-                         "rib-bearing T12, disc spaces, body heights) that agree; an atlas registration or a "
-                         "single landmark names them with a warning (issue #14: a level off by one moves the "
-                         "marrow VOI to another vertebra)")
+                         "rib-bearing T12, disc spaces, body heights) that agree; an atlas registration names them "
+                         "with a warning; one landmark alone, or landmarks that disagree, are refused (issue #14: "
+                         "a level off by one moves the marrow VOI to another vertebra)")
 
 
 def level_evidence_check(level_vote: dict | None) -> Check | None:
@@ -164,8 +164,9 @@ def level_evidence_check(level_vote: dict | None) -> Check | None:
 
     ``level_vote``: the ``levels`` record of :mod:`pipeline.segment.levels` (``decision``
     pass / warn / fail, ``message``, ``evidence``). Pass: landmarks agree (value: how many).
-    Warn: named from one landmark, the atlas registration or a manual anchor that a landmark
-    contradicts; the message says which and how to override. A vote that named nothing
+    Warn: named by the atlas registration where the CT's landmarks do not name them, by
+    landmarks whose bodies are of uneven height or inconsistent, or by a manual anchor that a
+    landmark contradicts; the message says which and how to override. A vote that named nothing
     (imported masks on a CT whose landmarks disagree or are missing) is a skip: the mask's
     levels are then not checked (``level_offset`` is skipped too).
     """

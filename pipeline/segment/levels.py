@@ -23,21 +23,22 @@ Vertebral body heights (``body_heights``: lumbar bodies 18-45 mm on the
 working grid and taller than the thoracic ones) are a consistency check that
 proposes nothing. The psoas or the kidneys are not used: their level varies.
 
-Decision: at least two evidences that agree and none that disagrees: pass; one
-evidence: warn; evidences that disagree: fail (the built-in segmenter refuses,
-with one line naming the disagreement and the override). Two landmarks against a
-third one level off are not a majority that names the levels: the landmarks
-share the disc detection they are counted on, so two of them can be off together.
-ICRP-110 AF and AM, rules only, 100 fields of view and grids (trunk and lung bases +
-20-80 mm to 0-40 mm into the sacrum; 2, 3, 4 mm and the phantoms' own slices
-rebinned to 2 mm): the sacrum and the ribs outvoting iliac crests one level off
-named the levels one vertebra wrong in 3 of 5 such cases (L3 22-39 mm off, a warn
-only), and the sacrum with the crests against the ribs in 2 of 5; only the crests
-with the ribs against the sacrum were right in 8 of 8 (all on the male phantom). A manual anchor
-decides: pass when no automatic evidence disagrees, else warn. With a
-non-default ``lumbar_count`` (the operator's statement of transitional
-anatomy) a disagreement is a warning and the pelvic evidences (sacrum, then
-iliac crests) name the levels.
+Decision: at least two evidences that agree and none that disagrees: pass; evidences
+that disagree, or one alone: fail (the built-in segmenter refuses, with one line naming
+the disagreement and the override; with an atlas, the atlas's L3 is one more evidence).
+A manual anchor decides: pass when no automatic evidence disagrees, else warn. With a
+non-default ``lumbar_count`` (the operator's statement of transitional anatomy) a
+disagreement is a warning and the pelvic evidences (sacrum, then iliac crests) name
+the levels.
+
+Why no majority and no single landmark: the landmarks are counted on the same discs,
+so two of them can be off together. ICRP-110 AF and AM, rules only, 100 fields of view
+and grids (trunk, and lung bases + 20-80 mm down to 0-40 mm into the sacrum; 2, 3 and
+4 mm, and the phantoms' own slices rebinned to 2 mm): the sacrum and the ribs
+outvoting iliac crests one level off (a rule of an earlier version) named the levels
+one vertebra wrong in 3 of its 5 cases (L3 22-39 mm off, with a warn only); the sacrum
+with the crests against the ribs were wrong in 2 of 5; one landmark alone (the iliac
+crests or the ribs) named L3 right in 5 of 11.
 """
 
 from __future__ import annotations
@@ -197,8 +198,10 @@ def vote(evidences: list, seg_z, lumbar_count: int = 5, manual: Evidence | None 
         for e in voters:
             e.agrees = True
         if len(voters) == 1:
-            return LevelVote(everything, "warn", f"vertebral levels from one evidence only ({voters[0].name})",
-                             l1, lumbar_count)
+            # one landmark alone named L3 right in 5 of 11 ICRP-110 fields of view (module docstring)
+            return LevelVote(everything, "fail", f"vertebral levels from one landmark only ({voters[0].name}, "
+                             f"{_describe(voters[0], lumbar_count)}), none to cross-check it; {override}",
+                             None, lumbar_count)
         return LevelVote(everything, "pass", "vertebral levels: " + ", ".join(e.name for e in voters) + " agree",
                          l1, lumbar_count, settled=True)
     # disagreement

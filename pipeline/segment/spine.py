@@ -39,6 +39,7 @@ from scipy.signal import find_peaks
 
 from . import levels as LV
 from . import spine_landmarks as LM
+from .spine_landmarks import SACRUM_FALLBACK_WIDTH_MM
 from .spine_centreline import body_centreline, coarse_centreline, disk as _disk
 
 __all__ = ["Vertebra", "SpineResult", "analyse_spine", "level_names"]
@@ -108,7 +109,7 @@ def _box(c, half_vox, shape):
 
 def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count: int = 5,
                   bone_hu: float = 150.0, min_pitch_mm: float = 21.0,
-                  sacrum_width_mm: float = 95.0, affine=None, anchor_level=None,
+                  sacrum_width_mm: float = SACRUM_FALLBACK_WIDTH_MM, affine=None, anchor_level=None,
                   lumbar_count_manual: bool | None = None, atlas_level=None,
                   body_centred: bool = False, lateral_width_cap_mm=None,
                   rib_low_hu: float = 120.0) -> SpineResult:
@@ -130,7 +131,8 @@ def analyse_spine(ct: np.ndarray, body: np.ndarray, voxel_size_mm, lumbar_count:
         Smallest distance between two discs (a vertebra plus a disc is 25-40 mm
         in the thoraco-lumbar spine).
     sacrum_width_mm : float
-        Lateral width of the spine's bone blob above which a segment is the sacrum.
+        Lateral width of the spine's bone blob above which a segment is the sacrum, where the
+        sacral alae's run is not found (:data:`pipeline.segment.spine_landmarks.SACRUM_FALLBACK_WIDTH_MM`).
     affine : (4, 4) array, optional
         Index -> RAS+ mm of this grid (for the z values of the vote and of
         ``anchor_level``); without it z is ``k * voxel_size_mm[2]``.

@@ -127,10 +127,18 @@ def _crop_above(ct, tissues, names, level):
     return Image(np.asarray(ct.array)[:, :, k0:], aff, "HU"), tissues[:, :, k0:]
 
 
-def test_without_sacrum_levels_come_from_the_lowest_rib_bearing_vertebra(small):
+def test_with_the_ribs_alone_the_levels_are_refused_until_an_operator_names_one(small):
+    # cut above L5: no sacrum, no iliac crest; the lowest rib-bearing vertebra alone is not
+    # enough (one landmark alone named L3 right in 5 of 11 ICRP-110 fields of view)
+    from pipeline.errors import InputError
+
     ct, tis = _crop_above(small["ct"], small["tissues"], small["tissue_names"], "L5")
-    _, info = segment(ct)
-    assert any("counted down from the lowest rib-bearing" in n for n in info["notes"])
+    with pytest.raises(InputError, match=r"one landmark only \(ribs") as exc:
+        segment(ct)
+    assert "\n" not in str(exc.value) and "vertebra_level" in str(exc.value)
+    z3 = small["info"]["vertebrae"]["L3"]["centre_ras_mm"][2]
+    _, info = segment(ct, vertebra_level=f"L3@{z3:.1f}")
+    assert info["level_vote"]["decision"] == "pass"  # the ribs agree with the operator
     _check_levels(dict(small, ct=ct, tissues=tis, info=info), min_checked=5)
 
 

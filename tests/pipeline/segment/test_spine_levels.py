@@ -42,7 +42,7 @@ def test_names_and_positions_round_trip():
         LV.parse_vertebra_level("L3 at -215")
 
 
-def test_two_agreeing_evidences_pass_one_warns():
+def test_two_agreeing_evidences_pass_one_alone_is_refused():
     v = LV.vote([_ev("sacrum", 6), _ev("ribs", 6), LV.Evidence("iliac_crests", False)], SEG_Z)
     assert v.decision == "pass" and v.l1_index == 6
     d = v.to_dict()
@@ -50,7 +50,8 @@ def test_two_agreeing_evidences_pass_one_warns():
     assert d["evidence"][0]["proposes"]["L3"] == [-330.0 + 35.0 * 4, -300.0 + 35.0 * 4]
     assert d["evidence"][2]["available"] is False and d["evidence"][2]["agrees"] is None
     v1 = LV.vote([_ev("ribs", 6), LV.Evidence("sacrum", False)], SEG_Z)
-    assert v1.decision == "warn" and "one evidence" in v1.message
+    assert v1.decision == "fail" and v1.l1_index is None and not v1.settled
+    assert "one landmark only (ribs" in v1.message and "vertebra_level" in v1.message
 
 
 def test_disagreement_by_one_level_fails_with_one_line_naming_it():
@@ -203,7 +204,7 @@ REAL_VARIANTS = {
     "full": (None, {"sacrum", "iliac_crests", "ribs"}, "pass"),
     "no_thorax_above_L1": ((-400.0, -118.0), {"sacrum", "iliac_crests"}, "pass"),
     "no_sacrum_below_L5": ((-290.0, 400.0), {"iliac_crests", "ribs"}, "pass"),
-    "neither": ((-290.0, -118.0), {"iliac_crests"}, "warn"),
+    "neither": ((-290.0, -118.0), {"iliac_crests"}, "fail"),  # one landmark alone: refused
 }
 
 
@@ -215,6 +216,9 @@ def test_real_ct_field_of_view_variants(real_ct, variant):
     avail = {e["name"] for e in sp.levels["evidence"] if e["available"] and e["name"] != "body_heights"}
     assert avail == expected, sp.levels
     assert sp.levels["decision"] == decision, sp.levels["message"]
+    if decision == "fail":
+        assert not any(n.startswith("L") for n in zr)  # nothing named
+        return
     _check_real(zr)
 
 
@@ -242,7 +246,7 @@ def test_real_ct_without_any_landmark_refuses(real_ct):
     assert not any(n.startswith("L") for n in zr)
 
 
-def test_totalsegmentator_example_crest_names_l2():
+def test_totalsegmentator_example_crest_alone_puts_l2_right_and_is_refused():
     d = SHARED / "data" / "totalseg_example"
     if not d.is_dir():
         pytest.skip("../shared absent")
@@ -259,11 +263,14 @@ def test_totalsegmentator_example_crest_names_l2():
         body = ks[cnt >= 0.5 * cnt.max()]  # slices through the body (not only the arch)
         ref[n] = (z_of(body.min()) - 1.5, z_of(body.max()) + 1.5)
     sp, zr = _analyse(ct)
-    assert _evidence(sp, "iliac_crests")["available"]
-    assert sp.levels["decision"] in ("pass", "warn")
-    for n in ("L2", "L1"):
-        c = 0.5 * sum(zr[n])
-        assert ref[n][0] <= c <= ref[n][1], (n, zr[n], ref[n])
+    # at 150 HU (its osteopenic bodies half lost) the crests are the only landmark: they put L2
+    # right, but one landmark alone is refused (the built-in segmenter analyses the spine again
+    # at 120 HU, where the sacrum agrees: the next test)
+    crest = _evidence(sp, "iliac_crests")
+    assert crest["available"] and sp.levels["decision"] == "fail"
+    assert "one landmark only (iliac_crests" in sp.levels["message"]
+    c = 0.5 * sum(crest["proposes"]["L2"])
+    assert ref["L2"][0] <= c <= ref["L2"][1], (crest["proposes"]["L2"], ref["L2"])
 
 
 def test_osteopenic_spine_is_analysed_again_at_a_lower_bone_threshold_and_its_levels_agree():
