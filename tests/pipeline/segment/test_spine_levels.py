@@ -310,3 +310,43 @@ def test_iliac_crest_is_the_top_of_the_wing_not_of_an_arm_that_touches_it():
     side[24:34, 40:50, 15:151] = True  # the arm, touching the wing's lateral face
     assert _wing_top(side, vs) == 32
     assert np.flatnonzero(side.any(axis=(0, 1))).max() == 150  # the old top: the whole component's
+
+
+# --------------------------------------------------------------------------- ICRP-110 fields of view
+# (phantom, voxel size mm, field of view, expected): cases of the rules-only sweep (100 fields of
+# view and grids) whose outcome the vote's rules decide. Each case is its own ICRP-110 reference.
+ICRP_LEVEL_CASES = {
+    # the sacrum and the ribs agreed, both one level off, against right iliac crests: went on with
+    # L3 22 mm low and a warn while two landmarks outvoted a third; refused now
+    "AM_2mm_bases50_40_outvoted": ("AM", (2.0, 2.0, 2.5), "bases:50:40", "refused"),
+    "AF_2mm_bases50_15_outvoted": ("AF", (2.0, 2.0, 2.5), "bases:50:15", "refused"),
+    # a 96-100 mm wide L5 taken for S1 by the sacrum fallback at 95 mm, against the crests and
+    # the ribs: refused before; at 110 mm it names nothing and the crests and ribs agree
+    "AM_3mm_bases50_0_l5_as_s1": ("AM", (3.0, 3.0, 3.0), "bases:50:0", "right"),
+    # the iliac crests alone, one level low: went on with a warn; refused now
+    "AF_3mm_bases20_0_crests_alone": ("AF", (3.0, 3.0, 3.0), "bases:20:0", "refused"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(ICRP_LEVEL_CASES))
+def test_icrp110_fields_of_view_are_named_right_or_refused(case):
+    zip_path = SHARED / "data" / "icrp110" / "Input_GateLab_2019-04-02.zip"
+    if not zip_path.is_file():
+        pytest.skip("../shared/data/icrp110 is not present")
+    from pipeline.segment.builtin import segment_builtin
+    from sample_data.icrp110 import DevelopmentCase, load_case
+
+    phantom, voxel_mm, fov, expected = ICRP_LEVEL_CASES[case]
+    ct, _, levels = load_case(zip_path, DevelopmentCase(case, phantom, voxel_mm, fov=fov))
+    if expected == "refused":
+        with pytest.raises(InputError) as exc:
+            segment_builtin(ct)  # the rules: no atlas to arbitrate
+        assert "vertebral levels" in str(exc.value) and "vertebra_level" in str(exc.value)
+        return
+    res = segment_builtin(ct)
+    for n in ("L2", "L3", "L4"):
+        lo, hi = levels[n]["z_range_mm"]
+        c = float(np.mean(res.vertebrae[n]["z_range_ras_mm"]))
+        assert lo - 5.0 <= c <= hi + 5.0, (n, c, (lo, hi))  # the body's centre in the reference body
+    assert res.level_vote["decision"] in ("pass", "warn")
