@@ -199,7 +199,8 @@ def vote(evidences: list, seg_z, lumbar_count: int = 5, manual: Evidence | None 
             e.agrees = True
         if len(voters) == 1:
             # one landmark alone named L3 right in 5 of 11 ICRP-110 fields of view (module docstring)
-            return LevelVote(everything, "fail", f"vertebral levels from one landmark only ({voters[0].name}, "
+            voters[0].agrees = None  # nothing to agree with; it names nothing
+            return LevelVote(everything, "fail", f"vertebral levels from one landmark only ("
                              f"{_describe(voters[0], lumbar_count)}), none to cross-check it; {override}",
                              None, lumbar_count)
         return LevelVote(everything, "pass", "vertebral levels: " + ", ".join(e.name for e in voters) + " agree",

@@ -51,7 +51,8 @@ def test_two_agreeing_evidences_pass_one_alone_is_refused():
     assert d["evidence"][2]["available"] is False and d["evidence"][2]["agrees"] is None
     v1 = LV.vote([_ev("ribs", 6), LV.Evidence("sacrum", False)], SEG_Z)
     assert v1.decision == "fail" and v1.l1_index is None and not v1.settled
-    assert "one landmark only (ribs" in v1.message and "vertebra_level" in v1.message
+    assert "one landmark only (ribs puts L3 at z" in v1.message and "vertebra_level" in v1.message
+    assert v1.to_dict()["evidence"][0]["agrees"] is None
 
 
 def test_disagreement_by_one_level_fails_with_one_line_naming_it():
