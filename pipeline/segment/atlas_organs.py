@@ -298,6 +298,7 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
     # male phantom's right kidney the uptake error went from -16 % to -20 %); for the others
     # (no SPECT, or not hot) with only the other organs blocking (``rim_without_spect``)
     rim_organs = [n for n in refine if n not in veto] if fusion.rim_without_spect else []
+    hot_rim = dict(fusion.rim_hot_mm)
     for n in list(veto) + rim_organs:
         mu = organs[n].get("intensity_model", {}).get("median_hu")
         if mu is None:
@@ -306,8 +307,8 @@ def atlas_organs(grid_ct: Image, subjects, carried, fusion: FusionOptions = Fusi
         if n in veto:
             blocked |= veto[n] < 0.5
         before = int(masks[n].sum())
-        rim_mm = dict(fusion.rim_hot_mm).get(n, 4.0) if n in veto else 4.0
-        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, fat_hu=fat_hu, lungs=lungs, rim_mm=rim_mm)
+        rim = {"rim_mm": hot_rim[n]} if n in veto and n in hot_rim else {}  # else grow_partial_volume's own
+        masks[n] = grow_partial_volume(masks[n], hu, vs, mu, blocked, fat_hu=fat_hu, lungs=lungs, **rim)
         organs[n]["rim_added_voxels"] = int(masks[n].sum()) - before
     # then over connected tissue with the organ's CT numbers and its uptake (the veto now from
     # the organ itself rather than from the atlas prior)

@@ -24,7 +24,8 @@ def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = No
     :func:`pipeline.segment.marrow_uptake.exclude_hot_vertebrae` (a left-out vertebra's VOI volume is
     skipped, and each vertebra's uptake against the coldest is graded)."""
     out: list[Check] = []
-    excluded = set((marrow_uptake or {}).get("excluded", ()))
+    mu = marrow_uptake or {}
+    excluded = set(mu.get("excluded", ()))
     info: dict = {}
     whole = np.isin(g.labels, (L.MARROW_L2L4, L.VERTEBRAE_L2L4))
     if whole.sum() < 20:
@@ -73,8 +74,8 @@ def _spine_checks(g: _Grid, levels: dict | None, marrow_uptake: dict | None = No
         out.append(_graded("marrow_L2L4", "volume_per_vertebra_ml", vol,
                            RANGES["marrow_L2L4.volume_per_vertebra_ml"],
                            note="bodies not separable: total over three"))
-    ambiguous = set((marrow_uptake or {}).get("ambiguous", ()))
-    for nm, ratio in sorted(((marrow_uptake or {}).get("ratio_to_coldest") or {}).items()):
+    ambiguous = set(mu.get("ambiguous", ()))
+    for nm, ratio in sorted((mu.get("ratio_to_coldest") or {}).items()):
         note = ("left out of the marrow VOI; the marrow dose from the other vertebrae" if nm in excluded else
                 "kept: two vertebrae read above the third (metastases in two, or one cold vertebra: cement, "
                 "irradiated marrow); look at the SPECT" if nm in ambiguous else
